@@ -1,0 +1,54 @@
+"""Herald: long jobs with live progress over Socket.IO, plain WebSocket and REST."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from .config import INSTANCE_DIR, load_config
+from .extensions import db, jwt, migrate, sock
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: config, extensions, blueprints, realtime, CLI. Nothing starts here."""
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder="../static", template_folder="../templates")
+    app.config.update(load_config(config))
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    logging.basicConfig(
+        level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    from . import models  # noqa: F401  (every table known to migrations)
+    from .database import init_database
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(INSTANCE_DIR.parent / "migrations"))
+    jwt.init_app(app)
+    sock.init_app(app)
+    init_database(app)
+
+    from .api import bp as api_bp
+    from .api.errors import register_error_handlers
+    from .api.meta import health
+    from .auth import bp as auth_bp
+    from .web import bp as web_bp
+
+    app.register_blueprint(auth_bp, url_prefix="/api/auth")
+    app.register_blueprint(api_bp, url_prefix="/api")
+    app.register_blueprint(web_bp)
+    app.add_url_rule("/health", "health", health)
+    register_error_handlers(app)
+
+    from .jobs import kinds  # noqa: F401  (registers the job kinds)
+    from .jobs.runner import runner
+    from .realtime import init_realtime
+
+    runner.init_app(app)
+    init_realtime(app)
+
+    from .cli import register_cli
+
+    register_cli(app)
+    return app

@@ -1,0 +1,58 @@
+"""``/api/auth``: exchange a password for tokens, refresh them, read the current user."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from sqlalchemy import select
+
+from ..api.schema import body_of, spec
+from ..errors import Unauthorized
+from ..extensions import db
+from ..models import User
+from . import bp
+from .tokens import bearer_token, current_user, issue_tokens, login_required, user_from_token
+
+LOGIN_SCHEMA = {
+    "type": "object",
+    "required": ["username", "password"],
+    "properties": {
+        "username": {"type": "string", "minLength": 1, "maxLength": 64},
+        "password": {"type": "string", "minLength": 1, "maxLength": 1024},
+    },
+    "additionalProperties": False,
+}
+TOKENS_SCHEMA = {
+    "type": "object",
+    "properties": {"access_token": {"type": "string"}, "refresh_token": {"type": "string"}},
+}
+
+
+@bp.post("/login")
+@spec(body=LOGIN_SCHEMA, responses={200: TOKENS_SCHEMA, 401: None}, auth=False)
+def login() -> tuple[dict[str, Any], int]:
+    """Log in with username and password; returns an access and a refresh token."""
+    body = body_of(LOGIN_SCHEMA)
+    user = db.session.scalar(select(User).where(User.username == body["username"]))
+    if user is None or not user.check_password(body["password"]):
+        raise Unauthorized("wrong username or password", code="bad_credentials")
+    return {**issue_tokens(user), "user": user.to_dict()}, 200
+
+
+@bp.post("/refresh")
+@spec(responses={200: TOKENS_SCHEMA, 401: None}, auth="refresh")
+def refresh() -> tuple[dict[str, Any], int]:
+    """Trade a refresh token (as Bearer) for a new token pair."""
+    user = user_from_token(
+        bearer_token() or (request.get_json(silent=True) or {}).get("refresh_token"), token_type="refresh"
+    )
+    return issue_tokens(user), 200
+
+
+@bp.get("/me")
+@spec(responses={200: {"type": "object"}, 401: None})
+@login_required
+def me() -> dict[str, Any]:
+    """The user the access token belongs to."""
+    return {"user": current_user().to_dict()}

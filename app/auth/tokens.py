@@ -1,0 +1,74 @@
+"""The one token check, used by REST, Socket.IO and plain WebSocket alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import g, request
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from jwt import ExpiredSignatureError, InvalidTokenError
+
+from ..errors import Unauthorized
+from ..extensions import db
+from ..models import User
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def issue_tokens(user: User) -> dict[str, str]:
+    """A fresh access and refresh token pair (subject is the user id as a string)."""
+    identity = str(user.id)
+    return {
+        "access_token": create_access_token(identity=identity),
+        "refresh_token": create_refresh_token(identity=identity),
+    }
+
+
+def user_from_token(token: str | None, *, token_type: str = "access") -> User:
+    """The user a token names, or ``Unauthorized`` saying why not."""
+    if not token:
+        raise Unauthorized("a token is required", code="token_missing")
+    try:
+        claims = decode_token(token)
+    except ExpiredSignatureError:
+        raise Unauthorized("the token has expired", code="token_expired") from None
+    except (InvalidTokenError, ValueError, KeyError) as exc:
+        raise Unauthorized(f"the token is invalid ({exc})", code="token_invalid") from None
+    except Exception as exc:  # flask-jwt-extended's own errors (wrong type, revoked ...)
+        raise Unauthorized(f"the token was refused ({exc})", code="token_invalid") from None
+    if claims.get("type") != token_type:
+        raise Unauthorized(f"an {token_type} token is required", code="token_invalid")
+    try:
+        user_id = int(claims["sub"])
+    except (KeyError, TypeError, ValueError):
+        raise Unauthorized("the token names no user", code="token_invalid") from None
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise Unauthorized("the token's user no longer exists", code="token_invalid")
+    return user
+
+
+def bearer_token() -> str | None:
+    """The token from ``Authorization: Bearer``, else the ``token`` query parameter."""
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.args.get("token") or None
+
+
+def login_required(view: F) -> F:
+    """Require a valid access token; the user is in ``g.user``."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.user = user_from_token(bearer_token())
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def current_user() -> User:
+    """The user ``login_required`` authenticated."""
+    return cast(User, g.user)

@@ -1,0 +1,156 @@
+"""Configuration: the only module that reads environment variables.
+
+``Config`` holds safe production defaults; ``DevelopmentConfig`` and ``TestingConfig``
+relax them. ``load_config()`` picks one by ``HERALD_ENV`` (``production`` unless told
+otherwise) and refuses to start production without a JWT secret.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+#: Repository root; the SQLite file and uploads live under ``instance/`` by default.
+BASE_DIR = Path(__file__).resolve().parent.parent
+INSTANCE_DIR = BASE_DIR / "instance"
+
+
+class ConfigError(RuntimeError):
+    """Raised when the environment cannot make a safe configuration."""
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(name: str, default: str) -> list[str]:
+    raw = os.environ.get(name, default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+class Config:
+    """Production defaults: nothing secret has a default, limits are conservative."""
+
+    ENV_NAME = "production"
+    TESTING = False
+    DEBUG = False
+
+    SECRET_KEY = os.environ.get("SECRET_KEY") or os.environ.get("JWT_SECRET_KEY")
+    JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY")
+    JWT_ACCESS_TOKEN_EXPIRES = _int("JWT_ACCESS_TOKEN_MINUTES", 60) * 60
+    JWT_REFRESH_TOKEN_EXPIRES = _int("JWT_REFRESH_TOKEN_DAYS", 14) * 86400
+    JWT_ERROR_MESSAGE_KEY = "message"
+
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'herald.db'}")
+    SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
+
+    #: Optional Redis URL; when set, Flask-SocketIO fans events out through it.
+    MESSAGE_QUEUE_URL = os.environ.get("MESSAGE_QUEUE_URL") or None
+    #: ``eventlet`` (deployed), ``gevent`` or ``threading``; None lets Flask-SocketIO pick.
+    SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or None
+    #: Origins allowed for Socket.IO and plain WebSocket handshakes; empty = same origin only.
+    CORS_ALLOWED_ORIGINS = _list("CORS_ALLOWED_ORIGINS", "")
+
+    HOST = os.environ.get("HOST", "127.0.0.1")
+    PORT = _int("PORT", 5000)
+
+    #: Largest socket message a client may send, in bytes (larger ones get an error).
+    SOCKET_MESSAGE_LIMIT = _int("SOCKET_MESSAGE_LIMIT", 64 * 1024)
+    #: Most progress events per job per this many seconds; the last tick always goes out.
+    PROGRESS_INTERVAL = _float("PROGRESS_INTERVAL", 0.1)
+    #: How often the latest progress is written to the job row (it also goes with every
+    #: durable event).
+    PROGRESS_PERSIST_INTERVAL = _float("PROGRESS_PERSIST_INTERVAL", 1.0)
+    #: Jobs running at once in this process; more wait as ``pending``.
+    MAX_CONCURRENT_JOBS = _int("MAX_CONCURRENT_JOBS", 8)
+    #: Open connections the server accepts (eventlet's own default is 1,024).
+    MAX_CONNECTIONS = _int("MAX_CONNECTIONS", 10_000)
+    #: Socket.IO / plain WebSocket heartbeat: ping every N seconds, drop after M more.
+    PING_INTERVAL = _int("PING_INTERVAL", 25)
+    PING_TIMEOUT = _int("PING_TIMEOUT", 20)
+    #: Offer permessage-deflate to WebSocket clients (off: it costs more than it saves).
+    WEBSOCKET_COMPRESSION = _bool("WEBSOCKET_COMPRESSION", False)
+
+    UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
+    ARTIFACT_DIR = os.environ.get("ARTIFACT_DIR", str(INSTANCE_DIR / "artifacts"))
+    MAX_UPLOAD_BYTES = _int("MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
+    UPLOAD_ALLOWED_EXTENSIONS = _list("UPLOAD_ALLOWED_EXTENSIONS", "csv,jsonl,json,txt,xlsx")
+    API_TEST_ALLOWED_HOSTS = _list("API_TEST_ALLOWED_HOSTS", "localhost,127.0.0.1,::1")
+
+    #: Create and print a demo login when serving (development only).
+    DEMO_USER = False
+
+    def validate(self) -> None:
+        """Refuse settings that would be unsafe in this environment."""
+        if not self.JWT_SECRET_KEY:
+            raise ConfigError(
+                "JWT_SECRET_KEY must be set in production (or run with HERALD_ENV=development for a throwaway key)"
+            )
+        if not self.SECRET_KEY:
+            self.SECRET_KEY = self.JWT_SECRET_KEY
+
+
+class DevelopmentConfig(Config):
+    """Local runs: a fixed throwaway secret, a printed demo login, SQLite."""
+
+    ENV_NAME = "development"
+    DEBUG = False  # the reloader and debugger do not mix with eventlet
+    JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or "herald-development-only-secret-key!"
+    SECRET_KEY = os.environ.get("SECRET_KEY") or JWT_SECRET_KEY
+    DEMO_USER = _bool("HERALD_DEMO_USER", True)
+
+    def validate(self) -> None:
+        """Development accepts the throwaway secret."""
+
+
+class TestingConfig(DevelopmentConfig):
+    """Tests: in-memory-ish database chosen by the fixture, fast progress interval."""
+
+    ENV_NAME = "testing"
+    TESTING = True
+    DEMO_USER = False
+    JWT_SECRET_KEY = "herald-testing-secret-key-0123456789abcdef"
+    SECRET_KEY = JWT_SECRET_KEY
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "production": Config,
+    "development": DevelopmentConfig,
+    "testing": TestingConfig,
+}
+
+
+def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the settings dict for ``create_app`` from ``HERALD_ENV`` and overrides."""
+    env_name = (overrides or {}).get("ENV_NAME") or os.environ.get("HERALD_ENV", "production")
+    if env_name not in CONFIGS:
+        raise ConfigError(f"HERALD_ENV must be one of {', '.join(CONFIGS)}, got {env_name!r}")
+    config = CONFIGS[env_name]()
+    for key, value in (overrides or {}).items():
+        setattr(config, key, value)
+    config.validate()
+    return {key: getattr(config, key) for key in dir(config) if key.isupper()}

@@ -1,0 +1,76 @@
+"""Herald's one exception hierarchy, rendered the same way by every protocol.
+
+``HeraldError`` (base; ``code``, ``message``, ``status``, ``details``)
+  ├─ ``BadRequest`` 400 — malformed input, ``code="bad_request"``
+  │    └─ ``ValidationFailed`` 400 — input of the wrong shape, ``code="validation_error"``
+  ├─ ``Unauthorized`` 401 — missing or bad credentials
+  ├─ ``NotFound`` 404 — unknown, or not yours (the two look the same on purpose)
+  ├─ ``Conflict`` 409 — the request clashes with current state
+  └─ ``PayloadTooLarge`` 413 — over a configured size limit
+
+REST renders ``{"error": {"code", "message", "details"}}`` with ``status``; sockets render
+``{"type": "error", "code", "message"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HeraldError(Exception):
+    """Base of every error a client is meant to see."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The REST error body's inner object."""
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+class BadRequest(HeraldError):
+    """Input that cannot be understood."""
+
+    status = 400
+    code = "bad_request"
+
+
+class ValidationFailed(BadRequest):
+    """Input that was understood but has the wrong shape or values."""
+
+    code = "validation_error"
+
+
+class Unauthorized(HeraldError):
+    """Missing, expired or invalid credentials."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class NotFound(HeraldError):
+    """Unknown resource, or one that belongs to someone else."""
+
+    status = 404
+    code = "not_found"
+
+
+class Conflict(HeraldError):
+    """The request clashes with the resource's current state."""
+
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(HeraldError):
+    """A body or message over its configured limit."""
+
+    status = 413
+    code = "payload_too_large"

@@ -1,0 +1,1 @@
+"""Jobs: the registry of kinds, the context they report through, and the runner."""

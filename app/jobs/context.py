@@ -1,0 +1,129 @@
+"""What a running job sees: progress, logs, durable events, counts and cancellation.
+
+Job code knows nothing of transports: everything it reports goes through the pipeline.
+``progress()`` is the hot call (a job may make 100,000 a second): it only stores the
+latest values and yields to other greenlets every few milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..extensions import socketio
+from ..realtime.pipeline import Pipeline, ProgressState
+
+
+class JobCancelled(Exception):
+    """Raised inside a job by :meth:`JobContext.raise_if_cancelled` once cancel is asked."""
+
+
+class JobFailed(Exception):
+    """Raise from a job to fail it with a specific error code."""
+
+    def __init__(self, message: str, *, code: str = "job_failed") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+#: How long a job may run before ``progress()`` lets other greenlets in.
+YIELD_EVERY = 0.01
+
+
+class JobContext:
+    """The handle a job function receives; one per run."""
+
+    def __init__(
+        self,
+        *,
+        job_id: int,
+        owner_id: int,
+        kind: str,
+        params: dict[str, Any],
+        client_id: str | None,
+        pipeline: Pipeline,
+        progress_type: str = "job_progress",
+    ) -> None:
+        self.job_id = job_id
+        self.owner_id = owner_id
+        self.kind = kind
+        self.params = params
+        self.client_id = client_id
+        self._pipeline = pipeline
+        self._state: ProgressState = pipeline.progress_state(job_id, owner_id)
+        self._state.type = progress_type
+        self._cancel_requested = False
+        self._last_yield = time.monotonic()
+
+    # -- progress (coalesced) ------------------------------------------------------
+
+    def progress(self, current: float, total: float | None = None, message: str | None = None, **extra: Any) -> None:
+        """Report absolute progress; cheap, coalesced, the latest always goes out."""
+        state = self._state
+        state.current = current
+        if total is not None:
+            state.total = total
+        if message is not None:
+            state.message = message
+        if extra:
+            state.extra.update(extra)
+        if not state.dirty:
+            self._pipeline.mark_dirty(state)
+        now = time.monotonic()
+        if now - self._last_yield >= YIELD_EVERY:
+            self._last_yield = now
+            socketio.sleep(0)
+
+    def notify_rooms(self, *rooms: str) -> None:
+        """Also send this job's progress ticks to ``rooms`` (e.g. the uploader's client)."""
+        self._state.extra_rooms = tuple(rooms)
+
+    # -- durable events ------------------------------------------------------------
+
+    def log(self, message: str, level: str = "info") -> int:
+        """A ``job_log`` line ``{level, message}``; returns its seq."""
+        return self.event("job_log", {"level": level, "message": message})
+
+    def event(self, type_: str, data: dict[str, Any], **snapshot: Any) -> int:
+        """A durable event of any type (``step_start``, ``case_result`` ...); returns its seq."""
+        return int(self._pipeline.publish(self.job_id, type_, data, snapshot=snapshot or None)["seq"])
+
+    def update_counts(self, counts: dict[str, Any]) -> int:
+        """Set the job's counters (durable ``job_counts`` event + snapshot)."""
+        return self.event("job_counts", dict(counts), counts=dict(counts))
+
+    def set_message(self, message: str) -> int:
+        """Set the job's one-line status message (durable ``job_message`` event)."""
+        return self.event("job_message", {"message": message}, message=message)
+
+    # -- cancellation -------------------------------------------------------------
+
+    def request_cancel(self) -> None:
+        """Mark the run as cancelled; the job sees it at its next check."""
+        self._cancel_requested = True
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancellation was asked for."""
+        return self._cancel_requested
+
+    def raise_if_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` when cancellation was asked for."""
+        if self._cancel_requested:
+            raise JobCancelled()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep cooperatively, waking early (and raising) on cancel."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.raise_if_cancelled()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            socketio.sleep(min(left, 0.05))
+
+    def yield_now(self) -> None:
+        """Let other greenlets run (call inside CPU-heavy loops)."""
+        self._last_yield = time.monotonic()
+        socketio.sleep(0)

@@ -1,0 +1,3 @@
+"""Job kinds; importing this package registers every kind."""
+
+from . import simulate  # noqa: F401

@@ -1,0 +1,65 @@
+"""``simulate``: a demo and test kind that only sleeps and reports. It does no real work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..context import JobContext, JobFailed
+from ..registry import job_kind
+
+
+@job_kind(
+    "simulate",
+    title="Simulate (demo)",
+    schema={
+        "properties": {
+            "steps": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1_000_000,
+                "default": 20,
+                "description": "How many steps to take",
+            },
+            "interval": {
+                "type": "number",
+                "minimum": 0,
+                "maximum": 60,
+                "default": 0.2,
+                "description": "Seconds to sleep per step",
+            },
+            "log_every": {
+                "type": "integer",
+                "minimum": 0,
+                "default": 10,
+                "description": "A log line every N steps (0: none)",
+            },
+            "fail_at": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "default": None,
+                "description": "Fail when reaching this step",
+            },
+        },
+    },
+)
+def simulate(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Demo job for tests and the test page: progress every step, a log line every 10 steps.
+
+    It does no real work; real kinds (uploads, imports, reports, API tests) live beside it.
+    """
+    steps: int = params["steps"]
+    interval: float = params["interval"]
+    fail_at: int | None = params.get("fail_at")
+    log_every: int = params["log_every"]
+    ctx.log(f"simulating {steps} steps, {interval}s each")
+    for step in range(1, steps + 1):
+        if interval:
+            ctx.sleep(interval)
+        else:
+            ctx.raise_if_cancelled()
+        if fail_at is not None and step == fail_at:
+            raise JobFailed(f"simulated failure at step {step}", code="simulated_failure")
+        ctx.progress(step, steps, f"step {step} of {steps}")
+        if log_every and step % log_every == 0:
+            ctx.log(f"reached step {step}")
+    return {"steps": steps}

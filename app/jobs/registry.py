@@ -1,0 +1,118 @@
+"""The registry of job kinds: a decorator, a JSON Schema for params, validation.
+
+A kind is a function ``run(ctx: JobContext, params: dict) -> result`` registered with
+:func:`job_kind`. Its schema is plain JSON Schema, so the same document validates REST
+submissions (400 with details) and drives the "New job" form in the browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jsonschema import Draft202012Validator
+
+from ..errors import ValidationFailed
+
+if TYPE_CHECKING:
+    from .context import JobContext
+
+JobFunction = Callable[["JobContext", dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A registered kind: its name, function, params schema and how it reports."""
+
+    name: str
+    run: JobFunction
+    schema: dict[str, Any]
+    title: str
+    description: str
+    #: The progress event type its ticks use (``job_progress`` unless kind-specific).
+    progress_type: str = "job_progress"
+    #: Whether users may submit it over ``POST /api/jobs`` (uploads come in elsewhere).
+    submittable: bool = True
+    validator: Draft202012Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+
+    def validate(self, params: Any) -> dict[str, Any]:
+        """Return params with defaults filled in, or raise ``ValidationFailed``."""
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise ValidationFailed("params must be an object", details={"path": "params"})
+        errors = sorted(self.validator.iter_errors(params), key=lambda e: list(e.path))
+        if errors:
+            details = [
+                {
+                    "path": "params" + "".join(f".{p}" if isinstance(p, str) else f"[{p}]" for p in e.path),
+                    "message": e.message,
+                }
+                for e in errors
+            ]
+            raise ValidationFailed(
+                f"invalid params for kind {self.name!r}: {details[0]['path']}: {details[0]['message']}",
+                details=details,
+            )
+        filled = dict(params)
+        for name, prop in self.schema.get("properties", {}).items():
+            if name not in filled and isinstance(prop, dict) and "default" in prop:
+                filled[name] = prop["default"]
+        return filled
+
+    def describe(self) -> dict[str, Any]:
+        """Public description, served to the dashboard's form."""
+        return {
+            "kind": self.name,
+            "title": self.title,
+            "description": self.description,
+            "schema": self.schema,
+            "progress_type": self.progress_type,
+            "submittable": self.submittable,
+        }
+
+
+_KINDS: dict[str, JobKind] = {}
+
+
+def job_kind(
+    name: str,
+    *,
+    schema: dict[str, Any],
+    title: str | None = None,
+    progress_type: str = "job_progress",
+    submittable: bool = True,
+) -> Callable[[JobFunction], JobFunction]:
+    """Register the decorated function as job kind ``name``."""
+
+    def register(func: JobFunction) -> JobFunction:
+        full_schema = {"type": "object", "additionalProperties": False, **schema}
+        Draft202012Validator.check_schema(full_schema)
+        _KINDS[name] = JobKind(
+            name=name,
+            run=func,
+            schema=full_schema,
+            title=title or name.replace("_", " ").capitalize(),
+            description=(func.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "),
+            progress_type=progress_type,
+            submittable=submittable,
+            validator=Draft202012Validator(full_schema),
+        )
+        return func
+
+    return register
+
+
+def get_kind(name: str) -> JobKind:
+    """The kind called ``name``, or ``ValidationFailed`` naming the known ones."""
+    try:
+        return _KINDS[name]
+    except KeyError:
+        known = ", ".join(sorted(_KINDS))
+        raise ValidationFailed(f"unknown job kind {name!r}; known kinds: {known}", details={"path": "kind"}) from None
+
+
+def all_kinds() -> list[JobKind]:
+    """Every registered kind, by name."""
+    return [_KINDS[name] for name in sorted(_KINDS)]

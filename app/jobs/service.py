@@ -1,0 +1,104 @@
+"""Job operations shared by REST, sockets and other jobs: submit, read, cancel, history."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import select
+
+from ..database import commit_session
+from ..errors import Conflict, NotFound, ValidationFailed
+from ..extensions import db
+from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
+from ..realtime.pipeline import pipeline
+from .registry import get_kind
+from .runner import runner
+
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def submit_job(
+    owner_id: int,
+    kind: str,
+    params: Any,
+    *,
+    client_id: str | None = None,
+    parent_id: int | None = None,
+    internal: bool = False,
+) -> Job:
+    """Validate, store (status ``pending``, event seq 1) and queue a job."""
+    job_kind = get_kind(kind)
+    if not internal and not job_kind.submittable:
+        raise ValidationFailed(f"job kind {kind!r} cannot be submitted directly", details={"path": "kind"})
+    clean = job_kind.validate(params)
+    if client_id is not None and not CLIENT_ID_PATTERN.match(client_id):
+        raise ValidationFailed("client_id must match [A-Za-z0-9_-]{1,64}", details={"path": "client_id"})
+    job = Job(
+        kind=kind,
+        owner_id=owner_id,
+        status=JobStatus.PENDING.value,
+        params=clean,
+        client_id=client_id,
+        parent_id=parent_id,
+        worker_id=runner.worker_id,
+        created_at=utcnow(),
+    )
+    db.session.add(job)
+    commit_session()
+    pipeline.publish_status(job.id, JobStatus.PENDING.value)
+    db.session.refresh(job)
+    runner.enqueue(job.id)
+    return job
+
+
+def get_owned_job(user_id: int, job_id: int) -> Job:
+    """The job if ``user_id`` owns it; otherwise ``NotFound`` (same as a missing job)."""
+    job = db.session.get(Job, job_id)
+    if job is None or job.owner_id != user_id:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
+def job_snapshot(job: Job) -> dict[str, Any]:
+    """The job as clients see it, with this process's freshest progress tick."""
+    data = job.to_dict()
+    live = pipeline.latest_progress(job.id)
+    if live is not None:
+        data["progress"] = live
+    return data
+
+
+def list_jobs(
+    user_id: int, *, status: str | None = None, kind: str | None = None, limit: int = 50, offset: int = 0
+) -> list[Job]:
+    """A user's jobs, newest first, optionally filtered."""
+    query = select(Job).where(Job.owner_id == user_id)
+    if status:
+        query = query.where(Job.status == status)
+    if kind:
+        query = query.where(Job.kind == kind)
+    query = query.order_by(Job.id.desc()).limit(limit).offset(offset)
+    return list(db.session.scalars(query))
+
+
+def job_events(job_id: int, *, after: int = 0, limit: int | None = None) -> list[JobEvent]:
+    """Durable events with ``seq > after``, in order."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.seq > after).order_by(JobEvent.seq)
+    if limit is not None:
+        query = query.limit(limit)
+    return list(db.session.scalars(query))
+
+
+def cancel_job(job: Job) -> Job:
+    """Ask a job to stop; a pending one is cancelled at once, a final one is a conflict."""
+    if JobStatus(job.status) in FINAL_STATUSES:
+        raise Conflict(f"job {job.id} is already {job.status}", code="job_finished")
+    job.cancel_requested = True
+    commit_session()
+    outcome = runner.cancel_local(job.id)
+    queued_here = job.status == JobStatus.PENDING.value and job.worker_id == runner.worker_id
+    if outcome == "dequeued" or (outcome is None and queued_here):
+        pipeline.publish_status(job.id, JobStatus.CANCELLED.value, finished_at=utcnow())
+    db.session.refresh(job)
+    return job

@@ -1,0 +1,54 @@
+"""Transports: Socket.IO (``events``), plain WebSocket, seed dialects — over one pipeline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from ..extensions import socketio
+from .delivery import make_client_manager
+from .packets import TolerantPacket
+from .pipeline import pipeline
+
+
+class StripWebSocketCompression:
+    """WSGI middleware: hide ``permessage-deflate`` offers so it is never negotiated.
+
+    Browsers offer compression on every WebSocket; with it, fan-out costs several times
+    more CPU and memory per connection. ``WEBSOCKET_COMPRESSION=1`` turns this off.
+    """
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+        return self.wsgi_app(environ, start_response)
+
+
+def init_realtime(app: Flask) -> None:
+    """Bind Flask-SocketIO with Herald's client manager, limits and handlers."""
+    from . import events  # noqa: F401  (registers the Socket.IO handlers)
+
+    limit = int(app.config["SOCKET_MESSAGE_LIMIT"])
+    TolerantPacket.max_event_bytes = limit
+    origins = app.config["CORS_ALLOWED_ORIGINS"] or None
+    options: dict[str, Any] = {
+        "client_manager": make_client_manager(app.config["MESSAGE_QUEUE_URL"]),
+        "serializer": TolerantPacket,
+        "cors_allowed_origins": origins,
+        # Engine.IO's own cap stays well above ours so that an oversized event gets an
+        # error message instead of a dropped connection.
+        "max_http_buffer_size": max(limit * 16, 1024 * 1024),
+        "ping_interval": int(app.config["PING_INTERVAL"]),
+        "ping_timeout": int(app.config["PING_TIMEOUT"]),
+        "logger": False,
+        "engineio_logger": False,
+    }
+    if app.config["SOCKETIO_ASYNC_MODE"]:
+        options["async_mode"] = app.config["SOCKETIO_ASYNC_MODE"]
+    socketio.init_app(app, **options)
+    pipeline.init_app(app)
+    if not app.config["WEBSOCKET_COMPRESSION"]:
+        app.wsgi_app = StripWebSocketCompression(app.wsgi_app)  # type: ignore[method-assign]

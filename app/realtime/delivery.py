@@ -1,0 +1,226 @@
+"""Process-local delivery: the last step between the pipeline and each connection.
+
+Flask-SocketIO's client manager (in-memory, or Redis-backed when scaled out) decides which
+connections of this process are in a room. This module adds the two things rooms alone
+cannot do:
+
+* **A per-connection ledger** of the last durable seq delivered for each job. A client
+  that subscribes with ``last_seq`` is replayed from the database while live events for
+  that job are held back; afterwards live events at or below the replayed seq are skipped.
+  That is what makes "no gap, no duplicate" hold even when the publisher and the
+  subscriber race, and across processes.
+* **Plain-WebSocket fan-out**: plain sockets join the same rooms here and receive the
+  same messages, after the same ledger check.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import socketio
+
+from .messages import Message, is_progress
+
+
+@dataclass
+class _Subscription:
+    """Delivery state of one job on one connection."""
+
+    last_seq: int = 0
+    #: Messages held back while the connection is being replayed; None when live.
+    held: list[Message] | None = None
+
+
+class Ledger:
+    """Per-connection, per-job delivery state; thread- and greenlet-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._subs: dict[tuple[Any, int], _Subscription] = {}
+
+    def begin_replay(self, conn: Any, job_id: int) -> None:
+        """Start holding live messages of ``job_id`` for ``conn``."""
+        with self._lock:
+            sub = self._subs.setdefault((conn, job_id), _Subscription())
+            sub.held = []
+
+    def finish_replay(self, conn: Any, job_id: int, replayed_seq: int) -> list[Message]:
+        """Go live after a replay up to ``replayed_seq``; returns held messages still due."""
+        with self._lock:
+            sub = self._subs.setdefault((conn, job_id), _Subscription())
+            held, sub.held = sub.held or [], None
+            sub.last_seq = max(sub.last_seq, replayed_seq)
+            due: list[Message] = []
+            latest_progress: Message | None = None
+            for message in held:
+                if is_progress(message):
+                    latest_progress = message
+                elif message["seq"] is not None and message["seq"] > sub.last_seq:
+                    sub.last_seq = message["seq"]
+                    due.append(message)
+            if latest_progress is not None:
+                due.append(latest_progress)
+            return due
+
+    def forget(self, conn: Any, job_id: int | None = None) -> None:
+        """Drop a connection's state for one job, or all of it."""
+        with self._lock:
+            if job_id is not None:
+                self._subs.pop((conn, job_id), None)
+                return
+            for key in [key for key in self._subs if key[0] == conn]:
+                del self._subs[key]
+
+    def admit(self, conn: Any, message: Message) -> bool:
+        """Decide whether a live message goes to ``conn`` now (may hold it back)."""
+        job_id = message.get("job_id")
+        if job_id is None:
+            return True
+        with self._lock:
+            sub = self._subs.get((conn, job_id))
+            if sub is None:
+                return True
+            if sub.held is not None:
+                sub.held.append(message)
+                return False
+            seq = message.get("seq")
+            if seq is None:
+                return True
+            if seq <= sub.last_seq:
+                return False
+            sub.last_seq = seq
+            return True
+
+
+class PlainConnection(Protocol):
+    """What a plain-WebSocket connection offers to the fan-out."""
+
+    def deliver(self, message: Message) -> None:
+        """Queue ``message`` for sending; must not block."""
+
+
+@dataclass
+class PlainRooms:
+    """Rooms of plain-WebSocket connections in this process."""
+
+    rooms: dict[str, set[PlainConnection]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def join(self, conn: PlainConnection, room: str) -> None:
+        """Put ``conn`` in ``room``."""
+        with self.lock:
+            self.rooms.setdefault(room, set()).add(conn)
+
+    def leave(self, conn: PlainConnection, room: str | None = None) -> None:
+        """Take ``conn`` out of ``room``, or out of every room."""
+        with self.lock:
+            names = [room] if room is not None else list(self.rooms)
+            for name in names:
+                members = self.rooms.get(name)
+                if members is not None:
+                    members.discard(conn)
+                    if not members:
+                        del self.rooms[name]
+
+    def members(self, rooms: Iterable[str]) -> set[PlainConnection]:
+        """Every connection in any of ``rooms``, once."""
+        with self.lock:
+            found: set[PlainConnection] = set()
+            for name in rooms:
+                found |= self.rooms.get(name, set())
+            return found
+
+    def count(self) -> int:
+        """Distinct plain connections in any room."""
+        with self.lock:
+            return len(set().union(*self.rooms.values())) if self.rooms else 0
+
+
+#: The process-wide delivery state (one Socket.IO server per process).
+ledger = Ledger()
+plain_rooms = PlainRooms()
+_current = threading.local()
+
+#: Extra listeners for every message delivered in this process (plain-WS dialect adapters).
+LocalListener = Callable[[list[str], str, Message], None]
+_local_listeners: list[LocalListener] = []
+
+
+def add_local_listener(listener: LocalListener) -> None:
+    """Call ``listener(rooms, event, message)`` for each message delivered here."""
+    if listener not in _local_listeners:
+        _local_listeners.append(listener)
+
+
+def _rooms_list(room: Any) -> list[str]:
+    if room is None:
+        return []
+    if isinstance(room, str):
+        return [room]
+    return [str(r) for r in room]
+
+
+def _deliver_plain(event: str, data: Any, room: Any) -> None:
+    if not isinstance(data, dict):
+        return
+    rooms = _rooms_list(room)
+    for conn in plain_rooms.members(rooms):
+        if ledger.admit(conn, data):
+            conn.deliver(data)
+    for listener in _local_listeners:
+        listener(rooms, event, data)
+
+
+class _LedgerFilterMixin:
+    """Filters room participants through the ledger while a job message is emitted."""
+
+    def get_participants(self, namespace: str, room: Any) -> Iterator[tuple[str, str]]:
+        message = getattr(_current, "message", None)
+        participants = list(super().get_participants(namespace, room))  # type: ignore[misc]
+        if message is None or message.get("job_id") is None:
+            yield from participants
+            return
+        for sid, eio_sid in participants:
+            if ledger.admit(sid, message):
+                yield sid, eio_sid
+
+
+class HeraldManager(_LedgerFilterMixin, socketio.Manager):
+    """In-process client manager with the ledger and plain-WS fan-out."""
+
+    def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):  # type: ignore[no-untyped-def]  # noqa: E501
+        if kwargs.pop("ignore_queue", False):  # a direct reply or replay: past the ledger
+            return super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to)
+        _current.message = data if isinstance(data, dict) else None
+        try:
+            super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs)
+        finally:
+            _current.message = None
+        _deliver_plain(event, data, to or room)
+
+
+class HeraldRedisManager(_LedgerFilterMixin, socketio.RedisManager):
+    """Redis-backed client manager: every process delivers to its own connections."""
+
+    def _handle_emit(self, message):  # type: ignore[no-untyped-def]
+        data = message.get("data")
+        payload = data[0] if isinstance(data, list) and len(data) == 1 else data
+        _current.message = payload if isinstance(payload, dict) else None
+        try:
+            super()._handle_emit(message)
+        finally:
+            _current.message = None
+        if message.get("namespace", "/") in ("/", None):
+            _deliver_plain(message.get("event", ""), payload, message.get("room"))
+
+
+def make_client_manager(message_queue_url: str | None) -> socketio.Manager:
+    """The client manager for Flask-SocketIO: Redis-backed when a queue URL is set."""
+    if message_queue_url:
+        if not message_queue_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("MESSAGE_QUEUE_URL must be a redis:// URL")
+        return HeraldRedisManager(message_queue_url, channel="herald")
+    return HeraldManager()

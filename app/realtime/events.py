@@ -1,0 +1,229 @@
+"""Socket.IO handlers (default namespace). Every message out is ``{type, job_id, seq,
+timestamp, data}``; every refusal is an ``error`` message and, when the client asked for
+an acknowledgement, ``{ok: false, error: {code, message}}``. The connection stays up.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import request
+from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
+
+from ..auth.tokens import user_from_token
+from ..errors import BadRequest, HeraldError, NotFound, ValidationFailed
+from ..extensions import socketio
+from ..jobs.service import CLIENT_ID_PATTERN
+from ..models.base import isoformat, utcnow
+from . import connections
+from .connections import ConnectionInfo
+from .delivery import ledger
+from .messages import Message, error_message, make_message
+from .packets import INTERNAL_EVENTS, MALFORMED_EVENT, TOO_LARGE_EVENT, TolerantPacket
+from .rooms import client_room, job_room, user_jobs_room, user_room
+from .subscriptions import subscribe_job, unsubscribe_job
+
+Ack = dict[str, Any]
+
+
+def _send_to_sid(sid: str, message: Message) -> None:
+    """Send straight to one connection, past the ledger (replays, replies)."""
+    socketio.server.emit(message["type"], message, to=sid, namespace="/", ignore_queue=True)
+
+
+def _error_ack(exc: HeraldError, *, notify: bool = True) -> Ack:
+    if notify:
+        _send_to_sid(request.sid, error_message(exc.code, exc.message))  # type: ignore[attr-defined]
+    return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
+
+
+def _identity() -> ConnectionInfo:
+    info = connections.lookup(request.sid)  # type: ignore[attr-defined]
+    if info is None:  # the connect handler refused, or the session is gone
+        raise BadRequest("not connected", code="not_connected")
+    return info
+
+
+def socket_handler(func: Callable[..., Ack]) -> Callable[..., Ack]:
+    """Turn Herald errors into an ``error`` message plus an ``{ok: false}`` ack."""
+
+    @wraps(func)
+    def wrapper(*args: Any) -> Ack:
+        try:
+            return func(*args)
+        except HeraldError as exc:
+            return _error_ack(exc)
+
+    return wrapper
+
+
+def _payload_object(args: tuple[Any, ...], event: str) -> dict[str, Any]:
+    payload = args[0] if args else {}
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise ValidationFailed(f"{event} expects a JSON object payload", code="invalid_payload")
+    return payload
+
+
+def _job_id_of(payload: dict[str, Any], key: str = "job_id") -> int:
+    value = payload.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload")
+    try:
+        job_id = int(value)
+    except ValueError:
+        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload") from None
+    if job_id <= 0:
+        raise ValidationFailed(f"{key} must be positive", code="invalid_payload")
+    return job_id
+
+
+@socketio.on("connect")
+def on_connect(auth: Any = None) -> None:
+    """Sent by the client on connect with ``auth={token, client_id?}`` (or ``?token=``).
+
+    Refused with ``{code, message}`` when the token is missing or bad; accepted
+    connections join their client and user rooms and get ``connection_established``.
+    """
+    auth = auth if isinstance(auth, dict) else {}
+    token = auth.get("token") or request.args.get("token")
+    try:
+        user = user_from_token(token if isinstance(token, str) else None)
+    except HeraldError as exc:
+        raise ConnectionRefusedError({"code": exc.code, "message": exc.message}) from None
+    client_id = auth.get("client_id") or request.args.get("client_id") or uuid.uuid4().hex
+    if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.match(client_id):
+        raise ConnectionRefusedError(
+            {"code": "invalid_client_id", "message": "client_id must match [A-Za-z0-9_-]{1,64}"}
+        )
+    sid: str = request.sid  # type: ignore[attr-defined]
+    connections.register(ConnectionInfo(sid=sid, user_id=user.id, username=user.username, client_id=client_id))
+    join_room(client_room(user.id, client_id))
+    join_room(user_room(user.id))
+    greeting = make_message(
+        "connection_established",
+        {
+            "sid": sid,
+            "client_id": client_id,
+            "user": user.to_dict(),
+            "server_time": isoformat(utcnow()),
+        },
+    )
+    socketio.start_background_task(_greet_when_connected, sid, greeting)
+
+
+def _greet_when_connected(sid: str, greeting: Message) -> None:
+    """Send the greeting once the client has its CONNECT packet (not before)."""
+    for _ in range(200):
+        if socketio.server.manager.is_connected(sid, "/"):
+            _send_to_sid(sid, greeting)
+            return
+        socketio.sleep(0.005)
+
+
+@socketio.on("disconnect")
+def on_disconnect(reason: Any = None) -> None:
+    """Forget the connection's subscriptions and identity."""
+    sid: str = request.sid  # type: ignore[attr-defined]
+    ledger.forget(sid)
+    connections.unregister(sid)
+
+
+@socketio.on("ping")
+@socket_handler
+def on_ping(*args: Any) -> Ack:
+    """Client → ``ping`` (any payload); server → ``pong`` echoing ``data`` for RTT."""
+    _identity()
+    data = args[0] if args else None
+    _send_to_sid(request.sid, make_message("pong", {"echo": data, "server_time": isoformat(utcnow())}))  # type: ignore[attr-defined]
+    return {"ok": True}
+
+
+@socketio.on("echo")
+@socket_handler
+def on_echo(*args: Any) -> Ack:
+    """Client → ``echo`` with any payload; server → ``echo`` with that payload in ``data``."""
+    _identity()
+    payload = args[0] if args else None
+    _send_to_sid(request.sid, make_message("echo", payload if isinstance(payload, dict) else {"payload": payload}))  # type: ignore[attr-defined]
+    return {"ok": True}
+
+
+@socketio.on("subscribe")
+def on_subscribe(*args: Any) -> Ack:
+    """Client → ``subscribe {job_id, last_seq?}`` or ``{all: true}``.
+
+    Ack ``{ok: true, job: snapshot}``; with ``last_seq`` the missed durable events and the
+    latest progress are sent first. A job that is not yours is ``not_found`` in the ack
+    only: nothing else carrying its id reaches the client.
+    """
+    try:
+        info = _identity()
+        payload = _payload_object(args, "subscribe")
+        if payload.get("all") is True:
+            join_room(user_jobs_room(info.user_id))
+            return {"ok": True, "all": True}
+        job_id = _job_id_of(payload)
+        last_seq = payload.get("last_seq")
+        if last_seq is not None and (isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0):
+            raise ValidationFailed("last_seq must be a non-negative integer", code="invalid_payload")
+    except HeraldError as exc:
+        return _error_ack(exc)
+    sid: str = request.sid  # type: ignore[attr-defined]
+    try:
+        snapshot = subscribe_job(
+            sid,
+            info.user_id,
+            job_id,
+            last_seq,
+            join=lambda: join_room(job_room(job_id)),
+            send=lambda message: _send_to_sid(sid, message),
+        )
+    except NotFound as exc:
+        return _error_ack(exc, notify=False)
+    return {"ok": True, "job": snapshot}
+
+
+@socketio.on("unsubscribe")
+@socket_handler
+def on_unsubscribe(*args: Any) -> Ack:
+    """Client → ``unsubscribe {job_id}`` or ``{all: true}``; ack ``{ok: true}``."""
+    info = _identity()
+    payload = _payload_object(args, "unsubscribe")
+    if payload.get("all") is True:
+        leave_room(user_jobs_room(info.user_id))
+        return {"ok": True, "all": True}
+    job_id = _job_id_of(payload)
+    unsubscribe_job(request.sid, job_id, leave=lambda: leave_room(job_room(job_id)))  # type: ignore[attr-defined]
+    return {"ok": True, "job_id": job_id}
+
+
+@socketio.on("*")
+def on_unknown(event: str, *args: Any) -> Ack:
+    """Any other event: an ``error`` message (``unknown_event``, ``invalid_json``, ``message_too_large``)."""
+    if event == MALFORMED_EVENT:
+        exc: HeraldError = BadRequest("the message is not valid JSON", code="invalid_json")
+    elif event == TOO_LARGE_EVENT:
+        size = args[0] if args else "?"
+        exc = BadRequest(
+            f"the message is {size} bytes; the limit is {TolerantPacket.max_event_bytes}", code="message_too_large"
+        )
+    else:
+        exc = BadRequest(f"unknown event {event!r}", code="unknown_event")
+    return _error_ack(exc)
+
+
+def register_handler(event: str, handler: Callable[..., Any]) -> None:
+    """Let another module add a Socket.IO event (seed dialects: ``subscribe_batch`` ...)."""
+    if event in INTERNAL_EVENTS:
+        raise ValueError(f"{event} is reserved")
+    socketio.on_event(event, handler)
+
+
+def emit_reply(message: Message) -> None:
+    """Reply to the current Socket.IO client from inside a handler."""
+    emit(message["type"], message)

@@ -1,0 +1,33 @@
+"""Room names, built only here (``job:42``, ``user:7``, ``user:7:jobs``, ``client:7:abc``)."""
+
+from __future__ import annotations
+
+
+def job_room(job_id: int) -> str:
+    """Everyone subscribed to one job."""
+    return f"job:{job_id}"
+
+
+def user_jobs_room(user_id: int) -> str:
+    """Connections that asked for every job of a user (``subscribe {all: true}``)."""
+    return f"user:{user_id}:jobs"
+
+
+def user_room(user_id: int) -> str:
+    """Every connection of a user: user-level notices such as upload progress."""
+    return f"user:{user_id}"
+
+
+def client_room(user_id: int, client_id: str) -> str:
+    """One client of one user; keyed by both so a borrowed client id reaches nothing."""
+    return f"client:{user_id}:{client_id}"
+
+
+def job_id_of_room(room: str) -> int | None:
+    """The job id in a ``job:<id>`` room name, else None."""
+    if room.startswith("job:"):
+        try:
+            return int(room[4:])
+        except ValueError:
+            return None
+    return None

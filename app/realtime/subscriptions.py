@@ -1,0 +1,71 @@
+"""Subscribing a connection to a job: authorize, join, replay, go live — for every protocol.
+
+The ledger holds live messages of the job back while the replay reads the database, then
+releases only those the replay did not cover: no gap, no duplicate, in seq order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..extensions import db, socketio
+from ..jobs.service import get_owned_job, job_events, job_snapshot
+from .delivery import ledger
+from .messages import Message, make_message
+
+#: Events replayed per database read (the connection yields between pages).
+REPLAY_PAGE = 500
+
+
+def subscribe_job(
+    conn: Any,
+    user_id: int,
+    job_id: int,
+    last_seq: int | None,
+    *,
+    join: Callable[[], None],
+    send: Callable[[Message], None],
+) -> dict[str, Any]:
+    """Subscribe ``conn`` to a job it owns; returns the snapshot (raises ``NotFound``).
+
+    With ``last_seq`` every durable event after it is sent first, then the latest progress;
+    without it only events after the snapshot follow.
+    """
+    job = get_owned_job(user_id, job_id)
+    ledger.begin_replay(conn, job_id)
+    try:
+        join()
+        db.session.refresh(job)
+        snapshot = job_snapshot(job)
+        replayed = job.last_seq
+        if last_seq is not None:
+            after = max(0, last_seq)
+            sent_max = 0
+            while after < job.last_seq:
+                page = job_events(job_id, after=after, limit=REPLAY_PAGE)
+                if not page:
+                    break
+                for event in page:
+                    send(event.to_message())
+                after = sent_max = page[-1].seq
+                socketio.sleep(0)
+            replayed = max(replayed, sent_max)
+            if snapshot.get("progress"):
+                progress = dict(snapshot["progress"])
+                type_ = progress.pop("type", "job_progress")
+                send(make_message(type_, progress, job_id=job_id))
+    except BaseException:
+        ledger.forget(conn, job_id)
+        raise
+    finally:
+        db.session.rollback()
+    for message in ledger.finish_replay(conn, job_id, replayed):
+        send(message)
+    return snapshot
+
+
+def unsubscribe_job(conn: Any, job_id: int, *, leave: Callable[[], None]) -> None:
+    """Stop delivering a job to ``conn``."""
+    leave()
+    ledger.forget(conn, job_id)

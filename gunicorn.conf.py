@@ -1,0 +1,19 @@
+"""Gunicorn settings for ``gunicorn -k eventlet -w 1 wsgi:app`` (gunicorn pinned to 25.3.0)."""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
+worker_class = "eventlet"
+workers = 1
+#: Open connections per worker; matches MAX_CONNECTIONS for ``python wsgi.py``.
+worker_connections = int(os.environ.get("MAX_CONNECTIONS", "10000"))
+timeout = 60
+graceful_timeout = 10
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """Start-up work that needs tables runs once the worker serves."""
+    from app.serving import on_serving, raise_file_limit
+
+    raise_file_limit(worker_connections + 256)
+    on_serving(worker.wsgi)

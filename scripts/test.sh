@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test run behind `make test`: lint, in-process tests, then the real-server
+# integration tests under eventlet (deployed mode) and gevent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+echo "== ruff"
+$BIN/ruff check .
+
+echo "== unit and in-process tests (threading mode)"
+$BIN/pytest -q -p no:cacheprovider tests --ignore=tests/integration --ignore=tests/e2e
+
+echo "== integration tests, eventlet"
+SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/integration
+
+echo "== integration tests, gevent"
+SOCKETIO_ASYNC_MODE=gevent $BIN/pytest -q -p no:cacheprovider tests/integration -m "not eventlet_only"

@@ -1,0 +1,152 @@
+"""Socket.IO protocol in-process (threading mode): auth, ping/echo, subscribe, errors, rooms."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from app.extensions import socketio
+from tests.helpers import wait_for
+
+
+def connect(app, token, **auth_extra):
+    return socketio.test_client(app, auth={"token": token, **auth_extra})
+
+
+def messages(client, type_=None):
+    received = client.get_received()
+    return [r["args"][0] for r in received if type_ is None or r["name"] == type_]
+
+
+def start_job(client, auth, token, **params):
+    response = client.post("/api/jobs", json={"kind": "simulate", "params": params}, headers=auth.headers(token))
+    return response.get_json()["job"]["id"]
+
+
+def test_connect_without_token_is_refused(app):
+    sio = socketio.test_client(app)
+    assert not sio.is_connected()
+
+
+def test_connect_with_bad_token_is_refused(app):
+    sio = socketio.test_client(app, auth={"token": "garbage"})
+    assert not sio.is_connected()
+
+
+def test_token_in_query_string_is_accepted(app, auth):
+    token = auth.token_for("alice")
+    sio = socketio.test_client(app, query_string=f"token={token}")
+    assert sio.is_connected()
+
+
+def test_connection_established_names_user_and_client(app, auth):
+    token = auth.token_for("alice")
+    sio = connect(app, token, client_id="tab-1")
+    greeting = wait_for(lambda: messages(sio, "connection_established"))[0]
+    assert greeting["data"]["client_id"] == "tab-1"
+    assert greeting["data"]["user"]["username"] == "alice"
+    assert greeting["data"]["server_time"].endswith("Z")
+
+
+def test_ping_gets_pong_and_echo_returns_the_payload(app, auth):
+    sio = connect(app, auth.token_for("alice"))
+    assert sio.emit("ping", {"t": 1}, callback=True) == {"ok": True}
+    assert sio.emit("echo", {"text": "hi"}, callback=True) == {"ok": True}
+    received = {r["name"]: r["args"][0] for r in sio.get_received()}
+    assert received["pong"]["data"]["echo"] == {"t": 1}
+    assert received["echo"]["data"] == {"text": "hi"}
+    assert received["echo"]["type"] == "echo" and received["echo"]["seq"] is None
+
+
+def test_unknown_event_gets_error_and_connection_stays(app, auth):
+    sio = connect(app, auth.token_for("alice"))
+    ack = sio.emit("launch_rockets", {}, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "unknown_event"
+    errors = messages(sio, "error")
+    assert errors[0]["code"] == "unknown_event" and errors[0]["type"] == "error"
+    assert sio.emit("ping", {}, callback=True) == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    "payload", ["not an object", {"job_id": "abc"}, {"job_id": -1}, {"job_id": 1, "last_seq": "x"}]
+)
+def test_subscribe_with_wrong_types_gets_validation_error(app, auth, payload):
+    sio = connect(app, auth.token_for("alice"))
+    ack = sio.emit("subscribe", payload, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "invalid_payload"
+    assert messages(sio, "error")[0]["code"] == "invalid_payload"
+
+
+def test_subscribe_replays_from_last_seq_then_goes_live(app, client, auth):
+    token = auth.token_for("alice")
+    job_id = start_job(client, auth, token, steps=30, interval=0.02, log_every=3)
+    sio = connect(app, token)
+    ack = sio.emit("subscribe", {"job_id": job_id, "last_seq": 0}, callback=True)
+    assert ack["ok"] is True and ack["job"]["id"] == job_id
+    seen: list[dict] = []
+
+    def finished():
+        seen.extend(messages(sio))
+        return any(m.get("type") == "job_status" and m["data"]["status"] == "completed" for m in seen)
+
+    wait_for(finished)
+    seqs = [m["seq"] for m in seen if m.get("job_id") == job_id and m["seq"] is not None]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert [m for m in seen if m["type"] == "job_progress"][-1]["data"]["current"] == 30
+
+
+def test_another_users_job_is_refused_by_the_ack_only(app, client, auth):
+    alice = auth.token_for("alice")
+    bob = auth.token_for("bob")
+    job_id = start_job(client, auth, alice, steps=20, interval=0.02)
+    sio = connect(app, bob)
+    sio.get_received()
+    ack = sio.emit("subscribe", {"job_id": job_id}, callback=True)
+    assert ack == {"ok": False, "error": {"code": "not_found", "message": f"job {job_id} not found"}}
+    assert sio.emit("subscribe", {"all": True}, callback=True)["ok"] is True
+    time.sleep(0.8)
+    assert [m for m in messages(sio) if m.get("job_id") == job_id] == []
+
+
+def test_all_subscription_follows_new_jobs(app, client, auth):
+    token = auth.token_for("alice")
+    sio = connect(app, token)
+    sio.emit("subscribe", {"all": True}, callback=True)
+    job_id = start_job(client, auth, token, steps=2, interval=0)
+    seen: list[dict] = []
+    wait_for(
+        lambda: (
+            seen.extend(messages(sio))
+            or any(m.get("job_id") == job_id and m.get("data", {}).get("status") == "completed" for m in seen)
+        )
+    )
+
+
+def test_subscribed_both_ways_gets_each_message_once(app, client, auth):
+    token = auth.token_for("alice")
+    job_id = start_job(client, auth, token, steps=10, interval=0.02, log_every=1)
+    sio = connect(app, token)
+    sio.emit("subscribe", {"all": True}, callback=True)
+    sio.emit("subscribe", {"job_id": job_id, "last_seq": 0}, callback=True)
+    seen: list[dict] = []
+    wait_for(
+        lambda: (
+            seen.extend(messages(sio))
+            or any(m.get("job_id") == job_id and m.get("data", {}).get("status") == "completed" for m in seen)
+        )
+    )
+    seqs = [m["seq"] for m in seen if m.get("job_id") == job_id and m["seq"] is not None]
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_unsubscribe_stops_delivery(app, client, auth):
+    token = auth.token_for("alice")
+    job_id = start_job(client, auth, token, steps=50, interval=0.02, log_every=1)
+    sio = connect(app, token)
+    sio.emit("subscribe", {"job_id": job_id}, callback=True)
+    assert sio.emit("unsubscribe", {"job_id": job_id}, callback=True)["ok"] is True
+    time.sleep(0.2)
+    sio.get_received()
+    time.sleep(0.3)
+    assert [m for m in messages(sio) if m.get("job_id") == job_id] == []

@@ -1,0 +1,27 @@
+"""Entry point: ``python wsgi.py`` serves with eventlet; gunicorn imports ``app``.
+
+Monkey-patching happens only when this file serves (``python wsgi.py``); gunicorn's
+eventlet worker patches by itself, and ``flask --app wsgi db upgrade`` runs unpatched.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__" and os.environ.get("SOCKETIO_ASYNC_MODE", "eventlet") == "eventlet":
+    import eventlet
+
+    eventlet.monkey_patch()
+elif __name__ == "__main__" and os.environ.get("SOCKETIO_ASYNC_MODE") == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+
+from app import create_app  # noqa: E402
+from app.serving import serve  # noqa: E402
+
+app = create_app()
+
+if __name__ == "__main__":
+    sys.exit(serve(app))
