@@ -127,8 +127,8 @@ def test_subscribed_both_ways_gets_each_message_once(app, client, auth):
     token = auth.token_for("alice")
     job_id = start_job(client, auth, token, steps=10, interval=0.02, log_every=1)
     sio = connect(app, token)
-    sio.emit("subscribe", {"all": True}, callback=True)
     sio.emit("subscribe", {"job_id": job_id, "last_seq": 0}, callback=True)
+    sio.emit("subscribe", {"all": True}, callback=True)
     seen: list[dict] = []
     wait_for(
         lambda: (
