@@ -53,3 +53,18 @@ def test_garbage_token_is_refused(client, auth):
     response = client.get("/api/auth/me", headers=auth.headers("not-a-jwt"))
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "token_invalid"
+
+
+def test_repeated_failed_logins_are_throttled_with_429(client, auth):
+    from app.auth.throttle import login_throttle
+
+    auth.create_user("alice")
+    try:
+        for _ in range(login_throttle.limit):
+            assert client.post("/api/auth/login", json={"username": "alice", "password": "x"}).status_code == 401
+        response = client.post("/api/auth/login", json={"username": "alice", "password": "password123"})
+        assert response.status_code == 429
+        assert response.get_json()["error"]["code"] == "too_many_attempts"
+        assert response.get_json()["error"]["details"]["retry_after"] > 0
+    finally:
+        login_throttle.succeeded("alice", "127.0.0.1")

@@ -8,11 +8,20 @@ from flask import request
 from sqlalchemy import select
 
 from ..api.schema import body_of, spec
-from ..errors import Unauthorized
+from ..errors import HeraldError, Unauthorized
 from ..extensions import db
 from ..models import User
 from . import bp
+from .throttle import login_throttle
 from .tokens import bearer_token, current_user, issue_tokens, login_required, user_from_token
+
+
+class TooManyAttempts(HeraldError):
+    """Too many failed logins from one address for one name."""
+
+    status = 429
+    code = "too_many_attempts"
+
 
 LOGIN_SCHEMA = {
     "type": "object",
@@ -30,13 +39,19 @@ TOKENS_SCHEMA = {
 
 
 @bp.post("/login")
-@spec(body=LOGIN_SCHEMA, responses={200: TOKENS_SCHEMA, 401: None}, auth=False)
+@spec(body=LOGIN_SCHEMA, responses={200: TOKENS_SCHEMA, 401: None, 429: None}, auth=False)
 def login() -> tuple[dict[str, Any], int]:
     """Log in with username and password; returns an access and a refresh token."""
     body = body_of(LOGIN_SCHEMA)
+    address = request.remote_addr or "-"
+    wait = login_throttle.retry_after(body["username"], address)
+    if wait:
+        raise TooManyAttempts(f"too many failed logins; try again in {wait} s", details={"retry_after": wait})
     user = db.session.scalar(select(User).where(User.username == body["username"]))
     if user is None or not user.check_password(body["password"]):
+        login_throttle.failed(body["username"], address)
         raise Unauthorized("wrong username or password", code="bad_credentials")
+    login_throttle.succeeded(body["username"], address)
     return {**issue_tokens(user), "user": user.to_dict()}, 200
 
 
