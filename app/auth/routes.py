@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import g, request
 from sqlalchemy import select
 
 from ..api.schema import body_of, spec
+from ..database import commit_session
 from ..errors import HeraldError, Unauthorized
 from ..extensions import db
 from ..models import User
 from . import bp
 from .throttle import login_throttle
-from .tokens import bearer_token, current_user, issue_tokens, login_required, user_from_token
+from .tokens import authenticate, bearer_token, current_user, issue_tokens, login_required, revoke, user_from_token
 
 
 class TooManyAttempts(HeraldError):
@@ -71,3 +72,25 @@ def refresh() -> tuple[dict[str, Any], int]:
 def me() -> dict[str, Any]:
     """The user the access token belongs to."""
     return {"user": current_user().to_dict()}
+
+
+@bp.post("/logout")
+@spec(responses={200: {"type": "object"}, 401: None})
+@login_required
+def logout() -> dict[str, Any]:
+    """Revoke the access token (and ``refresh_token`` from the body); its sockets are closed."""
+    user = current_user()
+    revoke(g.token_claims, user.id)
+    refresh_token = (request.get_json(silent=True) or {}).get("refresh_token")
+    if isinstance(refresh_token, str):
+        try:
+            refresh_user, refresh_claims = authenticate(refresh_token, token_type="refresh")
+        except Unauthorized:
+            refresh_user = None
+        if refresh_user is not None and refresh_user.id == user.id:
+            revoke(refresh_claims, user.id)
+    commit_session()
+    from ..realtime.connections import disconnect_token
+
+    closed = disconnect_token(str(g.token_claims["jti"]))
+    return {"ok": True, "closed_connections": closed}
