@@ -23,6 +23,9 @@ COLUMN_TYPES = ("string", "integer", "number", "boolean")
 FORMATS = ("csv", "jsonl", "xlsx")
 #: Rows looked at to infer column types.
 INFER_ROWS = 200
+#: Share of a column's sample values that must fit a type for it to be inferred (the rest
+#: become reported bad rows rather than turning the whole column into text).
+INFER_SHARE = 0.9
 MAX_COLUMNS = 512
 
 TRUE_WORDS = frozenset({"true", "yes", "y", "1", "t"})
@@ -224,9 +227,11 @@ class XlsxReader(TableReader):
     def __init__(self, path: str) -> None:
         from openpyxl import load_workbook
 
+        self._fh = open(path, "rb")  # noqa: SIM115  (a file object: the stored name has no .xlsx)
         try:
-            self._book = load_workbook(path, read_only=True, data_only=True)
+            self._book = load_workbook(self._fh, read_only=True, data_only=True)
         except Exception as exc:
+            self._fh.close()
             raise BrokenFile(f"not a readable XLSX workbook: {exc}", line=None) from None
         sheet = self._book.worksheets[0]
         self._rows = sheet.iter_rows(values_only=True)
@@ -254,6 +259,7 @@ class XlsxReader(TableReader):
 
     def close(self) -> None:
         self._book.close()
+        self._fh.close()
 
 
 def open_table(path: str, fmt: str) -> TableReader:
@@ -279,14 +285,15 @@ def _fits(value: Any, type_: str) -> bool:
 
 
 def infer_columns(header: list[str], sample: list[list[Any]]) -> list[Column]:
-    """Column types from sample rows: the narrowest of integer, number, boolean, string."""
+    """Column types from sample rows: the narrowest of integer, number, boolean that fits
+    at least ``INFER_SHARE`` of the non-empty values, else string."""
     columns = []
     for index, name in enumerate(header):
         values = [row[index] for row in sample if row[index] is not None and row[index] != ""]
         chosen = "string"
         if values:
             for type_ in ("integer", "number", "boolean"):
-                if all(_fits(v, type_) for v in values):
+                if sum(1 for v in values if _fits(v, type_)) >= INFER_SHARE * len(values):
                     chosen = type_
                     break
         columns.append(Column(name, chosen))
