@@ -159,7 +159,10 @@ class UploadReceiver:
         part: str | None = None  # "field:<name>", "file" or "skip"
         field_value = bytearray()
         while True:
-            chunk = stream.read(READ_CHUNK) if self.received < self.total_bytes else b""
+            try:
+                chunk = stream.read(READ_CHUNK) if self.received < self.total_bytes else b""
+            except OSError:  # gevent: "unexpected end of file while reading request"
+                raise ClientDisconnected() from None
             if chunk:
                 self.received += len(chunk)
                 decoder.receive_data(chunk)
