@@ -2,7 +2,7 @@
 
 from .artifact import Artifact
 from .base import isoformat, utcnow
-from .dataset import Dataset, DatasetRow
+from .dataset import Dataset, DatasetPage
 from .job import FINAL_STATUSES, Job, JobEvent, JobStatus, Worker
 from .token import RevokedToken
 from .upload import Upload
@@ -11,7 +11,7 @@ from .user import User
 __all__ = [
     "Artifact",
     "Dataset",
-    "DatasetRow",
+    "DatasetPage",
     "Upload",
     "FINAL_STATUSES",
     "Job",

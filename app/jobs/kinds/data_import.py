@@ -29,6 +29,7 @@ from ...data.tables import (
     INFER_ROWS,
     BrokenFile,
     Column,
+    CsvReader,
     RowRejected,
     TableReader,
     estimate_rows,
@@ -36,6 +37,7 @@ from ...data.tables import (
     infer_columns,
     open_table,
     row_converter,
+    text_row_converter,
 )
 from ...data.uploads import get_owned_upload, upload_path
 from ...errors import Conflict, ValidationFailed
@@ -45,8 +47,6 @@ from ..registry import job_kind
 
 #: Row errors kept in progress and the result.
 MAX_ERRORS = 100
-#: Rows per insert transaction.
-BATCH_ROWS = 2000
 #: Rows between progress reports.
 REPORT_EVERY = 500
 
@@ -129,7 +129,7 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
             if dataset_id is None:
                 dataset_id = create_dataset(ctx.owner_id, params["dataset"], columns)
                 created = True
-            writer = RowWriter(dataset_id, ctx.job_id, batch_size=BATCH_ROWS)
+            writer = RowWriter(dataset_id, ctx.job_id)
             counts = _import_rows(ctx, table, sample, rows, columns, writer, estimate)
         replaced = make_import_live(
             dataset_id, ctx.job_id, replace=(mode == "replace"), row_count=counts["imported_rows"]
@@ -202,7 +202,7 @@ def _import_rows(
     header = table.header
     order = [header.index(c.name) for c in columns]
     reorder = order != list(range(len(order)))
-    convert = row_converter(columns)
+    convert = text_row_converter(columns) if isinstance(table, CsvReader) else row_converter(columns)
     errors: list[dict[str, Any]] = []
     processed = rejected = 0
     total = max(estimate, 1)
@@ -235,7 +235,7 @@ def _import_rows(
                 if len(errors) < MAX_ERRORS:
                     errors.append({"row": line, "column": bad.column or None, "reason": bad.reason})
             else:
-                if writer.add(line, typed):
+                if writer.add(typed):
                     ctx.raise_if_cancelled()
                     ctx.yield_now()
             if processed % REPORT_EVERY == 0:
