@@ -3,6 +3,7 @@
 from .base import isoformat, utcnow
 from .job import FINAL_STATUSES, Job, JobEvent, JobStatus, Worker
 from .user import User
+from .workflow import Workflow
 
 __all__ = [
     "FINAL_STATUSES",
@@ -11,6 +12,7 @@ __all__ = [
     "JobStatus",
     "User",
     "Worker",
+    "Workflow",
     "isoformat",
     "utcnow",
 ]
