@@ -4,6 +4,7 @@ from .base import isoformat, utcnow
 from .job import FINAL_STATUSES, Job, JobEvent, JobStatus, Worker
 from .token import RevokedToken
 from .user import User
+from .workflow import Workflow
 
 __all__ = [
     "FINAL_STATUSES",
@@ -13,6 +14,7 @@ __all__ = [
     "RevokedToken",
     "User",
     "Worker",
+    "Workflow",
     "isoformat",
     "utcnow",
 ]
