@@ -7,6 +7,7 @@ from .job import FINAL_STATUSES, Job, JobEvent, JobStatus, Worker
 from .token import RevokedToken
 from .upload import Upload
 from .user import User
+from .workflow import Workflow
 
 __all__ = [
     "Artifact",
@@ -20,6 +21,7 @@ __all__ = [
     "RevokedToken",
     "User",
     "Worker",
+    "Workflow",
     "isoformat",
     "utcnow",
 ]

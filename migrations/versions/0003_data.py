@@ -1,7 +1,7 @@
 """Data: uploads, datasets and their row pages, job artifacts.
 
 Revision ID: 0003_data
-Revises: 0005_token_revocation
+Revises: 0002_workflows
 Create Date: 2026-11-22 02:12:27.061648
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0003_data'
-down_revision = '0005_token_revocation'
+down_revision = "0002_workflows"
 branch_labels = None
 depends_on = None
 
