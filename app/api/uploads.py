@@ -8,7 +8,7 @@ from flask import Response, after_this_request, request
 from sqlalchemy import select
 
 from ..auth.tokens import current_user, login_required
-from ..data.uploads import LengthRequired, UploadReceiver, delete_upload, get_owned_upload
+from ..data.uploads import LengthRequired, UploadReceiver, delete_upload, get_owned_upload, reconcile_upload
 from ..errors import PayloadTooLarge
 from ..extensions import db
 from ..models import Upload
@@ -67,7 +67,7 @@ def list_uploads() -> dict[str, Any]:
         .limit(query_int("limit", 50, minimum=1, maximum=500))
         .offset(query_int("offset", 0))
     )
-    return {"uploads": [u.to_dict() for u in db.session.scalars(query)]}
+    return {"uploads": [reconcile_upload(u).to_dict() for u in db.session.scalars(query)]}
 
 
 @bp.get("/uploads/<upload_id>")

@@ -64,6 +64,22 @@ def get_owned_upload(owner_id: int, upload_id: str) -> Upload:
         upload = db.session.scalar(select(Upload).where(Upload.owner_id == owner_id, Upload.upload_id == upload_id))
     if upload is None:
         raise NotFound(f"upload {upload_id!r} not found")
+    return reconcile_upload(upload)
+
+
+def reconcile_upload(upload: Upload) -> Upload:
+    """An upload left ``receiving`` by a server that died: its job was swept to a final
+    state, so the upload is ``failed`` and its partial file removed."""
+    if upload.status != "receiving" or upload.job_id is None:
+        return upload
+    job = db.session.get(Job, upload.job_id)
+    if job is not None and JobStatus(job.status).is_final:
+        try:
+            os.unlink(upload_path(upload) + ".part")
+        except FileNotFoundError:
+            pass
+        upload.status = "failed"
+        commit_session()
     return upload
 
 
