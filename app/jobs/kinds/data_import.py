@@ -11,6 +11,7 @@ the same way. Importing into an existing dataset needs ``mode: append|replace`` 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
@@ -199,10 +200,7 @@ def _import_rows(
     estimate: int,
 ) -> dict[str, Any]:
     """The hot loop: convert, buffer, write in batches, report; returns the counts."""
-    header = table.header
-    order = [header.index(c.name) for c in columns]
-    reorder = order != list(range(len(order)))
-    convert = text_row_converter(columns) if isinstance(table, CsvReader) else row_converter(columns)
+    convert = _converter_for(table, columns)
     errors: list[dict[str, Any]] = []
     processed = rejected = 0
     total = max(estimate, 1)
@@ -221,21 +219,18 @@ def _import_rows(
         )
 
     report()
+    add = writer.add
     for source in (sample, rows):
         for line, values in source:
             processed += 1
             try:
-                if isinstance(values, RowRejected):
-                    raise values
-                if reorder:
-                    values = [values[i] for i in order]
                 typed = convert(values)
             except RowRejected as bad:
                 rejected += 1
                 if len(errors) < MAX_ERRORS:
                     errors.append({"row": line, "column": bad.column or None, "reason": bad.reason})
             else:
-                if writer.add(typed):
+                if add(typed):
                     ctx.raise_if_cancelled()
                     ctx.yield_now()
             if processed % REPORT_EVERY == 0:
@@ -250,3 +245,31 @@ def _import_rows(
         "rejected_rows": rejected,
         "errors": errors,
     }
+
+
+def _converter_for(table: TableReader, columns: list[Column]) -> Callable[[Any], list[Any]]:
+    """Raw row → typed values in the dataset's column order (raises ``RowRejected``).
+
+    CSV gets the compiled text converter; JSON lines and XLSX the exact one, also passing
+    on the rows their reader already rejected (invalid JSON, unknown keys).
+    """
+    order = [table.header.index(c.name) for c in columns]
+    csv_text = isinstance(table, CsvReader)
+    convert = text_row_converter(columns) if csv_text else row_converter(columns)
+    if order != list(range(len(order))):
+        inner = convert
+
+        def convert(values: Any) -> list[Any]:
+            if isinstance(values, RowRejected):
+                raise values
+            return inner([values[i] for i in order])
+
+    elif not csv_text:
+        inner = convert
+
+        def convert(values: Any) -> list[Any]:
+            if isinstance(values, RowRejected):
+                raise values
+            return inner(values)
+
+    return convert
