@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from ..auth.tokens import current_user, login_required
 from ..data.uploads import LengthRequired, UploadReceiver, delete_upload, get_owned_upload, reconcile_upload
-from ..errors import PayloadTooLarge
+from ..errors import HeraldError, PayloadTooLarge
 from ..extensions import db
 from ..models import Upload
 from . import bp
@@ -48,7 +48,12 @@ def create_upload() -> tuple[dict[str, Any], int]:
     except (LengthRequired, PayloadTooLarge):
         after_this_request(_close_connection)
         raise
-    upload = receiver.receive()
+    try:
+        upload = receiver.receive()
+    except HeraldError as exc:
+        if exc.code == "upload_cancelled":  # the client may still be sending
+            after_this_request(_close_connection)
+        raise
     return {"upload": upload.to_dict()}, 201
 
 

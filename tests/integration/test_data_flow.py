@@ -171,6 +171,35 @@ def test_client_disconnect_mid_upload_leaves_a_failed_upload_and_no_file(server,
     assert files_in(tmp_path / "uploads") == []
 
 
+def test_cancelling_the_upload_job_stops_the_upload_and_leaves_no_file(server, tmp_path: Path):
+    token = server.login("alice")
+    listener = Listener(server, token, client_id="tab-2")
+    head, tail = multipart_parts("slow.txt", {"upload_id": "slow"})
+    size = 8 * 1024 * 1024
+    sock = open_upload(server, token, len(head) + size + len(tail), "?client_id=tab-2")
+    sock.sendall(head + b"x" * 65536)
+    job_id = wait_for(lambda: (p := listener.of_type("file_upload_progress")) and p[-1]["job_id"], timeout=20)
+    assert server.api("POST", f"/api/jobs/{job_id}/cancel", token).status_code == 202
+    sent = 65536
+    try:
+        while sent < size:  # keep the server reading: it looks for the cancel between reads
+            sock.sendall(b"x" * 32768)
+            sent += 32768
+            if server.api("GET", "/api/uploads/slow", token).json()["upload"]["status"] != "receiving":
+                break
+        status, body = read_response(sock)
+        assert status == 409 and b"upload_cancelled" in body
+    except OSError:
+        pass  # the server may close before the client stops sending
+    finally:
+        sock.close()
+        listener.close()
+    assert sent < size
+    assert server.api("GET", "/api/uploads/slow", token).json()["upload"]["status"] == "cancelled"
+    assert server.api("GET", f"/api/jobs/{job_id}", token).json()["job"]["status"] == "cancelled"
+    assert files_in(tmp_path / "uploads") == []
+
+
 # -- 2. limits, names, ownership ------------------------------------------------------------
 
 
