@@ -1,4 +1,4 @@
-"""``data_import``: parse an uploaded file streaming, validate rows, store them in batches.
+"""``data_import``: parse an uploaded file streaming, validate rows, store them in pages.
 
 Bad rows are counted and reported (first 100, with file line, column and reason) and never
 stop the import. A broken file (bad encoding, wrong column count, no header) fails the job
@@ -119,7 +119,6 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     estimate = estimate_rows(path, fmt)
     dataset_id: int | None = existing_id
     created = False
-    writer: RowWriter | None = None
     try:
         with open_table(path, fmt) as table:
             if estimate is None:
