@@ -214,6 +214,20 @@ def test_over_limit_upload_is_413_json_before_the_body_and_nothing_on_disk(serve
     assert server.api("GET", "/api/uploads", token).json()["uploads"] == []
 
 
+def test_chunked_upload_is_refused_with_411(server):
+    token = server.login("alice")
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    sock.sendall(
+        (
+            f"POST /api/uploads HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+    )
+    status, body = read_response(sock)
+    sock.close()
+    assert status == 411 and b'"length_required"' in body
+
+
 def test_traversal_filename_is_stored_safely_and_other_user_cannot_touch_it(server, tmp_path: Path):
     alice, bob = server.login("alice"), server.login("bob")
     response = upload(server, alice, b"a,b\n1,2\n", "../../etc/passwd.csv", "trav")
