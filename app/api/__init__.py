@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from . import jobs, meta  # noqa: E402,F401
+from . import jobs, meta, test_cases  # noqa: E402,F401

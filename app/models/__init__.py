@@ -2,6 +2,7 @@
 
 from .base import isoformat, utcnow
 from .job import FINAL_STATUSES, Job, JobEvent, JobStatus, Worker
+from .test_case import TestCase, TestCaseResult
 from .user import User
 
 __all__ = [
@@ -9,6 +10,8 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobStatus",
+    "TestCase",
+    "TestCaseResult",
     "User",
     "Worker",
     "isoformat",
