@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from app.apitests.engine import EventFilter, run_case
 from app.apitests.hosts import normalise_hosts
 from app.apitests.spec import parse_case_yaml
-from tests.target_service import TargetService, login_case_yaml
+from tests.target_service import login_case_yaml
 
 ALLOWED = normalise_hosts(["localhost", "127.0.0.1", "::1"])
-
-
-@pytest.fixture
-def target() -> Iterator[TargetService]:
-    service = TargetService().start()
-    yield service
-    service.stop()
 
 
 def run(yaml_text: str, allowed: frozenset[str] = ALLOWED) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
@@ -115,7 +105,8 @@ def test_disallowed_host_is_refused_and_nothing_is_sent(target):
 
 
 def test_redirects_are_not_followed(target):
-    yaml_text = f"name: r\nsteps:\n  - name: go\n    request: {{url: '{target.url}/redirect'}}\n    validate: [status_code: 302]\n"
+    step = f"{{name: go, request: {{url: '{target.url}/redirect'}}, validate: [status_code: 302]}}"
+    yaml_text = f"name: r\nsteps: [{step}]\n"
     result, _ = run(yaml_text)
     assert result["steps"][0]["status"] == "passed"
     assert target.hits == [("GET", "/redirect")]
