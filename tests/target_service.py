@@ -14,6 +14,8 @@ class TargetService:
     def __init__(self) -> None:
         self.hits: list[tuple[str, str]] = []
         self.flaky_calls = 0
+        #: ``/gate`` answers only once this is set (lets a test act while a case runs).
+        self.gate = threading.Event()
         self.lock = threading.Lock()
         service = self
 
@@ -40,6 +42,9 @@ class TargetService:
                         service.flaky_calls += 1
                         calls = service.flaky_calls
                     return self._send(503 if calls == 1 else 200, {"ok": calls > 1, "calls": calls})
+                if self.path == "/gate":
+                    opened = service.gate.wait(60)
+                    return self._send(200 if opened else 504, {"opened": opened})
                 if self.path.startswith("/items"):
                     return self._send(200, {"items": [1, 2, 3], "count": 3})
                 if self.path == "/redirect":
@@ -71,6 +76,7 @@ class TargetService:
         return self
 
     def stop(self) -> None:
+        self.gate.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -115,4 +121,19 @@ steps:
       url: /items
     validate:
       - eq: [$.count, 4]
+"""
+
+
+def gated_case_yaml(base_url: str, name: str = "gated") -> str:
+    """A passing case whose second step waits for ``TargetService.gate``."""
+    return f"""\
+name: {name}
+config: {{base_url: "{base_url}", timeout: 60}}
+steps:
+  - name: items
+    request: {{url: /items}}
+    validate: [status_code: 200, eq: [$.count, 3]]
+  - name: wait for the gate
+    request: {{url: /gate}}
+    validate: [status_code: 200]
 """
