@@ -184,3 +184,21 @@ def test_batch_with_a_missing_case_fails_with_not_found(client, auth):
     )
     job = finished_job(client, auth, token, response.get_json()["job"]["id"])
     assert job["status"] == "failed" and job["error"] == {"code": "not_found", "message": "test case 999 not found"}
+
+
+def test_disallowed_host_fails_the_step_with_host_not_allowed_and_sends_nothing(app, client, auth, target):
+    app.config["API_TEST_ALLOWED_HOSTS"] = ["localhost", "::1"]
+    token = auth.token_for("alice")
+    case_id = create(client, auth, token, login_case_yaml(target.url)).get_json()["test_case"]["id"]
+    job_id = client.post(f"/api/test-cases/{case_id}/run", headers=auth.headers(token)).get_json()["job"]["id"]
+    job = finished_job(client, auth, token, job_id)
+    assert job["result"]["status"] == "failed"
+    result = client.get(f"/api/test-cases/{case_id}/results", headers=auth.headers(token)).get_json()["results"][0]
+    assert result["steps"][0]["error"] == {
+        "code": "host_not_allowed",
+        "message": "host '127.0.0.1' is not allowed by API_TEST_ALLOWED_HOSTS",
+    }
+    assert result["steps"][0]["response"] is None
+    assert target.hits == []
+    errors = [e["data"] for e in events_of(client, auth, token, job_id) if e["type"] == "error"]
+    assert errors[0]["error_type"] == "host_not_allowed"

@@ -1,0 +1,120 @@
+"""API test cases on the real server: jobs under eventlet/gevent, batches, and ``flask watch``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.client import HeraldClient
+from tests.helpers import wait_for
+from tests.target_service import TargetService, gated_case_yaml, login_case_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def target() -> Iterator[TargetService]:
+    service = TargetService().start()
+    yield service
+    service.stop()
+
+
+def create_case(server, token: str, text: str) -> int:
+    response = server_request(server, token, "POST", "/api/test-cases", data=text)
+    assert response.status_code == 201, response.text
+    return int(response.json()["test_case"]["id"])
+
+
+def server_request(server, token: str, method: str, path: str, **kwargs: Any):
+    import requests
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/yaml"}
+    return requests.request(method, server.url + path, headers=headers, timeout=30, **kwargs)
+
+
+def finished(server, token: str, job_id: int) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        job = server.api("GET", f"/api/jobs/{job_id}", token).json()["job"]
+        return job if job["status"] in {"completed", "failed", "cancelled"} else None
+
+    return wait_for(done, timeout=90, interval=0.2)
+
+
+def test_api_test_job_runs_on_the_real_server_and_stores_results(server, target):
+    token = server.login("alice")
+    case_id = create_case(server, token, login_case_yaml(target.url))
+    job = server.submit(token, "api_test", test_case_id=case_id)
+    done = finished(server, token, job["id"])
+    assert done["status"] == "completed" and done["result"]["status"] == "failed"
+    assert [s["status"] for s in done["result"]["steps"]] == ["passed", "passed", "passed", "failed"]
+    events = server.api("GET", f"/api/jobs/{job['id']}/events", token).json()["events"]
+    types = [e["type"] for e in events if e["type"] != "job_status"]
+    assert types[0] == "test_start" and types[-1] == "test_complete"
+    results = server.api("GET", f"/api/test-cases/{case_id}/results", token).json()["results"]
+    assert results[0]["job_id"] == job["id"] and results[0]["steps"][2]["retries"] == 1
+
+
+def test_batch_on_the_real_server_completes_with_counts_that_add_up(server, target):
+    token = server.login("alice")
+    target.gate.set()
+    ids = [create_case(server, token, gated_case_yaml(target.url, f"case {n}")) for n in range(6)]
+    batch = server.submit(token, "batch_execution", test_case_ids=ids, concurrency=3)
+    done = finished(server, token, batch["id"])
+    assert done["status"] == "completed"
+    assert done["counts"] == {
+        "success_count": 6,
+        "failed_count": 0,
+        "running_count": 0,
+        "pending_count": 0,
+        "total_count": 6,
+    }
+    events = server.api("GET", f"/api/jobs/{batch['id']}/events", token).json()["events"]
+    for counts in (e["data"] for e in events if e["type"] == "job_counts"):
+        assert sum(counts[k] for k in ("success_count", "failed_count", "running_count", "pending_count")) == 6
+
+
+def test_watch_shows_the_job_finishing(server, target):
+    token = server.login("alice")
+    case_id = create_case(server, token, gated_case_yaml(target.url))
+    job = HeraldClient(server.url, token=token).submit("api_test", {"test_case_id": case_id})
+    env = {**os.environ, "HERALD_ENV": "testing", "HERALD_TOKEN": token}
+    env.pop("SOCKETIO_ASYNC_MODE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "watch", str(job["id"]), "--server", server.url],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: server.api("GET", f"/api/jobs/{job['id']}", token).json()["job"]["status"] == "running")
+        target.gate.set()  # let the case finish while watch follows it
+        output, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = output.decode()
+    assert proc.returncode == 0, text
+    assert "status: running" in text and "status: completed" in text
+    assert "test_complete: status=passed" in text
+    assert text.rstrip().endswith(f"job {job['id']} completed")
+
+
+def test_client_events_replay_everything_for_a_finished_job(server, target):
+    token = server.login("alice")
+    target.gate.set()
+    client = HeraldClient(server.url)
+    client.login("alice", "password123")
+    case_id = create_case(server, token, gated_case_yaml(target.url))
+    job = client.submit("api_test", {"test_case_id": case_id})
+    finished(server, token, job["id"])
+    seqs = [m["seq"] for m in client.events(job["id"], timeout=60) if m["seq"] is not None]
+    assert seqs == list(range(1, len(seqs) + 1))
+    resumed = [m["seq"] for m in client.events(job["id"], after=seqs[-3], timeout=60) if m["seq"] is not None]
+    assert resumed == seqs[-2:]
