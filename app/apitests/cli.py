@@ -181,10 +181,14 @@ def watch_command(
             data = message.get("data") or {}
             if message.get("seq") is None:
                 if data.get("percent") is not None:
-                    bar.n = float(data["percent"])
                     bar.set_postfix_str(str(data.get("message") or ""), refresh=False)
-                    bar.refresh()
+                    _move(bar, float(data["percent"]))
                 continue
+            if message["type"] == "step_complete" and data.get("total_steps"):
+                _move(bar, 100.0 * (int(data.get("index", 0)) + 1) / int(data["total_steps"]))
+            elif message["type"] == "job_counts" and data.get("total_count"):
+                done = int(data.get("success_count", 0)) + int(data.get("failed_count", 0))
+                _move(bar, 100.0 * done / int(data["total_count"]))
             if message["type"] == "job_status":
                 bar.write(f"[{message['seq']}] status: {data['status']}")
                 if data["status"] in FINAL:
@@ -195,8 +199,7 @@ def watch_command(
         raise click.ClickException(str(exc)) from None
     finally:
         if final.get("status") == "completed":
-            bar.n = 100
-            bar.refresh()
+            _move(bar, 100.0)
         bar.close()
     if not final:
         raise click.ClickException(f"job {job_id} did not finish in time")
@@ -205,6 +208,11 @@ def watch_command(
     failed_test = isinstance(result, dict) and result.get("status") == "failed"
     if final["status"] != "completed" or failed_test:
         sys.exit(1)
+
+
+def _move(bar: tqdm, percent: float) -> None:
+    bar.n = round(min(max(percent, 0.0), 100.0), 1)
+    bar.refresh()
 
 
 def _short(data: dict[str, Any]) -> str:

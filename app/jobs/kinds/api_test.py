@@ -13,16 +13,16 @@ from typing import Any
 
 from flask import current_app
 
-from ...apitests.engine import EventFilter, run_case
+from ...apitests.engine import Emit, EventFilter, run_case
 from ...apitests.hosts import normalise_hosts
-from ...apitests.store import save_result
+from ...apitests.store import get_owned_case, save_result
 from ...errors import NotFound
 from ...extensions import db
 from ..context import JobContext, JobFailed
 from ..registry import job_kind
 
 
-def emitter_for(ctx: JobContext):  # type: ignore[no-untyped-def]
+def emitter_for(ctx: JobContext) -> Emit:
     """Engine events → job events (``progress`` → a progress tick)."""
 
     def emit(type_: str, data: dict[str, Any]) -> None:
@@ -36,8 +36,6 @@ def emitter_for(ctx: JobContext):  # type: ignore[no-untyped-def]
 
 def run_stored_case(ctx: JobContext, test_case_id: int) -> dict[str, Any]:
     """Run the owner's case ``test_case_id`` in this job and store the result."""
-    from ...apitests.store import get_owned_case
-
     try:
         case_row = get_owned_case(ctx.owner_id, test_case_id)
     except NotFound as exc:

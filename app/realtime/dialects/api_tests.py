@@ -35,7 +35,7 @@ from ..rooms import test_room
 Emit = tuple[list[str], str, dict[str, Any]]
 
 
-def test_message(type_: str, test_id: int, data: dict[str, Any]) -> dict[str, Any]:
+def seed001_message(type_: str, test_id: int, data: dict[str, Any]) -> dict[str, Any]:
     """A seed-001 message: ``{type, test_id, timestamp, data}`` (no job_id: the ledger ignores it)."""
     return {"type": type_, "test_id": test_id, "timestamp": isoformat(utcnow()), "data": {"test_id": test_id, **data}}
 
@@ -91,7 +91,7 @@ def seed001_adapter(message: Message, owner_id: int) -> list[Emit]:
     elif type_ == "error" and message.get("seq") is not None:
         derived = [("test_error", {"error": data})]
     rooms = [test_room(job_id)]
-    return [(rooms, event, test_message(event, job_id, payload)) for event, payload in derived]
+    return [(rooms, event, seed001_message(event, job_id, payload)) for event, payload in derived]
 
 
 def _test_id(args: tuple[Any, ...]) -> int:
@@ -132,7 +132,7 @@ def on_subscribe_test(*args: Any) -> dict[str, Any]:
     finally:
         db.session.rollback()
     for event, payload in _status_messages(test_id, snapshot["status"], snapshot):
-        _send(sid, test_message(event, test_id, payload))
+        _send(sid, seed001_message(event, test_id, payload))
     return {"ok": True, "test_id": test_id, "job": snapshot}
 
 
