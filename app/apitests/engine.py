@@ -238,6 +238,7 @@ class CaseRunner:
                         "current": done,
                         "total": len(steps),
                         "percent": round(100.0 * done / len(steps), 1),
+                        "percentage": round(100.0 * done / len(steps), 1),  # the seed's web example reads this
                         "eta_seconds": round(eta, 2),
                     },
                 )

@@ -118,3 +118,28 @@ def test_client_events_replay_everything_for_a_finished_job(server, target):
     assert seqs == list(range(1, len(seqs) + 1))
     resumed = [m["seq"] for m in client.events(job["id"], after=seqs[-3], timeout=60) if m["seq"] is not None]
     assert resumed == seqs[-2:]
+
+
+def test_client_events_reconnect_and_replay_without_gap_or_duplicate(server, monkeypatch):
+    token = server.login("alice")
+    sockets: list[Any] = []
+    original = HeraldClient._socket
+
+    def recording_socket() -> Any:
+        sio, inbox = original()
+        sockets.append(sio)
+        return sio, inbox
+
+    monkeypatch.setattr(HeraldClient, "_socket", staticmethod(recording_socket))
+    client = HeraldClient(server.url, token=token)
+    job = client.submit("simulate", {"steps": 40, "interval": 0.05, "log_every": 2})
+    seqs: list[int] = []
+    for message in client.events(job["id"], timeout=90):
+        if message["seq"] is None:
+            continue
+        seqs.append(message["seq"])
+        if len(seqs) == 4:
+            sockets[0].disconnect()  # the connection drops mid-job
+    assert len(sockets) >= 2  # it reconnected
+    assert seqs == list(range(1, len(seqs) + 1))  # and missed nothing, repeated nothing
+    assert server.api("GET", f"/api/jobs/{job['id']}", token).json()["job"]["last_seq"] == seqs[-1]
