@@ -202,3 +202,32 @@ def test_disallowed_host_fails_the_step_with_host_not_allowed_and_sends_nothing(
     assert target.hits == []
     errors = [e["data"] for e in events_of(client, auth, token, job_id) if e["type"] == "error"]
     assert errors[0]["error_type"] == "host_not_allowed"
+
+
+def test_cancelling_a_batch_cancels_its_running_cases(client, auth, target):
+    from tests.target_service import gated_case_yaml
+
+    token = auth.token_for("alice")
+    ids = [
+        create(client, auth, token, gated_case_yaml(target.url, f"g{n}")).get_json()["test_case"]["id"]
+        for n in range(3)
+    ]
+    response = client.post(
+        "/api/jobs",
+        json={"kind": "batch_execution", "params": {"test_case_ids": ids, "concurrency": 2}},
+        headers=auth.headers(token),
+    )
+    batch_id = response.get_json()["job"]["id"]
+
+    def running_children() -> list[dict[str, Any]]:
+        jobs = client.get("/api/jobs?kind=api_test", headers=auth.headers(token)).get_json()["jobs"]
+        return [j for j in jobs if j["status"] == "running"]
+
+    wait_for(lambda: len(running_children()) == 2, timeout=30)
+    assert client.post(f"/api/jobs/{batch_id}/cancel", headers=auth.headers(token)).status_code == 202
+    target.gate.set()  # the blocked requests return; the cases see the cancellation
+    assert finished_job(client, auth, token, batch_id)["status"] == "cancelled"
+    children = client.get("/api/jobs?kind=api_test", headers=auth.headers(token)).get_json()["jobs"]
+    assert len(children) == 2  # the third case never started
+    for child in children:
+        assert finished_job(client, auth, token, child["id"])["status"] == "cancelled"
