@@ -225,8 +225,8 @@ def test_cancelling_a_batch_cancels_its_running_cases(client, auth, target):
 
     wait_for(lambda: len(running_children()) == 2, timeout=30)
     assert client.post(f"/api/jobs/{batch_id}/cancel", headers=auth.headers(token)).status_code == 202
+    assert finished_job(client, auth, token, batch_id)["status"] == "cancelled"  # children signalled first
     target.gate.set()  # the blocked requests return; the cases see the cancellation
-    assert finished_job(client, auth, token, batch_id)["status"] == "cancelled"
     children = client.get("/api/jobs?kind=api_test", headers=auth.headers(token)).get_json()["jobs"]
     assert len(children) == 2  # the third case never started
     for child in children:

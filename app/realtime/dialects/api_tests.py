@@ -6,7 +6,7 @@ ack is ``{ok: true, test_id, job}`` and the current state follows at once as
 Live, :func:`seed001_adapter` derives from the job's own pipeline messages:
 
 * ``test_progress`` ``{test_id, progress, current_step, total_steps, ...}`` — from
-  progress ticks and ``step_complete`` events;
+  ``api_test`` progress ticks and ``step_complete`` events (and a batch's ``job_counts``);
 * ``test_status_update`` ``{test_id, status}`` — from every ``job_status``;
 * ``test_completed`` ``{test_id, results, success}`` — when the job completes;
 * ``test_error`` ``{test_id, error}`` — when the job fails or a step reports ``error``.
@@ -75,7 +75,10 @@ def seed001_adapter(message: Message, owner_id: int) -> list[Emit]:
                 },
             )
         ]
-    elif is_progress(message):
+    elif type_ == "job_counts" and data.get("total_count"):
+        done, total = int(data.get("success_count", 0)) + int(data.get("failed_count", 0)), int(data["total_count"])
+        derived = [("test_progress", {"progress": round(100.0 * done / total, 1), **data})]
+    elif type_ == "progress" and is_progress(message):
         derived = [
             (
                 "test_progress",
