@@ -122,3 +122,19 @@ def test_ws_server_streams_test_start_to_test_complete_to_the_seed_client(tmp_pa
     ]
     assert received[0]["data"] == {"name": "gated", "total_steps": 2}
     assert received[-1]["data"]["status"] == "passed"
+
+
+def test_yaml_websocket_config_enables_the_stream_and_cli_flags_win(tmp_path):
+    from app.apitests.cli import CaseFile, stream_settings
+    from app.apitests.spec import parse_case_yaml
+
+    enabled_in_yaml = parse_case_yaml(
+        "name: w\nconfig: {websocket: {enabled: true, host: 0.0.0.0, port: 9100}}\n"
+        "steps: [{name: s, request: {url: 'http://localhost/'}}]\n"
+    )
+    plain = parse_case_yaml("name: p\nsteps: [{name: s, request: {url: 'http://localhost/'}}]\n")
+    files = [CaseFile(tmp_path / "p.yaml", case=plain), CaseFile(tmp_path / "w.yaml", case=enabled_in_yaml)]
+    assert stream_settings(files, None, None, None) == (True, "0.0.0.0", 9100)
+    assert stream_settings(files, False, None, None)[0] is False
+    assert stream_settings(files, True, "127.0.0.1", 9000) == (True, "127.0.0.1", 9000)
+    assert stream_settings(files[:1], None, None, None) == (False, "localhost", 8765)
