@@ -1,7 +1,7 @@
 """API test cases and their results.
 
 Revision ID: 0004_apitests
-Revises: 0001_core
+Revises: 0003_data
 Create Date: 2026-11-22 02:30:00
 
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0004_apitests'
-down_revision = '0001_core'
+down_revision = '0003_data'
 branch_labels = None
 depends_on = None
 
