@@ -143,3 +143,37 @@ def test_client_events_reconnect_and_replay_without_gap_or_duplicate(server, mon
     assert len(sockets) >= 2  # it reconnected
     assert seqs == list(range(1, len(seqs) + 1))  # and missed nothing, repeated nothing
     assert server.api("GET", f"/api/jobs/{job['id']}", token).json()["job"]["last_seq"] == seqs[-1]
+
+
+def test_batch_of_20_emits_seed_000_updates_whose_counts_always_add_up(server, target):
+    import socketio
+
+    token = server.login("alice")
+    target.gate.set()
+    ids = []
+    for n in range(20):
+        text = gated_case_yaml(target.url, f"case {n}")
+        if n % 4 == 0:
+            text = text.replace("eq: [$.count, 3]", "eq: [$.count, 99]")  # these cases fail
+        ids.append(create_case(server, token, text))
+    updates: list[dict[str, Any]] = []
+    client = socketio.Client(reconnection=False)
+    client.on("batch_execution_update", updates.append)
+    client.connect(server.url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+    try:
+        batch = server.submit(token, "batch_execution", test_case_ids=ids, concurrency=4)
+        ack = client.call("subscribe_batch", {"batch_execution_id": batch["id"]}, timeout=10)
+        assert ack["ok"] is True
+        wait_for(lambda: updates and updates[-1]["data"]["status"] in {"completed", "failed"}, timeout=120)
+    finally:
+        client.disconnect()
+    keys = ("success_count", "failed_count", "running_count", "pending_count")
+    for update in updates:
+        assert update["batch_execution_id"] == batch["id"]
+        data = update["data"]
+        if data["total_count"]:  # the very first state may predate the first counts
+            assert sum(data[k] for k in keys) == data["total_count"] == 20
+            assert data["running_count"] <= 4
+    last = updates[-1]["data"]
+    assert last["status"] == "completed"
+    assert (last["success_count"], last["failed_count"], last["running_count"], last["pending_count"]) == (15, 5, 0, 0)
