@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,6 +107,25 @@ def test_one_process_holds_two_thousand_socketio_clients(server):
     assert (still_open, registered) == (MANY_CLIENTS, MANY_CLIENTS)
 
 
+def listen_backlog_of(port: int) -> int | None:
+    """The accept-queue size of the socket listening on ``port`` (``ss`` shows it as Send-Q)."""
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed")
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2].isdigit():
+            return int(fields[2])
+    return None
+
+
+def test_listen_backlog_holds_a_reconnect_storm(server):
+    """eventlet.listen's default backlog of 50 drops SYNs when thousands reconnect at once."""
+    backlog = listen_backlog_of(server.port)
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    assert backlog is not None and backlog >= min(1024, somaxconn)
+
+
 def test_gunicorn_worker_connections_follow_max_connections(monkeypatch):
     import runpy
 
@@ -113,3 +135,4 @@ def test_gunicorn_worker_connections_follow_max_connections(monkeypatch):
     settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
     assert settings["worker_connections"] == 12345
     assert settings["worker_class"] == "eventlet"
+    assert settings["backlog"] >= 1024
