@@ -444,8 +444,12 @@ def _fanout(report: Report, work: Path, quick: bool, *, deflate: bool, tag: str)
     watchers = 500 if quick else 1000
     rates = [100, 200] if quick else [100, 200, 400]
     window = 3.0 if quick else 5.0
-    results: dict[str, list[dict[str, Any]]] = {"herald": [], "node": []}
-    for server in (HeraldServer(work / f"{tag}-h"), NodeServer(work / f"{tag}-n")):
+    results: dict[str, list[dict[str, Any]]] = {"herald": [], "node": [], "herald_deflate": []}
+    servers: list[Server] = [HeraldServer(work / f"{tag}-h"), NodeServer(work / f"{tag}-n")]
+    if deflate:  # the control: what a browser costs when Herald lets compression through
+        servers.append(HeraldServer(work / f"{tag}-hz", {"WEBSOCKET_COMPRESSION": "1"}))
+        servers[-1].name = "herald_deflate"
+    for server in servers:
         with running(server):
             herald = isinstance(server, HeraldServer)
             token = server.tokens(1)[0]
@@ -487,7 +491,13 @@ def _fanout(report: Report, work: Path, quick: bool, *, deflate: bool, tag: str)
         report.add(f"{label}: p99 latency", h["latency_p99_ms"], n["latency_p99_ms"], "ms")
         report.add(f"{label}: server CPU", h["server_cpu_pct"], n["server_cpu_pct"], "%")
         report.add(f"{label}: generator CPU", h["generator_cpu_pct"], n["generator_cpu_pct"], "%")
+        report.add(f"{label}: server RSS", h["server_rss_mb"], n["server_rss_mb"], "MB")
     h_best, n_best = sustained(results["herald"]), sustained(results["node"])
+    for z, n in zip(results["herald_deflate"], results["node"], strict=False):
+        label = f"offered {z['rate']} ev/s x {z['watchers']}, WEBSOCKET_COMPRESSION=1"
+        report.add(f"{label}: deliveries/s", z["deliveries_per_s"], n["deliveries_per_s"], "/s")
+        report.add(f"{label}: server CPU", z["server_cpu_pct"], n["server_cpu_pct"], "%")
+        report.add(f"{label}: server RSS", z["server_rss_mb"], n["server_rss_mb"], "MB")
     goal_row = report.add("max sustained deliveries/s", h_best, n_best, "/s", note="none lost, p99 <= 1 s")
     if deflate:
         goal_row.goal = ">= 0.9x node"
@@ -608,36 +618,118 @@ def scenario_progress(report: Report, work: Path, quick: bool) -> None:
 
 
 def scenario_plainws(report: Report, work: Path, quick: bool) -> None:
-    """Plain-WebSocket fan-out (issue 3): runs once the /ws endpoint exists."""
-    server = HeraldServer(work / "plainws-h")
-    with running(server):
-        available = _plain_ws_available(server)
-    if not available:
-        report.add("plain-WS fan-out", None, None, note="n/a (not available: no /ws endpoint in this build)")
-        return
-    report.add("plain-WS fan-out", None, None, note="endpoint found; scenario not written yet (see README)")
+    """Plain-WebSocket fan-out (issue 3's ``/ws``): one job, many watchers, one publish rate."""
+    watchers, rate, window = (500 if quick else 1000), 100, (3.0 if quick else 5.0)
+    herald = HeraldServer(work / "plainws-h", {"MAX_CONCURRENT_JOBS": "1"})
+    figures: dict[str, dict[str, Any]] = {}
+    with running(herald):
+        if not _plain_ws_available(herald):
+            report.add("plain-WS fan-out", None, None, note="n/a (not available: no /ws endpoint in this build)")
+            return
+        token = herald.tokens(1)[0]
+        # The gate: a blocker holds the only job slot so the measured job exists (pending)
+        # while the watchers subscribe to it; cancelling the blocker starts it.
+        blocker = herald.submit(token, steps=1, interval=60, log_every=0)
+        job = herald.submit(token, steps=int(rate * (window + 2)), interval=round(1 / rate, 6), log_every=1)
+        config = {"url": herald.url, "token": token, "clients": watchers, "concurrency": 200}
+        with loadgen({**config, "plain": "/ws", "jobs": [job["id"]]}) as gen:
+            ready = gen.read("ready", timeout=300)
+            requests.post(f"{herald.url}/api/jobs/{blocker['id']}/cancel", headers=_bearer(token), timeout=30)
+            time.sleep(0.5)
+            figures["herald"] = {**measure(gen, herald, window), "connected": ready["connected"]}
+    node = NodeServer(work / "plainws-n")
+    with running(node):
+        config = {"url": node.url, "token": "reference", "clients": watchers, "concurrency": 200}
+        with loadgen({**config, "plain": "/ws", "jobs": [1]}) as gen:
+            ready = gen.read("ready", timeout=300)
+            requests.post(f"{node.url}/bench/fanout?job=1&rate={rate}&duration={window + 2}", timeout=10)
+            time.sleep(0.5)
+            figures["node"] = {**measure(gen, node, window), "connected": ready["connected"]}
+    h, n = figures["herald"], figures["node"]
+    report.raw["plainws"] = figures
+    label = f"offered {rate} ev/s x {watchers}"
+    report.add("plain-WS clients subscribed", h["connected"], n["connected"], goal=f"= {watchers}")
+    report.add(
+        f"{label}: events published/s", h["durable_per_subscriber_per_s"], n["durable_per_subscriber_per_s"], "/s"
+    )
+    report.add(f"{label}: deliveries/s", h["deliveries_per_s"], n["deliveries_per_s"], "/s")
+    report.add(f"{label}: p99 latency", h["latency_p99_ms"], n["latency_p99_ms"], "ms")
+    report.add(f"{label}: lost (seq gaps)", h["lost"], n["lost"])
+    report.add(f"{label}: server CPU", h["server_cpu_pct"], n["server_cpu_pct"], "%")
+    report.add(f"{label}: generator CPU", h["generator_cpu_pct"], n["generator_cpu_pct"], "%")
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def _plain_ws_available(server: HeraldServer) -> bool:
+    """True when ``/ws`` answers a ping (issue 3 has landed in this build)."""
     try:
         from websockets.sync.client import connect
 
         with connect(f"ws://127.0.0.1:{server.port}/ws?token={server.tokens(1)[0]}", open_timeout=10) as ws:
-            ws.recv(timeout=5)
-        return True
+            ws.send(json.dumps({"type": "ping"}))
+            for _ in range(5):
+                if json.loads(ws.recv(timeout=5)).get("type") == "pong":
+                    return True
+        return False
     except Exception:
         return False
 
 
 def scenario_import(report: Report, work: Path, quick: bool) -> None:
-    """CSV rows/s into SQLite (issue 4): runs once the data_import kind exists."""
+    """CSV rows/s into SQLite with the server's peak RSS (issue 4's ``data_import``)."""
+    rows = 50_000 if quick else 200_000
     server = HeraldServer(work / "import-h")
     with running(server):
-        kinds = server.kinds(server.tokens(1)[0])
-    if "data_import" not in kinds:
-        report.add("import rows/s", None, None, note="n/a (not available: no data_import job kind in this build)")
-        return
-    report.add("import rows/s", None, None, note="data_import found; scenario not written yet (see README)")
+        token = server.tokens(1)[0]
+        if "data_import" not in server.kinds(token):
+            report.add("import rows/s", None, None, note="n/a (not available: no data_import job kind in this build)")
+            return
+        csv_path = work / "rows.csv"
+        with open(csv_path, "w") as out:
+            out.write("id,name,city,amount,score,created,comment\n")
+            for i in range(rows):
+                out.write(f"{i},name {i},city {i % 97},{i * 3.25:.2f},{i % 1000},2026-01-{1 + i % 28:02d},{'x' * 90}\n")
+        base_rss = rss_kb(server.pid)
+        with open(csv_path, "rb") as body:
+            upload = requests.post(
+                f"{server.url}/api/uploads",
+                files={"file": ("rows.csv", body, "text/csv")},
+                headers=_bearer(token),
+                timeout=600,
+            )
+        upload.raise_for_status()
+        upload_id = upload.json()["upload"]["upload_id"]
+        job = server.submit(token, "data_import", upload_id=upload_id, dataset="bench_rows", format="csv")
+        peak = base_rss
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            peak = max(peak, rss_kb(server.pid))
+            state = requests.get(f"{server.url}/api/jobs/{job['id']}", headers=_bearer(token), timeout=30).json()["job"]
+            if state["status"] in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.05)
+    from datetime import datetime
+
+    started = datetime.fromisoformat(state["started_at"].replace("Z", "+00:00"))
+    finished = datetime.fromisoformat(state["finished_at"].replace("Z", "+00:00"))
+    seconds = (finished - started).total_seconds()
+    report.raw["import"] = {
+        "rows": rows,
+        "seconds": seconds,
+        "job": state,
+        "base_rss_kb": base_rss,
+        "peak_rss_kb": peak,
+    }
+    rate = rows / seconds if seconds > 0 and state["status"] == "completed" else None
+    report.add(
+        f"import {rows:,} CSV rows: rows/s", rate, None, "/s", goal=">= 100,000", met=bool(rate and rate >= 100_000)
+    )
+    growth = (peak - base_rss) / 1024
+    report.add("server RSS growth during import", growth, None, "MB", goal="<= 50 MB", met=growth <= 50)
+    report.add("import job status", None, None, note=state["status"])
 
 
 SCENARIOS: dict[str, Callable[[Report, Path, bool], None]] = {

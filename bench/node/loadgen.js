@@ -17,6 +17,7 @@
 "use strict";
 
 const { io } = require("socket.io-client");
+const WebSocket = require("ws");
 const readline = require("readline");
 
 const cfg = Object.assign(
@@ -112,7 +113,53 @@ function subscribe(socket) {
     .catch(() => false);
 }
 
+// A plain-WebSocket client (Herald's /ws, the reference's /ws): the same JSON messages as
+// Socket.IO, sent as text frames; subscribe is {"type":"subscribe","job_id","last_seq"}.
+function openPlain(index) {
+  return new Promise((resolve) => {
+    const started = performance.now();
+    const token = cfg.tokens ? cfg.tokens[index % cfg.tokens.length] : cfg.token;
+    const base = cfg.url.replace(/^http/, "ws") + cfg.plain;
+    const ws = new WebSocket(`${base}?token=${encodeURIComponent(token)}`, { perMessageDeflate: !!cfg.deflate });
+    const socket = { herald: { job: cfg.jobs.length ? cfg.jobs[index % cfg.jobs.length] : null, lastSeq: new Map() } };
+    socket.close = () => ws.terminate();
+    Object.defineProperty(socket, "connected", { get: () => ws.readyState === WebSocket.OPEN });
+    let settled = false;
+    const finish = (value) => {
+      if (!settled) {
+        settled = true;
+        resolve(value);
+      }
+    };
+    ws.on("open", () => {
+      connectMs.push(performance.now() - started);
+      if (socket.herald.job == null) return finish(socket);
+      ws.send(JSON.stringify({ type: "subscribe", job_id: socket.herald.job, last_seq: 0 }));
+    });
+    ws.on("message", (raw) => {
+      let msg;
+      try {
+        msg = JSON.parse(raw.toString());
+      } catch {
+        return;
+      }
+      if (msg.type === "subscribed") return finish(socket);
+      if (msg.type === "error" && !settled) {
+        refused++;
+        return finish(null);
+      }
+      onMessage(socket, msg.type, msg);
+    });
+    ws.on("error", () => {
+      if (!settled) refused++;
+      finish(null);
+    });
+    sockets.push(socket);
+  });
+}
+
 function openOne(index) {
+  if (cfg.plain) return openPlain(index);
   return new Promise((resolve) => {
     const started = performance.now();
     const socket = io(cfg.url, {

@@ -5,6 +5,7 @@
 
 const http = require("http");
 const { Server } = require("socket.io");
+const WebSocket = require("ws");
 
 const port = Number(process.env.PORT || 5100);
 const pingInterval = Number(process.env.PING_INTERVAL || 25) * 1000;
@@ -20,8 +21,16 @@ function nextSeq(jobId) {
   return seq;
 }
 
+// Plain-WebSocket subscribers per job (the reference for Herald's /ws endpoint).
+const plainRooms = new Map();
+
 function emitTo(jobId, msg) {
   io.to(`job:${jobId}`).to("user:1:jobs").emit(msg.type, msg);
+  const plain = plainRooms.get(jobId);
+  if (plain && plain.size) {
+    const frame = JSON.stringify(msg); // one encode per event, as Socket.IO does
+    for (const ws of plain) ws.send(frame);
+  }
 }
 
 // Emit `rate` durable job_log messages per second to one job for `duration` seconds,
@@ -84,7 +93,7 @@ const httpServer = http.createServer((req, res) => {
   res.end(JSON.stringify(body));
 });
 
-const io = new Server(httpServer, { pingInterval, pingTimeout: 20000, maxHttpBufferSize: 1e6 });
+const io = new Server(httpServer, { pingInterval, pingTimeout: 20000, maxHttpBufferSize: 1e6, destroyUpgrade: false });
 
 io.use((socket, next) => {
   const token = (socket.handshake.auth && socket.handshake.auth.token) || socket.handshake.query.token;
@@ -102,6 +111,33 @@ io.on("connection", (socket) => {
     const jobId = Number(payload && payload.job_id);
     socket.join(`job:${jobId}`);
     if (typeof ack === "function") ack({ ok: true, job: { id: jobId, last_seq: seqs.get(jobId) || 0 } });
+  });
+});
+
+const wss = new WebSocket.Server({ noServer: true, perMessageDeflate: false });
+httpServer.on("upgrade", (req, socket, head) => {
+  if (!req.url.startsWith("/ws")) return; // socket.io handles its own path
+  wss.handleUpgrade(req, socket, head, (ws) => {
+    const joined = new Set();
+    ws.on("message", (raw) => {
+      let msg;
+      try {
+        msg = JSON.parse(raw.toString());
+      } catch {
+        return ws.send(JSON.stringify({ type: "error", code: "invalid_json", message: "not JSON" }));
+      }
+      if (msg.type === "ping") return ws.send(JSON.stringify({ type: "pong" }));
+      if (msg.type === "subscribe") {
+        const jobId = Number(msg.job_id);
+        if (!plainRooms.has(jobId)) plainRooms.set(jobId, new Set());
+        plainRooms.get(jobId).add(ws);
+        joined.add(jobId);
+        ws.send(JSON.stringify(message("subscribed", jobId, null, { job: { id: jobId } })));
+      }
+    });
+    ws.on("close", () => {
+      for (const jobId of joined) plainRooms.get(jobId).delete(ws);
+    });
   });
 });
 
