@@ -1,10 +1,11 @@
-"""Microbenchmark: coalesced ``JobContext.progress`` calls per second in one job (eventlet).
+"""In-process microbenchmarks of the job-side hot paths, in eventlet mode like the server.
 
-    python bench/progress_micro.py CALLS DB_PATH     # prints one JSON line
+    python bench/micro.py progress CALLS DB_PATH   # coalesced JobContext.progress calls/s
+    python bench/micro.py publish CALLS DB_PATH    # durable events/s (commit + emit, no watchers)
 
-Run by ``bench/run.py progress``; it builds the app as the server does (eventlet mode,
-monkey-patched), stores a job row and calls ``progress`` in a tight loop inside a green
-thread, while the flusher sends its ticks as it would in production.
+Run by ``bench/run.py progress``; each builds the app as the server does (eventlet,
+monkey-patched), stores a job row and runs the call in a tight loop inside a green
+thread, while the progress flusher runs as it would in production. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def main() -> None:
     from app.models import Job, User
     from app.realtime.pipeline import pipeline
 
-    calls, db_path = int(sys.argv[1]), sys.argv[2]
+    mode, calls, db_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     app = create_app(
         {"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}", "SOCKETIO_ASYNC_MODE": "eventlet"}
     )
@@ -63,17 +64,25 @@ def main() -> None:
             ctx = JobContext(
                 job_id=job_id, owner_id=owner_id, kind="simulate", params={}, client_id=None, pipeline=pipeline
             )
-            progress = ctx.progress
-            for i in range(1000):  # warm up
-                progress(i, calls)
-            started = time.perf_counter()
-            for i in range(calls):
-                progress(i + 1, calls)
-            elapsed = time.perf_counter() - started
+            if mode == "progress":
+                progress = ctx.progress
+                for i in range(1000):  # warm up
+                    progress(i, calls)
+                started = time.perf_counter()
+                for i in range(calls):
+                    progress(i + 1, calls)
+                elapsed = time.perf_counter() - started
+            else:
+                for i in range(50):  # warm up (statement caches, connection pool)
+                    ctx.log(f"warm-up {i}")
+                started = time.perf_counter()
+                for i in range(calls):
+                    ctx.log(f"line {i}")
+                elapsed = time.perf_counter() - started
             result.update(calls=calls, seconds=elapsed, calls_per_s=calls / elapsed, ns_per_call=elapsed / calls * 1e9)
 
     eventlet.spawn(job).wait()  # a green thread, as the runner gives each job
-    result["ticks"] = ticks
+    result["emits"] = ticks  # progress ticks (progress mode) or durable events (publish mode)
     print(json.dumps(result))
 
 
