@@ -186,6 +186,9 @@ class HeraldServer(Server):
         response.raise_for_status()
         return dict(response.json()["job"])
 
+    def cancel(self, token: str, job_id: int) -> None:
+        requests.post(f"{self.url}/api/jobs/{job_id}/cancel", headers=_bearer(token), timeout=60)
+
     def kinds(self, token: str) -> set[str]:
         response = requests.get(self.url + "/api/kinds", headers={"Authorization": f"Bearer {token}"}, timeout=30)
         body = response.json() if response.ok else {}
@@ -459,9 +462,10 @@ def _fanout(report: Report, work: Path, quick: bool, *, deflate: bool, tag: str)
                 ready = gen.read("ready", timeout=300)
                 for rate in rates:
                     duration = window + 2.0
+                    job_id = None
                     if isinstance(server, HeraldServer):
                         steps = int(rate * duration)
-                        server.submit(token, steps=steps, interval=round(1.0 / rate, 6), log_every=1)
+                        job_id = server.submit(token, steps=steps, interval=round(1.0 / rate, 6), log_every=1)["id"]
                     else:
                         requests.post(f"{server.url}/bench/fanout?job=1&rate={rate}&duration={duration}", timeout=10)
                     time.sleep(0.5)
@@ -469,6 +473,8 @@ def _fanout(report: Report, work: Path, quick: bool, *, deflate: bool, tag: str)
                     got.update(rate=rate, watchers=ready["connected"])
                     got["complete"] = got["durable"] / (got["durable"] + got["lost"]) if got["durable"] else None
                     results[server.name].append(got)
+                    if isinstance(server, HeraldServer) and job_id is not None:
+                        server.cancel(token, job_id)  # a slowed-down job would overlap the next rate's
                     time.sleep(duration - window)  # let this job end before the next rate
     report.raw[tag] = results
 
@@ -531,8 +537,10 @@ def scenario_manyjobs(report: Report, work: Path, quick: bool) -> None:
                 gen.read("ready", timeout=300)
                 duration = window + 4.0
                 if isinstance(server, HeraldServer):
-                    for token in tokens:  # one simulate job per user: progress at 10 Hz, a log line each second
-                        server.submit(token, steps=int(10 * duration), interval=0.1, log_every=10)
+                    # One simulate job per user: progress at 10 Hz, a log line each second. Submitting
+                    # 200 jobs takes a while, so they run long and the server is stopped after the window.
+                    for token in tokens:
+                        server.submit(token, steps=int(10 * (duration + 120)), interval=0.1, log_every=10)
                 else:
                     requests.post(
                         f"{server.url}/bench/jobs?jobs={jobs}&hz=10&log_every=10&duration={duration}", timeout=10
