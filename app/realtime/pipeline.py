@@ -227,11 +227,20 @@ class Pipeline:
         socketio.start_background_task(self._flusher)
 
     def _flusher(self) -> None:
-        """Background loop: one tick per dirty job per interval; persist now and then."""
+        """Background loop: one tick per dirty job per interval; persist now and then.
+
+        It keeps a fixed cadence (sleeps until the next deadline, not a whole interval after
+        its own work), so hundreds of jobs still tick ``1 / interval`` times a second; when
+        it falls behind it starts a new cadence instead of bursting to catch up.
+        """
         last_persist = time.monotonic()
+        deadline = last_persist
         while True:
-            socketio.sleep(self.interval)
+            deadline += self.interval
+            socketio.sleep(max(0.0, deadline - time.monotonic()))
             now = time.monotonic()
+            if now - deadline > self.interval:
+                deadline = now
             for state in list(self._dirty):
                 try:
                     self._flush_one(state, now)
