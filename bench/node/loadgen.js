@@ -184,15 +184,22 @@ function openOne(index) {
         subscribe(socket).then(() => resolve(socket));
         return;
       }
-      // A reconnect after a server restart: resume from the last seq seen.
-      subscribe(socket).then((ok) => {
-        if (ok && armed && !socket.herald.resumed) {
-          socket.herald.resumed = true;
-          resumedCount++;
-          lastResumedAt = Date.now();
-          if (!firstResumedAt) firstResumedAt = lastResumedAt;
-        }
-      });
+      // A reconnect after a server restart: resume from the last seq seen (retrying a
+      // subscribe that timed out or was refused while the server was swamped).
+      const resume = () =>
+        subscribe(socket).then((ok) => {
+          if (!ok) {
+            if (socket.connected) setTimeout(resume, 500);
+            return;
+          }
+          if (armed && !socket.herald.resumed) {
+            socket.herald.resumed = true;
+            resumedCount++;
+            lastResumedAt = Date.now();
+            if (!firstResumedAt) firstResumedAt = lastResumedAt;
+          }
+        });
+      resume();
     });
     socket.on("connect_error", () => {
       if (!settled && !cfg.reconnect) {
