@@ -112,6 +112,14 @@ class PlainSocket:
         except OSError:
             pass
         ws.sock = _SerializedSocket(self._raw)
+        # Under gevent simple-websocket works on a dup of the server's socket, so closing
+        # it leaves the connection open; this dup lets us end the TCP connection ourselves.
+        self._control: Any = None
+        if getattr(ws, "mode", "") == "gevent":
+            try:
+                self._control = self._raw.dup()
+            except OSError:
+                self._control = None
 
     def __repr__(self) -> str:
         return f"<PlainSocket {self.dialect.name} user={self.user_id}>"
@@ -229,6 +237,15 @@ class PlainSocket:
         """Stop the sender (after the queue) and wait for it; called when the handler ends."""
         self.close(CLOSE_NORMAL, "bye")
         self._sender_done.wait(timeout)
+        if self._control is not None:
+            reader = getattr(self.ws, "thread", None)
+            if reader is not None:
+                reader.join(2)  # the peer's close reply, if it comes
+            for step in (lambda: self._control.shutdown(socket.SHUT_RDWR), self._control.close):
+                try:
+                    step()
+                except OSError:
+                    pass
 
 
 def _refuse(conn: PlainSocket, code: str, message: str) -> None:
