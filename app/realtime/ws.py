@@ -93,7 +93,9 @@ def _encode(payload: Payload) -> str:
 class PlainSocket:
     """One plain-WebSocket connection: identity, dialect, bounded send queue, sender task."""
 
-    def __init__(self, ws: Any, dialect: Dialect, *, queue_limit: int, send_timeout: float) -> None:
+    def __init__(
+        self, ws: Any, dialect: Dialect, *, queue_limit: int, send_timeout: float, send_buffer: int = 0
+    ) -> None:
         self.ws = ws
         self.dialect = dialect
         self.queue_limit = queue_limit
@@ -109,6 +111,8 @@ class PlainSocket:
         self._raw = ws.sock
         try:
             self._raw.settimeout(send_timeout)  # reads only happen once select says readable
+            if send_buffer:
+                self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         except OSError:
             pass
         ws.sock = _SerializedSocket(self._raw)
@@ -301,6 +305,7 @@ def serve(ws: Any, dialect: Dialect) -> None:
         dialect,
         queue_limit=int(config["WEBSOCKET_SEND_QUEUE"]),
         send_timeout=float(config["WEBSOCKET_SEND_TIMEOUT"]),
+        send_buffer=int(config["WEBSOCKET_SEND_BUFFER"]),
     )
     plain_connections.add(conn)
     conn.start()
