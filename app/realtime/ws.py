@@ -132,7 +132,7 @@ class PlainSocket:
 
     def deliver(self, message: Message) -> None:
         """Fan-out entry point: queue a pipeline message, or drop a client that lags."""
-        if not self.open:
+        if not self.open or not self.dialect.wants(message):
             return
         if self._live_pending >= self.queue_limit:
             self.drop(CLOSE_TRY_AGAIN_LATER, "too slow: the send queue is full")
