@@ -28,6 +28,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
 from simple_websocket import ConnectionClosed
+from wsproto.events import TextMessage
+from wsproto.utilities import LocalProtocolError
 
 from ..auth.tokens import bearer_token, user_from_token
 from ..errors import HeraldError, Unauthorized
@@ -49,6 +51,8 @@ bp = Blueprint("ws", __name__)
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+#: Queued messages written together in one frame batch.
+SEND_BATCH = 64
 
 
 class _SerializedSocket:
@@ -185,25 +189,16 @@ class PlainSocket:
                 self._wake.wait()
                 self._wake.clear()
                 while self._queue and self._closing is None:
-                    kind, item = self._queue.popleft()
-                    if kind == "close":
-                        self._close_now(*item)
+                    frames, close = self._next_frames()
+                    if frames:
+                        self._write(frames)
+                    if close is not None:
+                        self._close_now(close.code, close.reason)
                         return
-                    if kind == "raw":
-                        payloads: list[Payload | Close] = [item]
-                    else:
-                        if kind == "live":
-                            self._live_pending -= 1
-                        payloads = self.dialect.render(self, item)
-                    for payload in payloads:
-                        if isinstance(payload, Close):
-                            self._close_now(payload.code, payload.reason)
-                            return
-                        self.ws.send(_encode(payload))
                 if self._closing is not None:
                     self._close_now(*self._closing)
                     return
-        except (OSError, ConnectionClosed):
+        except (OSError, ConnectionClosed, LocalProtocolError):  # the peer went away mid-send
             self._abort()
         except Exception:
             log.exception("plain WebSocket sender failed")
@@ -212,6 +207,32 @@ class PlainSocket:
             self.open = False
             self._sender_done.set()
             self._wake_handler()
+
+    def _next_frames(self) -> tuple[list[str], Close | None]:
+        """Up to ``SEND_BATCH`` queued payloads as text, and a close if one comes first."""
+        frames: list[str] = []
+        while self._queue and len(frames) < SEND_BATCH and self._closing is None:
+            kind, item = self._queue.popleft()
+            if kind == "close":
+                return frames, Close(*item)
+            if kind == "raw":
+                payloads: list[Payload | Close] = [item]
+            else:
+                if kind == "live":
+                    self._live_pending -= 1
+                payloads = self.dialect.render(self, item)
+            for payload in payloads:
+                if isinstance(payload, Close):
+                    return frames, payload
+                frames.append(_encode(payload))
+        return frames, None
+
+    def _write(self, frames: list[str]) -> None:
+        """Frame several messages and write them with one call (one lock, one syscall)."""
+        if not self.ws.connected:
+            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        connection = self.ws.ws  # the wsproto state machine simple-websocket frames with
+        self.ws.sock.send(b"".join(connection.send(TextMessage(data=text)) for text in frames))
 
     def _close_now(self, code: int, reason: str) -> None:
         self.open = False
