@@ -238,7 +238,7 @@ class PlainSocket:
         self.open = False
         try:
             self.ws.close(reason=code, message=reason[:120])
-        except ConnectionClosed:
+        except (ConnectionClosed, LocalProtocolError):  # already closed, or closing
             pass
         except OSError:
             self._abort()
