@@ -179,6 +179,9 @@ class JobRunner:
         with self._lock:
             if job_id in self._queue:
                 self._queue.remove(job_id)
+                event = self._done.pop(job_id, None)
+                if event is not None:
+                    event.set()
                 return "dequeued"
             if job_id in self._running:
                 ctx = self._running[job_id]

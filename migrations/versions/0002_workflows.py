@@ -1,7 +1,7 @@
 """Workflows (seed 004): named step lists; executions are jobs of kind ``workflow``.
 
 Revision ID: 0002_workflows
-Revises: 0001_core
+Revises: 0005_token_revocation
 Create Date: 2026-11-22 02:40:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0002_workflows'
-down_revision = '0001_core'
+down_revision = "0005_token_revocation"
 branch_labels = None
 depends_on = None
 
