@@ -92,6 +92,7 @@ def _cancel_children(owner_id: int, job_ids: list[int]) -> None:
 @job_kind(
     "batch_execution",
     title="Batch execution of API test cases",
+    coordinator=True,
     schema={
         "required": ["test_case_ids"],
         "properties": {
@@ -115,9 +116,8 @@ def _cancel_children(owner_id: int, job_ids: list[int]) -> None:
 def batch_execution(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """Run several API test cases with bounded concurrency; completes even when some fail."""
     case_ids: list[int] = [int(i) for i in params["test_case_ids"]]
-    # Children share the runner's MAX_CONCURRENT_JOBS slots with this batch: never ask for
-    # more than the slots left beside it, or the batch would wait on children that cannot start.
-    concurrency = max(1, min(int(params.get("concurrency") or 4), runner.max_concurrent - 1))
+    # A batch is a coordinator: it runs outside the worker slots its cases need.
+    concurrency = max(1, min(int(params.get("concurrency") or 4), runner.max_concurrent))
     names: dict[int, str] = {}
     for case_id in case_ids:
         try:
