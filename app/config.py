@@ -104,6 +104,9 @@ class Config:
     WEBSOCKET_SEND_QUEUE = _int("WEBSOCKET_SEND_QUEUE", 1000)
     #: Plain WebSocket: seconds one write may wait for a client that stopped reading.
     WEBSOCKET_SEND_TIMEOUT = _float("WEBSOCKET_SEND_TIMEOUT", 30.0)
+    #: Plain WebSocket: kernel send buffer per socket in bytes (0: the OS autotunes, up to
+    #: megabytes). A small one bounds memory per client and shows a stalled reader sooner.
+    WEBSOCKET_SEND_BUFFER = _int("WEBSOCKET_SEND_BUFFER", 0)
 
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
     ARTIFACT_DIR = os.environ.get("ARTIFACT_DIR", str(INSTANCE_DIR / "artifacts"))

@@ -28,6 +28,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
 from simple_websocket import ConnectionClosed
+from wsproto.events import TextMessage
+from wsproto.utilities import LocalProtocolError
 
 from ..auth.tokens import bearer_token, user_from_token
 from ..errors import HeraldError, Unauthorized
@@ -49,6 +51,8 @@ bp = Blueprint("ws", __name__)
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
+#: Queued messages written together in one frame batch.
+SEND_BATCH = 64
 
 
 class _SerializedSocket:
@@ -93,7 +97,9 @@ def _encode(payload: Payload) -> str:
 class PlainSocket:
     """One plain-WebSocket connection: identity, dialect, bounded send queue, sender task."""
 
-    def __init__(self, ws: Any, dialect: Dialect, *, queue_limit: int, send_timeout: float) -> None:
+    def __init__(
+        self, ws: Any, dialect: Dialect, *, queue_limit: int, send_timeout: float, send_buffer: int = 0
+    ) -> None:
         self.ws = ws
         self.dialect = dialect
         self.queue_limit = queue_limit
@@ -109,9 +115,19 @@ class PlainSocket:
         self._raw = ws.sock
         try:
             self._raw.settimeout(send_timeout)  # reads only happen once select says readable
+            if send_buffer:
+                self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
         except OSError:
             pass
         ws.sock = _SerializedSocket(self._raw)
+        # Under gevent simple-websocket works on a dup of the server's socket, so closing
+        # it leaves the connection open; this dup lets us end the TCP connection ourselves.
+        self._control: Any = None
+        if getattr(ws, "mode", "") == "gevent":
+            try:
+                self._control = self._raw.dup()
+            except OSError:
+                self._control = None
 
     def __repr__(self) -> str:
         return f"<PlainSocket {self.dialect.name} user={self.user_id}>"
@@ -120,7 +136,7 @@ class PlainSocket:
 
     def deliver(self, message: Message) -> None:
         """Fan-out entry point: queue a pipeline message, or drop a client that lags."""
-        if not self.open:
+        if not self.open or not self.dialect.wants(message):
             return
         if self._live_pending >= self.queue_limit:
             self.drop(CLOSE_TRY_AGAIN_LATER, "too slow: the send queue is full")
@@ -173,25 +189,16 @@ class PlainSocket:
                 self._wake.wait()
                 self._wake.clear()
                 while self._queue and self._closing is None:
-                    kind, item = self._queue.popleft()
-                    if kind == "close":
-                        self._close_now(*item)
+                    frames, close = self._next_frames()
+                    if frames:
+                        self._write(frames)
+                    if close is not None:
+                        self._close_now(close.code, close.reason)
                         return
-                    if kind == "raw":
-                        payloads: list[Payload | Close] = [item]
-                    else:
-                        if kind == "live":
-                            self._live_pending -= 1
-                        payloads = self.dialect.render(self, item)
-                    for payload in payloads:
-                        if isinstance(payload, Close):
-                            self._close_now(payload.code, payload.reason)
-                            return
-                        self.ws.send(_encode(payload))
                 if self._closing is not None:
                     self._close_now(*self._closing)
                     return
-        except (OSError, ConnectionClosed):
+        except (OSError, ConnectionClosed, LocalProtocolError):  # the peer went away mid-send
             self._abort()
         except Exception:
             log.exception("plain WebSocket sender failed")
@@ -201,11 +208,37 @@ class PlainSocket:
             self._sender_done.set()
             self._wake_handler()
 
+    def _next_frames(self) -> tuple[list[str], Close | None]:
+        """Up to ``SEND_BATCH`` queued payloads as text, and a close if one comes first."""
+        frames: list[str] = []
+        while self._queue and len(frames) < SEND_BATCH and self._closing is None:
+            kind, item = self._queue.popleft()
+            if kind == "close":
+                return frames, Close(*item)
+            if kind == "raw":
+                payloads: list[Payload | Close] = [item]
+            else:
+                if kind == "live":
+                    self._live_pending -= 1
+                payloads = self.dialect.render(self, item)
+            for payload in payloads:
+                if isinstance(payload, Close):
+                    return frames, payload
+                frames.append(_encode(payload))
+        return frames, None
+
+    def _write(self, frames: list[str]) -> None:
+        """Frame several messages and write them with one call (one lock, one syscall)."""
+        if not self.ws.connected:
+            raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
+        connection = self.ws.ws  # the wsproto state machine simple-websocket frames with
+        self.ws.sock.send(b"".join(connection.send(TextMessage(data=text)) for text in frames))
+
     def _close_now(self, code: int, reason: str) -> None:
         self.open = False
         try:
             self.ws.close(reason=code, message=reason[:120])
-        except ConnectionClosed:
+        except (ConnectionClosed, LocalProtocolError):  # already closed, or closing
             pass
         except OSError:
             self._abort()
@@ -229,6 +262,15 @@ class PlainSocket:
         """Stop the sender (after the queue) and wait for it; called when the handler ends."""
         self.close(CLOSE_NORMAL, "bye")
         self._sender_done.wait(timeout)
+        if self._control is not None:
+            reader = getattr(self.ws, "thread", None)
+            if reader is not None:
+                reader.join(2)  # the peer's close reply, if it comes
+            for step in (lambda: self._control.shutdown(socket.SHUT_RDWR), self._control.close):
+                try:
+                    step()
+                except OSError:
+                    pass
 
 
 def _refuse(conn: PlainSocket, code: str, message: str) -> None:
@@ -284,6 +326,7 @@ def serve(ws: Any, dialect: Dialect) -> None:
         dialect,
         queue_limit=int(config["WEBSOCKET_SEND_QUEUE"]),
         send_timeout=float(config["WEBSOCKET_SEND_TIMEOUT"]),
+        send_buffer=int(config["WEBSOCKET_SEND_BUFFER"]),
     )
     plain_connections.add(conn)
     conn.start()

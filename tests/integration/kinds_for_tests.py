@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from app.jobs.context import JobContext
@@ -52,11 +53,19 @@ def counted_batch(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
             "lines": {"type": "integer", "default": 100},
             "size": {"type": "integer", "default": 1000},
             "interval": {"type": "number", "default": 0.01},
+            "gate": {"type": ["string", "null"], "default": None},
         }
     },
 )
 def chatty(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
-    """Many durable log lines of a given size, then progress (fan-out and slow-client tests)."""
+    """Many durable log lines of a given size, then progress (fan-out and slow-client tests).
+
+    With ``gate`` (a file path) it waits for that file first, so that every client can
+    subscribe before the lines go out live.
+    """
+    gate = params["gate"]
+    while gate and not os.path.exists(gate):
+        ctx.sleep(0.05)
     filler = "x" * params["size"]
     for line in range(1, params["lines"] + 1):
         ctx.log(f"line {line} {filler}")

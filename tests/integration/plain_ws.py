@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -98,3 +101,82 @@ async def recv_all_until_closed(ws: Any, timeout: float = 30.0) -> list[dict[str
 
 def is_final_status(message: dict[str, Any]) -> bool:
     return message.get("type") == "job_status" and message["data"]["status"] in {"completed", "failed", "cancelled"}
+
+
+class RawClient:
+    """A hand-made WebSocket client on a blocking socket: it reads only when told to.
+
+    Used to play a client that stops reading (the ``websockets`` library keeps reading
+    by itself) and one that never answers pings.
+    """
+
+    def __init__(self, server: KindsServer, path: str, *, receive_buffer: int | None = None) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(60)
+        self.sock.connect(("127.0.0.1", server.port))
+        self.sock.sendall(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        self.buffer = b""
+        while b"\r\n\r\n" not in self.buffer:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("closed during the handshake")
+            self.buffer += chunk
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        self.status_line = head.split(b"\r\n", 1)[0].decode()
+
+    def send_json(self, message: Any) -> None:
+        """One masked text frame (clients must mask)."""
+        payload = json.dumps(message).encode()
+        mask = os.urandom(4)
+        header = bytes([0x81])
+        if len(payload) < 126:
+            header += bytes([0x80 | len(payload)])
+        else:
+            header += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        """``(opcode, payload)`` of every frame until the server closes the connection."""
+        while True:
+            while True:
+                frame = self._parse()
+                if frame is None:
+                    break
+                yield frame
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                return
+            if not chunk:
+                return
+            self.buffer += chunk
+
+    def _parse(self) -> tuple[int, bytes] | None:
+        data = self.buffer
+        if len(data) < 2:
+            return None
+        opcode, length, offset = data[0] & 0x0F, data[1] & 0x7F, 2
+        if length == 126:
+            if len(data) < 4:
+                return None
+            length, offset = struct.unpack("!H", data[2:4])[0], 4
+        elif length == 127:
+            if len(data) < 10:
+                return None
+            length, offset = struct.unpack("!Q", data[2:10])[0], 10
+        if len(data) < offset + length:
+            return None
+        self.buffer = data[offset + length :]
+        return opcode, data[offset : offset + length]
+
+    def close(self) -> None:
+        self.sock.close()

@@ -49,6 +49,10 @@ class Dialect:
         """One parsed client object (never the ``auth`` message)."""
         raise ValidationFailed(f"unknown message type {message.get('type')!r}", code="unknown_type")
 
+    def wants(self, message: Message) -> bool:
+        """Cheap filter at fan-out time (before queueing): False drops the message."""
+        return True
+
     def render(self, conn: PlainSocket, message: Message) -> list[Payload | Close]:
         """Wire payloads for one pipeline message delivered to this connection."""
         return [message]

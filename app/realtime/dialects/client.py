@@ -79,8 +79,13 @@ class ClientDialect(Dialect):
         else:
             conn.send({"type": "echo", "data": message, "timestamp": _now()})
 
-    def render(self, conn: PlainSocket, message: Message) -> list[Payload | Close]:
+    def wants(self, message: Message) -> bool:
         """Only the three progress types (of any room) and user-level notices pass."""
+        kind = message.get("type")
+        return kind in PROGRESS_TYPES or (message.get("job_id") is None and kind != "error")
+
+    def render(self, conn: PlainSocket, message: Message) -> list[Payload | Close]:
+        """Seed 002's shape: the message, plus ``progress``/``total`` for batch reports."""
         kind = message.get("type")
         if kind in PROGRESS_TYPES:
             payload = dict(message)
@@ -89,9 +94,7 @@ class ClientDialect(Dialect):
                 payload["progress"] = data.get("current")
                 payload["total"] = data.get("total")
             return [payload]
-        if message.get("job_id") is None and kind != "error":
-            return [message]  # a user-level notice (client or user room)
-        return []
+        return [message] if self.wants(message) else []  # a user-level notice (client or user room)
 
     def error(self, code: str, message: str) -> Payload:
         return {"type": "error", "code": code, "message": message, "timestamp": _now()}

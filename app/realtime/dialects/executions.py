@@ -14,17 +14,23 @@ messages ride along (the document's wished-for node status and live logs).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
+from flask import Flask, current_app
+
 from ...errors import NotFound
+from ...extensions import db
 from ...jobs.kinds.workflow import EXECUTION_KIND, error_text, execution_time, percent
 from ...jobs.service import get_owned_job
-from ...models import FINAL_STATUSES, JobStatus
+from ...models import FINAL_STATUSES, Job, JobStatus, isoformat
 from ..messages import Message, is_progress
 from . import Close, Dialect, Payload, subscribe_plain
 
 if TYPE_CHECKING:
     from ..ws import PlainSocket
+
+log = logging.getLogger(__name__)
 
 STATUS_KEYS = ("status", "progress", "message", "result", "error", "execution_time")
 
@@ -40,6 +46,7 @@ class ExecutionDialect(Dialect):
         self.state: dict[str, Any] = {key: None for key in STATUS_KEYS}
         self.started_at: str | None = None
         self.finished = False
+        self._app: Flask | None = None
 
     def open(self, conn: PlainSocket) -> None:
         try:
@@ -55,6 +62,7 @@ class ExecutionDialect(Dialect):
             conn.close(1008, message)
             return
         self.execution_id = execution_id
+        self._app = current_app._get_current_object()  # type: ignore[attr-defined]
         snapshot = subscribe_plain(conn, execution_id, None, self._first)
         if self.finished:
             conn.close(1000, f"execution {snapshot['status']}")
@@ -99,7 +107,7 @@ class ExecutionDialect(Dialect):
                 self.finished = True
                 self.state["result"] = data.get("result")
                 self.state["error"] = error_text(data.get("error"))
-                self.state["execution_time"] = execution_time(self.started_at, message.get("timestamp"))
+                self.state["execution_time"] = self._execution_time(message.get("timestamp"))
                 if status == JobStatus.COMPLETED.value:
                     self.state["progress"] = 100
         elif is_progress(message):
@@ -126,6 +134,20 @@ class ExecutionDialect(Dialect):
         if self.finished:
             out.append(Close(1000, f"execution {self.state['status']}"))
         return out
+
+    def _execution_time(self, finished: str | None) -> float | None:
+        """From the row's start and end, as REST reports it (the event only says "done")."""
+        started = self.started_at
+        if self._app is not None:
+            try:
+                with self._app.app_context():
+                    job = db.session.get(Job, self.execution_id)
+                    if job is not None and job.started_at and job.finished_at:
+                        started, finished = isoformat(job.started_at), isoformat(job.finished_at)
+                    db.session.remove()
+            except Exception:
+                log.exception("reading execution %s for its execution_time failed", self.execution_id)
+        return execution_time(started, finished)
 
     def error(self, code: str, message: str) -> Payload:
         return {"type": "error", "code": code, "message": message}
