@@ -31,10 +31,10 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import TextMessage
 from wsproto.utilities import LocalProtocolError
 
-from ..auth.tokens import bearer_token, user_from_token
+from ..auth.tokens import authenticate, bearer_token
 from ..errors import HeraldError, Unauthorized
 from ..extensions import db, sock, socketio
-from .connections import plain_connections
+from .connections import on_token_revoked, plain_connections
 from .delivery import ledger, plain_rooms
 from .dialects import Close, Dialect, Payload
 from .dialects.batch import init_batch
@@ -104,6 +104,8 @@ class PlainSocket:
         self.dialect = dialect
         self.queue_limit = queue_limit
         self.user_id: int = 0
+        #: The ``jti`` of the token it authenticated with, so logout can close it.
+        self.token_jti: str | None = None
         self.username = ""
         #: False once closing started: deliveries are ignored from then on.
         self.open = True
@@ -295,7 +297,7 @@ def _authenticate(conn: PlainSocket, auth_timeout: float) -> bool:
                 _refuse(conn, "auth_required", 'the first message must be {"type": "auth", "token": ...}')
                 return False
             token = first.get("token") if isinstance(first.get("token"), str) else None
-        user = user_from_token(token)
+        user, claims = authenticate(token)
     except Unauthorized as exc:
         _refuse(conn, exc.code, exc.message)
         return False
@@ -303,7 +305,17 @@ def _authenticate(conn: PlainSocket, auth_timeout: float) -> bool:
         db.session.remove()
     conn.user_id = user.id
     conn.username = user.username
+    conn.token_jti = str(claims.get("jti"))
     return True
+
+
+def close_revoked(jti: str) -> int:
+    """Close this process's plain sockets opened with token ``jti`` (logout)."""
+    revoked = [conn for conn in list(plain_connections) if getattr(conn, "token_jti", None) == jti]
+    for conn in revoked:
+        conn.send_batch([conn.dialect.error("token_revoked", "the token was revoked; sign in again")], [])
+        conn.close(1008, "token revoked")
+    return len(revoked)
 
 
 def _parse(raw: Any) -> dict[str, Any]:
@@ -402,3 +414,4 @@ def init_ws(app: Flask) -> None:
     app.config["SOCK_SERVER_OPTIONS"] = options
     app.register_blueprint(bp)
     init_batch()
+    on_token_revoked(close_revoked)

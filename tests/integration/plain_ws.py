@@ -25,7 +25,7 @@ SCRIPT = Path(__file__).with_name("serve_with_test_kinds.py")
 class KindsServer(ServerProcess):
     """The real server, started through ``serve_with_test_kinds.py``."""
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(SCRIPT)], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT

@@ -311,3 +311,20 @@ def test_server_pings_and_drops_a_peer_that_never_answers(tmp_path):
         assert asyncio.run(answering_client()) == "pong"
     finally:
         next(servers, None)
+
+
+def test_logout_closes_plain_sockets_opened_with_that_token(server):
+    token = server.login("alice")
+
+    async def scenario():
+        async with await connect(server, "/ws", token) as ws:
+            await send_json(ws, {"type": "ping"})
+            await recv_json(ws)
+            response = await asyncio.to_thread(server.api, "POST", "/api/auth/logout", token)
+            messages = await recv_all_until_closed(ws)
+            return response.json(), messages, ws.close_code
+
+    body, messages, close_code = asyncio.run(scenario())
+    assert body["closed_connections"] == 1
+    assert [m["code"] for m in messages if m.get("type") == "error"] == ["token_revoked"]
+    assert close_code == 1008
