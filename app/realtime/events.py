@@ -21,7 +21,7 @@ from ..models.base import isoformat, utcnow
 from . import connections
 from .connections import ConnectionInfo
 from .delivery import ledger
-from .messages import Message, error_message, make_message
+from .messages import Message, error_message, int_field, make_message
 from .packets import INTERNAL_EVENTS, MALFORMED_EVENT, TOO_LARGE_EVENT, TolerantPacket
 from .rooms import client_room, job_room, user_jobs_room, user_room
 from .subscriptions import subscribe_job, unsubscribe_job
@@ -67,19 +67,6 @@ def _payload_object(args: tuple[Any, ...], event: str) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ValidationFailed(f"{event} expects a JSON object payload", code="invalid_payload")
     return payload
-
-
-def _job_id_of(payload: dict[str, Any], key: str = "job_id") -> int:
-    value = payload.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload")
-    try:
-        job_id = int(value)
-    except ValueError:
-        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload") from None
-    if job_id <= 0:
-        raise ValidationFailed(f"{key} must be positive", code="invalid_payload")
-    return job_id
 
 
 @socketio.on("connect")
@@ -171,7 +158,7 @@ def on_subscribe(*args: Any) -> Ack:
         if payload.get("all") is True:
             join_room(user_jobs_room(info.user_id))
             return {"ok": True, "all": True}
-        job_id = _job_id_of(payload)
+        job_id = int_field(payload, "job_id")
         last_seq = payload.get("last_seq")
         if last_seq is not None and (isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0):
             raise ValidationFailed("last_seq must be a non-negative integer", code="invalid_payload")
@@ -201,7 +188,7 @@ def on_unsubscribe(*args: Any) -> Ack:
     if payload.get("all") is True:
         leave_room(user_jobs_room(info.user_id))
         return {"ok": True, "all": True}
-    job_id = _job_id_of(payload)
+    job_id = int_field(payload, "job_id")
     unsubscribe_job(request.sid, job_id, leave=lambda: leave_room(job_room(job_id)))  # type: ignore[attr-defined]
     return {"ok": True, "job_id": job_id}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from ..errors import ValidationFailed
 from ..models.base import isoformat, utcnow
 
 Message = dict[str, Any]
@@ -39,3 +40,19 @@ def error_message(code: str, message: str, **extra: Any) -> Message:
 def is_progress(message: Message) -> bool:
     """Progress ticks are coalesced and carry no seq."""
     return message.get("seq") is None and str(message.get("type", "")).endswith("progress")
+
+
+def int_field(message: dict[str, Any], key: str, *, required: bool = True) -> int | None:
+    """A positive integer field (numeric strings accepted: seed clients send ids as text)."""
+    value = message.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload") from None
+    if number <= 0:
+        raise ValidationFailed(f"{key} must be positive", code="invalid_payload")
+    return number

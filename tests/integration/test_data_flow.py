@@ -14,42 +14,18 @@ import io
 import os
 import random
 import socket
-import threading
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import socketio
 
 from tests.helpers import wait_for
+from tests.integration.clients import Recorder
 from tests.integration.conftest import ServerProcess, prepare_database
 
 BOUNDARY = "herald-test-boundary-7f3a"
-
-
-class Listener:
-    """A Socket.IO client that records every message it receives."""
-
-    def __init__(self, server, token: str, **auth: Any) -> None:
-        self.client = socketio.Client(reconnection=False)
-        self.messages: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.client.on("*", self._record)
-        self.client.connect(server.url, auth={"token": token, **auth}, transports=["websocket"], wait_timeout=10)
-
-    def _record(self, event: str, message: Any) -> None:
-        if isinstance(message, dict):
-            with self.lock:
-                self.messages.append(message)
-
-    def of_type(self, type_: str, job_id: int | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            return [m for m in self.messages if m.get("type") == type_ and (job_id is None or m["job_id"] == job_id)]
-
-    def close(self) -> None:
-        self.client.disconnect()
 
 
 def multipart_parts(filename: str, fields: dict[str, str] | None = None) -> tuple[bytes, bytes]:
@@ -122,7 +98,7 @@ def run_job(server, token: str, kind: str, params: dict[str, Any]) -> dict[str, 
 
 def test_upload_progress_grows_while_the_body_arrives_and_sha256_matches(server):
     token = server.login("alice")
-    listener = Listener(server, token, client_id="tab-1")
+    listener = Recorder(server, token, client_id="tab-1")
     content = random.Random(1).randbytes(4 * 1024 * 1024)
     head, tail = multipart_parts("big.txt", {"upload_id": "big"})
     total = len(head) + len(content) + len(tail)
@@ -173,7 +149,7 @@ def test_client_disconnect_mid_upload_leaves_a_failed_upload_and_no_file(server,
 
 def test_cancelling_the_upload_job_stops_the_upload_and_leaves_no_file(server, tmp_path: Path):
     token = server.login("alice")
-    listener = Listener(server, token, client_id="tab-2")
+    listener = Recorder(server, token, client_id="tab-2")
     head, tail = multipart_parts("slow.txt", {"upload_id": "slow"})
     size = 8 * 1024 * 1024
     sock = open_upload(server, token, len(head) + size + len(tail), "?client_id=tab-2")
@@ -295,7 +271,7 @@ def imported(fine_server):
     token = server.login("alice")
     content, good, bad_lines = sales_csv(60_000, bad_every=997)
     assert upload(server, token, content, "sales.csv", "sales").status_code == 201
-    listener = Listener(server, token)
+    listener = Recorder(server, token)
     assert listener.client.call("subscribe", {"all": True}, timeout=10)["ok"] is True
     job = run_job(
         server, token, "data_import", {"upload_id": "sales", "dataset": "sales", "schema": {"qty": "integer"}}

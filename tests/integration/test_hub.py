@@ -2,41 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
-import socketio
-
 from tests.helpers import wait_for
-
-
-class Recorder:
-    """A real Socket.IO client (websocket transport) that records every message."""
-
-    def __init__(self, server, token: str, **auth: Any) -> None:
-        self.client = socketio.Client(reconnection=False)
-        self.messages: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.client.on("*", self._record)
-        self.client.connect(server.url, auth={"token": token, **auth}, transports=["websocket"], wait_timeout=10)
-
-    def _record(self, event: str, message: Any) -> None:
-        with self.lock:
-            self.messages.append(message)
-
-    def of_job(self, job_id: int) -> list[dict[str, Any]]:
-        with self.lock:
-            return [m for m in self.messages if isinstance(m, dict) and m.get("job_id") == job_id]
-
-    def job_finished(self, job_id: int) -> bool:
-        return any(
-            m["type"] == "job_status" and m["data"]["status"] in {"completed", "failed", "cancelled"}
-            for m in self.of_job(job_id)
-        )
-
-    def close(self) -> None:
-        self.client.disconnect()
+from tests.integration.clients import Recorder
 
 
 def durable_seqs(messages: list[dict[str, Any]]) -> list[int]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import ValidationFailed
 from ..delivery import plain_rooms
-from ..messages import Message, error_message
+from ..messages import Message, error_message, int_field  # noqa: F401  (dialects use int_field)
 from ..rooms import job_room
 from ..subscriptions import subscribe_job
 
@@ -60,22 +60,6 @@ class Dialect:
     def error(self, code: str, message: str) -> Payload:
         """The error frame of this dialect."""
         return error_message(code, message)
-
-
-def int_field(message: dict[str, Any], key: str, *, required: bool = True) -> int | None:
-    """A positive integer field (numeric strings accepted: seed clients send ids as text)."""
-    value = message.get(key)
-    if value is None and not required:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload") from None
-    if number <= 0:
-        raise ValidationFailed(f"{key} must be positive", code="invalid_payload")
-    return number
 
 
 def subscribe_plain(
