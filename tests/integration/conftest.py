@@ -49,6 +49,9 @@ def prepare_database(database_url: str, usernames: list[str]) -> None:
 class ServerProcess:
     """One Herald server process; can be killed and started again on the same port."""
 
+    #: What the child runs (relative to the repository root).
+    script = "wsgi.py"
+
     def __init__(self, workdir: Path, env: dict[str, str]) -> None:
         self.workdir = workdir
         self.port = free_port()
@@ -68,7 +71,7 @@ class ServerProcess:
     def start(self, timeout: float = 60.0) -> None:
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "wsgi.py"], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, self.script], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

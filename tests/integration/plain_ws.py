@@ -7,17 +7,13 @@ import json
 import os
 import socket
 import struct
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import requests
 import websockets
 
-from .conftest import ROOT, ServerProcess, prepare_database
+from .conftest import ServerProcess, prepare_database
 
 SCRIPT = Path(__file__).with_name("serve_with_test_kinds.py")
 
@@ -25,22 +21,7 @@ SCRIPT = Path(__file__).with_name("serve_with_test_kinds.py")
 class KindsServer(ServerProcess):
     """The real server, started through ``serve_with_test_kinds.py``."""
 
-    def start(self, timeout: float = 60.0) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(SCRIPT)], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                if requests.get(self.url + "/health", timeout=1).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-3000:]}")
+    script = str(SCRIPT)
 
     @property
     def ws_url(self) -> str:
