@@ -45,6 +45,12 @@ def on_serving(app: Flask) -> None:
             username, password = ensure_demo_user()
             print(f"Demo login: username {username!r}, password {password!r}", flush=True)
     app.extensions["herald_runner"].start_serving()
+    with app.app_context():
+        from .data.uploads import reconcile_interrupted_uploads
+
+        settled = reconcile_interrupted_uploads()
+        if settled:
+            log.warning("settled %d upload(s) interrupted by a stopped server", settled)
 
 
 def serve(app: Flask) -> int:

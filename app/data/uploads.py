@@ -89,6 +89,14 @@ def reconcile_upload(upload: Upload) -> Upload:
     return upload
 
 
+def reconcile_interrupted_uploads() -> int:
+    """At start-up, after the sweep: settle every upload a dead server left ``receiving``."""
+    uploads = list(db.session.scalars(select(Upload).where(Upload.status == "receiving")))
+    settled = sum(1 for upload in uploads if reconcile_upload(upload).status == "failed")
+    db.session.rollback()
+    return settled
+
+
 def upload_path(upload: Upload) -> str:
     """Where an upload's bytes live (the name is server-generated)."""
     return os.path.join(current_app.config["UPLOAD_DIR"], upload.stored_name)

@@ -147,6 +147,24 @@ def test_client_disconnect_mid_upload_leaves_a_failed_upload_and_no_file(server,
     assert files_in(tmp_path / "uploads") == []
 
 
+def test_upload_cut_by_a_killed_server_is_failed_and_cleaned_at_restart(server, tmp_path: Path):
+    token = server.login("alice")
+    head, tail = multipart_parts("crash.txt", {"upload_id": "crash"})
+    sock = open_upload(server, token, len(head) + 2_000_000 + len(tail))
+    sock.sendall(head + b"x" * 500_000)
+    wait_for(lambda: server.api("GET", "/api/uploads/crash", token).status_code == 200, timeout=20)
+    server.kill()
+    sock.close()
+    assert [name for name in files_in(tmp_path / "uploads") if name.endswith(".part")]
+    server.start()
+    assert files_in(tmp_path / "uploads") == []  # cleaned at start-up, before anyone asks
+    token = server.login("alice")
+    upload_ = server.api("GET", "/api/uploads/crash", token).json()["upload"]
+    assert upload_["status"] == "failed"
+    job = server.api("GET", f"/api/jobs/{upload_['job_id']}", token).json()["job"]
+    assert job["status"] == "failed" and job["error"]["code"] == "interrupted"
+
+
 def test_cancelling_the_upload_job_stops_the_upload_and_leaves_no_file(server, tmp_path: Path):
     token = server.login("alice")
     listener = Recorder(server, token, client_id="tab-2")
