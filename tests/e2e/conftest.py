@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import PASSWORD, ROOT, ServerProcess, server  # noqa: F401  (the real server)
+from tests.integration import conftest as integration
+from tests.integration.conftest import PASSWORD, ROOT, ServerProcess
 
 CHROMIUM = os.environ.get("HERALD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -36,6 +37,9 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"no Chromium at {CHROMIUM} (scripts/test.sh installs Debian's chromium)", allow_module_level=True)
 
 pytestmark = pytest.mark.e2e
+
+#: The real server, exactly as the integration tests start it (users alice and bob).
+server = integration.server
 
 
 @pytest.fixture(scope="session")

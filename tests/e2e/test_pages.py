@@ -141,7 +141,7 @@ def test_job_page_rerun_starts_a_job_with_the_same_params(page: Any, server: Ser
     sign_in(page, f"/jobs/{job['id']}")
     page.locator(".badge").filter(has_text="completed").wait_for()
     page.get_by_role("button", name="Re-run").click()
-    page.wait_for_url(re.compile(r"/jobs/(\d+)$"))
+    page.wait_for_url(lambda url: not url.endswith(f"/jobs/{job['id']}"))
     new_id = int(page.url.rsplit("/", 1)[1])
     assert new_id != job["id"]
     rerun = server.api("GET", f"/api/jobs/{new_id}", token).json()["job"]
@@ -219,7 +219,7 @@ def test_websocket_test_page_ping_echo_and_subscribe(page: Any, server: ServerPr
     page.get_by_role("button", name="Ping").click()
     page.locator("#rtt").filter(has_text=re.compile(r"^\d+ ms$")).wait_for()
 
-    page.get_by_label("Message").fill("hello from the browser")
+    page.get_by_label("Message", exact=True).fill("hello from the browser")
     page.get_by_role("button", name="Echo").click()
     page.locator("#echo-result").filter(has_text="hello from the browser").wait_for()
 
