@@ -255,7 +255,7 @@ def test_upload_page_shows_browser_and_server_progress(page: Any, server: Server
           new MutationObserver(() => window.__seen[key].push(Number(bar.value)))
             .observe(bar, {attributes: true}); } }"""
     )
-    page.get_by_label("File").set_input_files(str(data))
+    page.get_by_label("File", exact=True).set_input_files(str(data))
     page.get_by_role("button", name="Upload").click()
     page.locator("#upload-sha").filter(has_text=re.compile(r"^[0-9a-f]{64}$")).wait_for(timeout=LONG_MS)
     assert page.locator("#browser-percent").inner_text() == "100%"
@@ -273,7 +273,7 @@ def test_upload_page_imports_then_reports_in_two_clicks(page: Any, server: Serve
     data = tmp_path / "sales.csv"
     data.write_text("region,amount\nnorth,3\nsouth,5\nnorth,4\n")
     sign_in(page, "/upload")
-    page.get_by_label("File").set_input_files(str(data))
+    page.get_by_label("File", exact=True).set_input_files(str(data))
     page.get_by_role("button", name="Upload").click()
     page.get_by_role("button", name="Start import").click()
     page.locator("#import-job .badge").filter(has_text="completed").wait_for(timeout=LONG_MS)
