@@ -7,6 +7,7 @@ BIN=.venv/bin
 
 echo "== ruff"
 $BIN/ruff check .
+$BIN/ruff format --check .
 
 echo "== unit and in-process tests (threading mode)"
 $BIN/pytest -q -p no:cacheprovider tests --ignore=tests/integration --ignore=tests/e2e

@@ -53,3 +53,40 @@ def test_garbage_token_is_refused(client, auth):
     response = client.get("/api/auth/me", headers=auth.headers("not-a-jwt"))
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "token_invalid"
+
+
+def test_repeated_failed_logins_are_throttled_with_429(client, auth):
+    from app.auth.throttle import login_throttle
+
+    auth.create_user("alice")
+    try:
+        for _ in range(login_throttle.limit):
+            assert client.post("/api/auth/login", json={"username": "alice", "password": "x"}).status_code == 401
+        response = client.post("/api/auth/login", json={"username": "alice", "password": "password123"})
+        assert response.status_code == 429
+        assert response.get_json()["error"]["code"] == "too_many_attempts"
+        assert response.get_json()["error"]["details"]["retry_after"] > 0
+    finally:
+        login_throttle.succeeded("alice", "127.0.0.1")
+
+
+def test_logout_revokes_the_access_and_refresh_tokens(client, auth):
+    auth.create_user("alice")
+    tokens = auth.login("alice")
+    response = client.post(
+        "/api/auth/logout",
+        json={"refresh_token": tokens["refresh_token"]},
+        headers=auth.headers(tokens["access_token"]),
+    )
+    assert response.status_code == 200
+    me = client.get("/api/auth/me", headers=auth.headers(tokens["access_token"]))
+    assert me.status_code == 401 and me.get_json()["error"]["code"] == "token_revoked"
+    refreshed = client.post("/api/auth/refresh", headers=auth.headers(tokens["refresh_token"]))
+    assert refreshed.status_code == 401
+
+
+def test_logout_leaves_other_sessions_working(client, auth):
+    auth.create_user("alice")
+    first, second = auth.login("alice"), auth.login("alice")
+    client.post("/api/auth/logout", headers=auth.headers(first["access_token"]))
+    assert client.get("/api/auth/me", headers=auth.headers(second["access_token"])).status_code == 200

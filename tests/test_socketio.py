@@ -150,3 +150,12 @@ def test_unsubscribe_stops_delivery(app, client, auth):
     sio.get_received()
     time.sleep(0.3)
     assert [m for m in messages(sio) if m.get("job_id") == job_id] == []
+
+
+def test_logout_closes_sockets_opened_with_that_token(app, client, auth):
+    token = auth.token_for("alice")
+    sio = connect(app, token)
+    assert sio.is_connected()
+    assert client.post("/api/auth/logout", headers=auth.headers(token)).get_json()["closed_connections"] == 1
+    assert not sio.is_connected()
+    assert not connect(app, token).is_connected()

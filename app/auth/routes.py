@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import g, request
 from sqlalchemy import select
 
 from ..api.schema import body_of, spec
-from ..errors import Unauthorized
+from ..database import commit_session
+from ..errors import HeraldError, Unauthorized
 from ..extensions import db
 from ..models import User
 from . import bp
-from .tokens import bearer_token, current_user, issue_tokens, login_required, user_from_token
+from .throttle import login_throttle
+from .tokens import authenticate, bearer_token, current_user, issue_tokens, login_required, revoke, user_from_token
+
+
+class TooManyAttempts(HeraldError):
+    """Too many failed logins from one address for one name."""
+
+    status = 429
+    code = "too_many_attempts"
+
 
 LOGIN_SCHEMA = {
     "type": "object",
@@ -30,13 +40,19 @@ TOKENS_SCHEMA = {
 
 
 @bp.post("/login")
-@spec(body=LOGIN_SCHEMA, responses={200: TOKENS_SCHEMA, 401: None}, auth=False)
+@spec(body=LOGIN_SCHEMA, responses={200: TOKENS_SCHEMA, 401: None, 429: None}, auth=False)
 def login() -> tuple[dict[str, Any], int]:
     """Log in with username and password; returns an access and a refresh token."""
     body = body_of(LOGIN_SCHEMA)
+    address = request.remote_addr or "-"
+    wait = login_throttle.retry_after(body["username"], address)
+    if wait:
+        raise TooManyAttempts(f"too many failed logins; try again in {wait} s", details={"retry_after": wait})
     user = db.session.scalar(select(User).where(User.username == body["username"]))
     if user is None or not user.check_password(body["password"]):
+        login_throttle.failed(body["username"], address)
         raise Unauthorized("wrong username or password", code="bad_credentials")
+    login_throttle.succeeded(body["username"], address)
     return {**issue_tokens(user), "user": user.to_dict()}, 200
 
 
@@ -56,3 +72,25 @@ def refresh() -> tuple[dict[str, Any], int]:
 def me() -> dict[str, Any]:
     """The user the access token belongs to."""
     return {"user": current_user().to_dict()}
+
+
+@bp.post("/logout")
+@spec(responses={200: {"type": "object"}, 401: None})
+@login_required
+def logout() -> dict[str, Any]:
+    """Revoke the access token (and ``refresh_token`` from the body); its sockets are closed."""
+    user = current_user()
+    revoke(g.token_claims, user.id)
+    refresh_token = (request.get_json(silent=True) or {}).get("refresh_token")
+    if isinstance(refresh_token, str):
+        try:
+            refresh_user, refresh_claims = authenticate(refresh_token, token_type="refresh")
+        except Unauthorized:
+            refresh_user = None
+        if refresh_user is not None and refresh_user.id == user.id:
+            revoke(refresh_claims, user.id)
+    commit_session()
+    from ..realtime.connections import disconnect_token
+
+    closed = disconnect_token(str(g.token_claims["jti"]))
+    return {"ok": True, "closed_connections": closed}

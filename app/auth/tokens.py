@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -12,7 +13,7 @@ from jwt import ExpiredSignatureError, InvalidTokenError
 
 from ..errors import Unauthorized
 from ..extensions import db
-from ..models import User
+from ..models import RevokedToken, User
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,6 +29,11 @@ def issue_tokens(user: User) -> dict[str, str]:
 
 def user_from_token(token: str | None, *, token_type: str = "access") -> User:
     """The user a token names, or ``Unauthorized`` saying why not."""
+    return authenticate(token, token_type=token_type)[0]
+
+
+def authenticate(token: str | None, *, token_type: str = "access") -> tuple[User, dict[str, Any]]:
+    """The user and claims of a valid, unrevoked token, or ``Unauthorized`` saying why not."""
     if not token:
         raise Unauthorized("a token is required", code="token_missing")
     try:
@@ -44,10 +50,19 @@ def user_from_token(token: str | None, *, token_type: str = "access") -> User:
         user_id = int(claims["sub"])
     except (KeyError, TypeError, ValueError):
         raise Unauthorized("the token names no user", code="token_invalid") from None
+    if db.session.get(RevokedToken, str(claims.get("jti"))) is not None:
+        raise Unauthorized("the token has been revoked (logged out)", code="token_revoked")
     user = db.session.get(User, user_id)
     if user is None:
         raise Unauthorized("the token's user no longer exists", code="token_invalid")
-    return user
+    return user, claims
+
+
+def revoke(claims: dict[str, Any], user_id: int) -> None:
+    """Add a token to the blocklist until it would expire anyway (idempotent)."""
+    jti = str(claims["jti"])
+    if db.session.get(RevokedToken, jti) is None:
+        db.session.add(RevokedToken(jti=jti, user_id=user_id, expires_at=datetime.fromtimestamp(claims["exp"], UTC)))
 
 
 def bearer_token() -> str | None:
@@ -63,7 +78,7 @@ def login_required(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.user = user_from_token(bearer_token())
+        g.user, g.token_claims = authenticate(bearer_token())
         return view(*args, **kwargs)
 
     return cast(F, wrapper)

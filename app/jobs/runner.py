@@ -179,6 +179,9 @@ class JobRunner:
         with self._lock:
             if job_id in self._queue:
                 self._queue.remove(job_id)
+                event = self._done.pop(job_id, None)
+                if event is not None:
+                    event.set()
                 return "dequeued"
             if job_id in self._running:
                 ctx = self._running[job_id]
@@ -240,7 +243,8 @@ class JobRunner:
         self._running[job_id] = ctx
         if cancel_early:
             ctx.request_cancel()
-        status, fields = JobStatus.FAILED, {}
+        status: JobStatus = JobStatus.FAILED
+        fields: dict[str, Any] = {}
         try:
             pipeline.publish_status(job_id, JobStatus.RUNNING.value, started_at=utcnow())
             ctx.raise_if_cancelled()
@@ -248,23 +252,20 @@ class JobRunner:
             ctx.raise_if_cancelled()
             status, fields = JobStatus.COMPLETED, {"result": _jsonable(result)}
         except JobCancelled:
-            status, fields = JobStatus.CANCELLED, {}
+            status = JobStatus.CANCELLED
         except JobFailed as exc:
-            status, fields = JobStatus.FAILED, {"error": {"code": exc.code, "message": exc.message}}
+            fields = {"error": {"code": exc.code, "message": exc.message}}
         except JobGone:
             log.info("job %s was deleted while running", job_id)
-            return
         except Exception as exc:
             log.exception("job %s (%s) raised", job_id, job.kind)
-            status = JobStatus.FAILED
             fields = {"error": {"code": "job_error", "message": f"{type(exc).__name__}: {exc}"}}
         finally:
             db.session.remove()
-            if status is not None:
-                try:
-                    self._finish(job_id, status, **fields)
-                except JobGone:
-                    pass
+            try:
+                self._finish(job_id, status, **fields)
+            except JobGone:
+                pipeline.forget(job_id)
 
     def _finish(self, job_id: int, status: JobStatus, *, only_if_active: bool = False, **fields: Any) -> None:
         """Publish a job's final status (the last tick goes out first)."""

@@ -2,6 +2,7 @@
 
 from .base import isoformat, utcnow
 from .job import FINAL_STATUSES, Job, JobEvent, JobStatus, Worker
+from .token import RevokedToken
 from .user import User
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobStatus",
+    "RevokedToken",
     "User",
     "Worker",
     "isoformat",

@@ -13,7 +13,7 @@ from typing import Any
 from flask import request
 from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
 
-from ..auth.tokens import user_from_token
+from ..auth.tokens import authenticate
 from ..errors import BadRequest, HeraldError, NotFound, ValidationFailed
 from ..extensions import socketio
 from ..jobs.service import CLIENT_ID_PATTERN
@@ -92,7 +92,7 @@ def on_connect(auth: Any = None) -> None:
     auth = auth if isinstance(auth, dict) else {}
     token = auth.get("token") or request.args.get("token")
     try:
-        user = user_from_token(token if isinstance(token, str) else None)
+        user, claims = authenticate(token if isinstance(token, str) else None)
     except HeraldError as exc:
         raise ConnectionRefusedError({"code": exc.code, "message": exc.message}) from None
     client_id = auth.get("client_id") or request.args.get("client_id") or uuid.uuid4().hex
@@ -101,7 +101,11 @@ def on_connect(auth: Any = None) -> None:
             {"code": "invalid_client_id", "message": "client_id must match [A-Za-z0-9_-]{1,64}"}
         )
     sid: str = request.sid  # type: ignore[attr-defined]
-    connections.register(ConnectionInfo(sid=sid, user_id=user.id, username=user.username, client_id=client_id))
+    connections.register(
+        ConnectionInfo(
+            sid=sid, user_id=user.id, username=user.username, client_id=client_id, token_jti=str(claims.get("jti"))
+        )
+    )
     join_room(client_room(user.id, client_id))
     join_room(user_room(user.id))
     greeting = make_message(
