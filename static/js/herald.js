@@ -88,6 +88,22 @@ export async function api(path, { method = "GET", body, headers = {}, retried = 
   return data;
 }
 
+/** Revoke both tokens on the server (its sockets close), then forget them here. */
+export async function logout() {
+  const refresh = sessionStorage.getItem(REFRESH_KEY);
+  try {
+    if (getToken()) {
+      await fetch("/api/auth/logout", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${getToken()}`, "Content-Type": "application/json" },
+        body: JSON.stringify(refresh ? { refresh_token: refresh } : {}),
+      });
+    }
+  } finally {
+    clearTokens();
+  }
+}
+
 export async function login(username, password) {
   const data = await api("/api/auth/login", { method: "POST", body: { username, password } });
   setTokens(data);
@@ -105,7 +121,7 @@ export function stateText({ state, retryIn }) {
   return state === "reconnecting" ? `reconnecting in ${retryIn} s` : state;
 }
 
-const AUTH_ERRORS = new Set(["token_missing", "token_expired", "token_invalid"]);
+const AUTH_ERRORS = new Set(["token_missing", "token_expired", "token_invalid", "token_revoked"]);
 
 /**
  * A live connection. Emits state changes through onState({state, retryIn, error}) where
@@ -273,7 +289,7 @@ export function startPage(options = {}) {
   const signOut = document.getElementById("sign-out");
   if (signOut) {
     signOut.hidden = false;
-    signOut.addEventListener("click", () => { clearTokens(); location.assign("/login"); });
+    signOut.addEventListener("click", async () => { await logout(); location.assign("/login"); });
   }
   const { onState = () => {}, ...rest } = options;
   return new HeraldConnection({
