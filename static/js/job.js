@@ -55,12 +55,18 @@ function addHistory(message) {
   $("history-count").textContent = `(${$("history").tBodies[0].rows.length} events)`;
 }
 
-/** Step and case events (API tests, workflows): one table row per step, updated in place. */
+const STEP_EVENTS = new Set(["step_start", "step_complete", "case_result", "node_status"]);
+
+/**
+ * Steps of API tests (step_start/step_complete), cases of batches (case_result) and nodes
+ * of workflows (node_status): one table row per step, updated in place.
+ */
 function updateSteps(message) {
-  const type = message.type;
-  if (!/(step|case|node)/.test(type)) return;
+  if (!STEP_EVENTS.has(message.type)) return;
   const d = message.data || {};
-  const key = d.index ?? d.step_index ?? d.case_id ?? d.node_id ?? d.name ?? d.step ?? message.seq;
+  const position = d.index ?? d.step ?? null;
+  const family = message.type === "case_result" ? "case" : message.type === "node_status" ? "node" : "step";
+  const key = `${family}:${position ?? d.test_case_id ?? d.name ?? message.seq}`;
   let row = steps.get(key);
   if (!row) {
     row = el("tr", {}, el("td"), el("td"), el("td"), el("td"));
@@ -68,20 +74,26 @@ function updateSteps(message) {
     $("steps").tBodies[0].append(row);
     $("steps-section").hidden = false;
   }
-  const status = d.status ?? (type.endsWith("start") ? "running" : d.passed === true ? "passed"
-    : d.passed === false ? "failed" : "done");
-  const detail = d.error?.message ?? d.error ?? d.message ?? (d.duration_ms != null ? `${d.duration_ms} ms` : "");
-  row.cells[0].textContent = String(d.index ?? d.step_index ?? steps.size);
-  row.cells[1].textContent = String(d.name ?? d.step ?? d.case_id ?? d.node_id ?? key);
-  row.cells[2].textContent = String(status);
-  row.cells[3].textContent = typeof detail === "string" ? detail : JSON.stringify(detail);
+  const status = d.status ?? (message.type === "step_start" ? "running" : "done");
+  row.dataset.status = status;
+  row.cells[0].textContent = String(position != null ? Number(position) + 1 : steps.size);
+  if (d.name || d.kind) row.cells[1].textContent = String(d.name ?? d.kind);
+  row.cells[2].replaceChildren(el("span", { class: "badge", "data-status": status, text: String(status) }));
+  const error = d.error?.message ?? (typeof d.error === "string" ? d.error : null);
+  const detail = [];
+  if (error) detail.push(el("span", { class: "error", text: error }));
+  else if (d.duration_ms != null) detail.push(`${Math.round(d.duration_ms)} ms`);
+  if (d.job_id) detail.push(" ", el("a", { href: `/jobs/${d.job_id}`, text: `job #${d.job_id}` }));
+  if (detail.length || message.type !== "step_start") row.cells[3].replaceChildren(...detail);
 }
+
+const LOG_EVENTS = new Set(["job_log", "log"]); // "log" is seed 003's name, used by API tests
 
 function onMessage(message) {
   if (!model) return;
   if (message.seq != null) {
     addHistory(message);
-    if (message.type === "job_log") addLogLine(message);
+    if (LOG_EVENTS.has(message.type)) addLogLine(message);
     updateSteps(message);
   }
   if (model.applyMessage(message) || isProgress(message)) render();

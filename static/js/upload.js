@@ -2,7 +2,7 @@
 // server's file_upload_progress (sent to this tab's client room) side by side; then an
 // import of the upload and a report on the dataset, one click each.
 import {
-  api, clientId, el, formatBytes, formatPercent, formatRate, formatSeconds, getToken, setProgress, startPage,
+  api, clientId, el, formatBytes, formatPercent, formatSeconds, getToken, setProgress, startPage,
 } from "./herald.js";
 import { JobModel, JobSummary, isProgress } from "./jobview.js";
 
@@ -19,7 +19,7 @@ function showServerProgress(message) {
   setProgress($("server-progress"), d.percent);
   $("server-percent").textContent = formatPercent(d.percent);
   $("server-detail").textContent =
-    `${formatBytes(d.received_bytes)} of ${formatBytes(d.total_bytes)} · ${formatRate(d.rate)} · ETA ${formatSeconds(d.eta)}`;
+    `${formatBytes(d.received_bytes)} of ${formatBytes(d.total_bytes)} · ${d.rate != null ? formatBytes(d.rate) + "/s" : "–"} · ETA ${formatSeconds(d.eta)}`;
 }
 
 function showBrowserProgress(loaded, total) {
