@@ -43,6 +43,15 @@ def test_page_without_token_goes_to_login_and_back(page: Any) -> None:
     assert page.evaluate("sessionStorage.getItem('herald.access_token')")
 
 
+def test_sign_out_revokes_the_token_and_returns_to_login(page: Any, server: ServerProcess) -> None:
+    sign_in(page, "/")
+    token = page.evaluate("sessionStorage.getItem('herald.access_token')")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/login$"))
+    assert page.evaluate("sessionStorage.getItem('herald.access_token')") is None
+    assert server.api("GET", "/api/auth/me", token).status_code == 401
+
+
 def test_wrong_password_shows_an_error_and_stays_on_login(page: Any) -> None:
     page.goto("/login")
     page.get_by_label("Username").fill("alice")
@@ -280,3 +289,11 @@ def test_upload_page_imports_then_reports_in_two_clicks(page: Any, server: Serve
     page.get_by_label("Group by").fill("region")
     page.get_by_role("button", name="Start report").click()
     page.locator("#report-job .badge").filter(has_text="completed").wait_for(timeout=LONG_MS)
+
+    page.locator("#report-job a").first.click()
+    artifacts = page.locator("#artifacts a")
+    artifacts.filter(has_text="summary.html").wait_for()
+    with page.expect_download() as download:
+        artifacts.filter(has_text="summary.csv").click()
+    assert Path(download.value.path()).read_text().startswith("region")
+    screenshot(page, "report-job")
