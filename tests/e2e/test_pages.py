@@ -132,6 +132,13 @@ def test_job_page_offline_spell_misses_no_log_line_and_doubles_none(
     assert len(seqs) == len(set(seqs))
 
 
+def test_job_page_of_another_users_job_says_not_found(page: Any, server: ServerProcess) -> None:
+    job = server.submit(server.login("bob"), steps=1, interval=0)
+    sign_in(page, f"/jobs/{job['id']}")
+    page.get_by_role("alert").filter(has_text=f"Job {job['id']} not found.").wait_for()
+    assert page.locator("#log li").count() == 0
+
+
 def test_job_page_cancel_is_enabled_only_while_active(page: Any, server: ServerProcess) -> None:
     token = server.login("alice")
     job = server.submit(token, steps=500, interval=0.1)
