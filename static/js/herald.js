@@ -46,7 +46,13 @@ export function requireLogin() {
 
 /** Only same-site paths are followed after sign-in (no open redirect). */
 export function safeNext(value) {
-  return value && value.startsWith("/") && !value.startsWith("//") ? value : "/";
+  if (!value || !value.startsWith("/")) return "/";
+  try {
+    const url = new URL(value, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
+  } catch {
+    return "/";
+  }
 }
 
 let refreshing = null;

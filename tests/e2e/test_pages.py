@@ -304,3 +304,51 @@ def test_upload_page_imports_then_reports_in_two_clicks(page: Any, server: Serve
         artifacts.filter(has_text="summary.csv").click()
     assert Path(download.value.path()).read_text().startswith("region")
     screenshot(page, "report-job")
+
+
+def test_reconnect_backoff_doubles_from_1s_to_a_32s_cap_with_jitter(page: Any) -> None:
+    page.goto("/login")
+    delays = page.evaluate(
+        """async () => { const { backoffDelay } = await import('/static/js/herald.js');
+        return Array.from({length: 8}, (_, attempt) =>
+          Array.from({length: 200}, () => backoffDelay(attempt))); }"""
+    )
+    for attempt, samples in enumerate(delays):
+        base = min(32_000, 1000 * 2**attempt)
+        assert all(0.7 * base <= d <= 1.3 * base for d in samples)
+        assert len(set(samples)) > 1  # jitter: reconnecting clients do not stampede together
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", r"/\evil.example/x", "https://evil.example/", "javascript:x"])
+def test_sign_in_never_follows_next_off_site(page: Any, target: str) -> None:
+    page.goto("/login")
+    assert page.evaluate("async (t) => (await import('/static/js/herald.js')).safeNext(t)", target) == "/"
+
+
+def test_sign_in_follows_next_on_this_site(page: Any) -> None:
+    page.goto("/login")
+    assert page.evaluate("async () => (await import('/static/js/herald.js')).safeNext('/jobs/7?tab=log')") == (
+        "/jobs/7?tab=log"
+    )
+
+
+def test_job_view_keeps_the_higher_seq_when_snapshot_and_live_event_disagree(page: Any) -> None:
+    page.goto("/login")
+    statuses = page.evaluate(
+        """async () => {
+        const { JobModel } = await import('/static/js/jobview.js');
+        const model = new JobModel({id: 1, status: 'running', last_seq: 5});
+        const seen = [];
+        model.applyMessage({type: 'job_status', seq: 6, timestamp: '2026-01-01T00:00:00Z',
+                            data: {status: 'completed'}});
+        seen.push(model.job.status);
+        model.applySnapshot({id: 1, status: 'running', last_seq: 5});  // older snapshot loses
+        seen.push(model.job.status);
+        model.applyMessage({type: 'job_status', seq: 4, timestamp: '2026-01-01T00:00:00Z',
+                            data: {status: 'pending'}});  // older event loses
+        seen.push(model.job.status);
+        model.applySnapshot({id: 1, status: 'failed', last_seq: 7});  // newer snapshot wins
+        seen.push(model.job.status);
+        return seen; }"""
+    )
+    assert statuses == ["completed", "completed", "completed", "failed"]
