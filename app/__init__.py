@@ -48,6 +48,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     runner.init_app(app)
     init_realtime(app)
 
+    from .realtime.ws import init_ws
+
+    init_ws(app)
+
     from .cli import register_cli
 
     register_cli(app)

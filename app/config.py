@@ -94,6 +94,14 @@ class Config:
     PING_TIMEOUT = _int("PING_TIMEOUT", 20)
     #: Offer permessage-deflate to WebSocket clients (off: it costs more than it saves).
     WEBSOCKET_COMPRESSION = _bool("WEBSOCKET_COMPRESSION", False)
+    #: Plain WebSocket: seconds between server pings (a socket that misses a pong is dropped).
+    WEBSOCKET_PING_INTERVAL = _int("WEBSOCKET_PING_INTERVAL", 30)
+    #: Plain WebSocket: seconds a client has to authenticate with a first ``auth`` message.
+    WEBSOCKET_AUTH_TIMEOUT = _float("WEBSOCKET_AUTH_TIMEOUT", 10.0)
+    #: Plain WebSocket: live messages queued for one slow client before it is dropped (1013).
+    WEBSOCKET_SEND_QUEUE = _int("WEBSOCKET_SEND_QUEUE", 1000)
+    #: Plain WebSocket: seconds one write may wait for a client that stopped reading.
+    WEBSOCKET_SEND_TIMEOUT = _float("WEBSOCKET_SEND_TIMEOUT", 30.0)
 
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
     ARTIFACT_DIR = os.environ.get("ARTIFACT_DIR", str(INSTANCE_DIR / "artifacts"))

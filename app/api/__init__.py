@@ -1,7 +1,7 @@
-"""REST API blueprint (``/api``): jobs and kinds; other areas add their modules here."""
+"""REST API blueprint (``/api``): one module per resource (jobs, uploads, datasets, ...)."""
 
 from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from . import jobs, meta  # noqa: E402,F401
+from . import artifacts, datasets, jobs, meta, uploads, workflows  # noqa: E402,F401

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from .context import JobContext
 
 JobFunction = Callable[["JobContext", dict[str, Any]], Any]
+#: ``precheck(owner_id, params)`` raises a ``HeraldError`` (404, 409 ...) to refuse a submission.
+Precheck = Callable[[int, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class JobKind:
     progress_type: str = "job_progress"
     #: Whether users may submit it over ``POST /api/jobs`` (uploads come in elsewhere).
     submittable: bool = True
+    #: Optional check against current state at submit time (e.g. "dataset exists" → 409).
+    precheck: Precheck | None = field(default=None, repr=False, compare=False)
     validator: Draft202012Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def validate(self, params: Any) -> dict[str, Any]:
@@ -83,6 +87,7 @@ def job_kind(
     title: str | None = None,
     progress_type: str = "job_progress",
     submittable: bool = True,
+    precheck: Precheck | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated function as job kind ``name``."""
 
@@ -97,6 +102,7 @@ def job_kind(
             description=(func.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "),
             progress_type=progress_type,
             submittable=submittable,
+            precheck=precheck,
             validator=Draft202012Validator(full_schema),
         )
         return func

@@ -32,6 +32,8 @@ def submit_job(
     if not internal and not job_kind.submittable:
         raise ValidationFailed(f"job kind {kind!r} cannot be submitted directly", details={"path": "kind"})
     clean = job_kind.validate(params)
+    if job_kind.precheck is not None:
+        job_kind.precheck(owner_id, clean)
     if client_id is not None and not CLIENT_ID_PATTERN.match(client_id):
         raise ValidationFailed("client_id must match [A-Za-z0-9_-]{1,64}", details={"path": "client_id"})
     job = Job(

@@ -1,11 +1,19 @@
 """All models, imported here so that migrations and the app see every table."""
 
+from .artifact import Artifact
 from .base import isoformat, utcnow
+from .dataset import Dataset, DatasetRow
 from .job import FINAL_STATUSES, Job, JobEvent, JobStatus, Worker
 from .token import RevokedToken
+from .upload import Upload
 from .user import User
+from .workflow import Workflow
 
 __all__ = [
+    "Artifact",
+    "Dataset",
+    "DatasetRow",
+    "Upload",
     "FINAL_STATUSES",
     "Job",
     "JobEvent",
@@ -13,6 +21,7 @@ __all__ = [
     "RevokedToken",
     "User",
     "Worker",
+    "Workflow",
     "isoformat",
     "utcnow",
 ]

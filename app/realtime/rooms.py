@@ -1,4 +1,4 @@
-"""Room names, built only here (``job:42``, ``user:7``, ``user:7:jobs``, ``client:7:abc``)."""
+"""Room names, built only here (``job:42``, ``user:7``, ``user:7:jobs``, ``client:7:abc``, ``batch:42``)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def user_room(user_id: int) -> str:
 def client_room(user_id: int, client_id: str) -> str:
     """One client of one user; keyed by both so a borrowed client id reaches nothing."""
     return f"client:{user_id}:{client_id}"
+
+
+def batch_room(job_id: int) -> str:
+    """Watchers of one job as a seed-000 batch execution (``batch_execution_update``)."""
+    return f"batch:{job_id}"
 
 
 def job_id_of_room(room: str) -> int | None:

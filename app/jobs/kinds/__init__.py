@@ -1,3 +1,3 @@
 """Job kinds; importing this package registers every kind."""
 
-from . import simulate  # noqa: F401
+from . import batch_report, data_import, file_upload, simulate, workflow  # noqa: F401

@@ -1,0 +1,87 @@
+"""``/api/uploads``: send a file (streamed to disk, live progress), list, read, delete your uploads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, after_this_request, request
+from sqlalchemy import select
+
+from ..auth.tokens import current_user, login_required
+from ..data.uploads import LengthRequired, UploadReceiver, delete_upload, get_owned_upload
+from ..errors import PayloadTooLarge
+from ..extensions import db
+from ..models import Upload
+from . import bp
+from .schema import query_int, spec
+
+UPLOAD_SCHEMA = {"type": "object", "properties": {"upload": {"type": "object"}}}
+FORM_SCHEMA = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "upload_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "client_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "file": {"type": "string", "format": "binary"},
+    },
+}
+
+
+def _close_connection(response: Response) -> Response:
+    """Refused before reading: close rather than wait for a body we will not read."""
+    response.headers["Connection"] = "close"
+    return response
+
+
+@bp.post("/uploads")
+@spec(
+    body=FORM_SCHEMA,
+    content_type="multipart/form-data",
+    query={"upload_id": {"type": "string"}, "client_id": {"type": "string"}},
+    responses={201: UPLOAD_SCHEMA, 400: None, 401: None, 409: None, 411: None, 413: None},
+)
+@login_required
+def create_upload() -> tuple[dict[str, Any], int]:
+    """Upload one file (multipart field ``file``); ``file_upload_progress`` streams while it arrives."""
+    try:
+        receiver = UploadReceiver(current_user().id, request)
+    except (LengthRequired, PayloadTooLarge):
+        after_this_request(_close_connection)
+        raise
+    upload = receiver.receive()
+    return {"upload": upload.to_dict()}, 201
+
+
+@bp.get("/uploads")
+@spec(
+    query={"limit": {"type": "integer"}, "offset": {"type": "integer"}},
+    responses={200: {"type": "object", "properties": {"uploads": {"type": "array"}}}, 401: None},
+)
+@login_required
+def list_uploads() -> dict[str, Any]:
+    """Your uploads, newest first."""
+    query = (
+        select(Upload)
+        .where(Upload.owner_id == current_user().id)
+        .order_by(Upload.id.desc())
+        .limit(query_int("limit", 50, minimum=1, maximum=500))
+        .offset(query_int("offset", 0))
+    )
+    return {"uploads": [u.to_dict() for u in db.session.scalars(query)]}
+
+
+@bp.get("/uploads/<upload_id>")
+@spec(responses={200: UPLOAD_SCHEMA, 401: None, 404: None})
+@login_required
+def get_upload(upload_id: str) -> dict[str, Any]:
+    """One of your uploads (404 for others' uploads, same as missing)."""
+    return {"upload": get_owned_upload(current_user().id, upload_id).to_dict()}
+
+
+@bp.delete("/uploads/<upload_id>")
+@spec(responses={204: None, 401: None, 404: None, 409: None})
+@login_required
+def remove_upload(upload_id: str) -> tuple[str, int]:
+    """Delete one of your uploads and its file (409 while it is still arriving)."""
+    delete_upload(get_owned_upload(current_user().id, upload_id))
+    return "", 204

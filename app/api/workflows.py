@@ -1,0 +1,136 @@
+"""``/api/workflows`` (owner-scoped CRUD) and ``/api/v1/executions`` (seed 004's API).
+
+An execution is a job of kind ``workflow`` with the same id: it shows up in
+``/api/jobs`` too, and cancels with ``POST /api/jobs/<id>/cancel``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from ..auth.tokens import current_user, login_required
+from ..database import commit_session
+from ..errors import NotFound, ValidationFailed
+from ..extensions import db
+from ..jobs import service
+from ..jobs.kinds.workflow import EXECUTION_KIND, execution_view, missing_inputs, validate_steps
+from ..models import Workflow
+from . import bp
+from .schema import body_of, query_int, spec
+
+WORKFLOW_SCHEMA = {
+    "type": "object",
+    "required": ["name", "steps"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "steps": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["kind"],
+                "properties": {"kind": {"type": "string", "minLength": 1}, "params": {"type": "object"}},
+                "additionalProperties": False,
+            },
+        },
+    },
+    "additionalProperties": False,
+}
+EXECUTION_SCHEMA = {
+    "type": "object",
+    "required": ["workflow_id"],
+    "properties": {
+        "workflow_id": {"type": ["integer", "string"], "pattern": "^[0-9]+$"},
+        "input_data": {"type": "object"},
+    },
+    "additionalProperties": False,
+}
+
+
+def _owned_workflow(workflow_id: int) -> Workflow:
+    workflow = db.session.get(Workflow, workflow_id)
+    if workflow is None or workflow.owner_id != current_user().id:
+        raise NotFound(f"workflow {workflow_id} not found")
+    return workflow
+
+
+@bp.post("/workflows")
+@spec(body=WORKFLOW_SCHEMA, responses={201: {"type": "object"}, 400: None, 401: None})
+@login_required
+def create_workflow() -> tuple[dict[str, Any], int]:
+    """Save a workflow ``{name, steps: [{kind, params}]}``; references are checked now."""
+    body = body_of(WORKFLOW_SCHEMA)
+    workflow = Workflow(owner_id=current_user().id, name=body["name"], steps=validate_steps(body["steps"]))
+    db.session.add(workflow)
+    commit_session()
+    return {"workflow": workflow.to_dict()}, 201
+
+
+@bp.get("/workflows")
+@spec(responses={200: {"type": "object", "properties": {"workflows": {"type": "array"}}}, 401: None})
+@login_required
+def list_workflows() -> dict[str, Any]:
+    """Your workflows, newest first."""
+    query = select(Workflow).where(Workflow.owner_id == current_user().id).order_by(Workflow.id.desc())
+    return {"workflows": [w.to_dict() for w in db.session.scalars(query)]}
+
+
+@bp.get("/workflows/<int:workflow_id>")
+@spec(responses={200: {"type": "object"}, 404: None})
+@login_required
+def get_workflow(workflow_id: int) -> dict[str, Any]:
+    """One of your workflows."""
+    return {"workflow": _owned_workflow(workflow_id).to_dict()}
+
+
+@bp.delete("/workflows/<int:workflow_id>")
+@spec(responses={204: None, 404: None})
+@login_required
+def delete_workflow(workflow_id: int) -> tuple[str, int]:
+    """Delete a workflow; executions already started keep their copy of the steps."""
+    db.session.delete(_owned_workflow(workflow_id))
+    commit_session()
+    return "", 204
+
+
+@bp.post("/v1/executions")
+@spec(body=EXECUTION_SCHEMA, responses={201: {"type": "object"}, 400: None, 401: None, 404: None})
+@login_required
+def create_execution() -> tuple[dict[str, Any], int]:
+    """Execute a workflow ``{workflow_id, input_data}``; watch it on ``/api/v1/ws/executions/<id>``."""
+    body = body_of(EXECUTION_SCHEMA)
+    workflow = _owned_workflow(int(body["workflow_id"]))
+    input_data = body.get("input_data") or {}
+    missing = missing_inputs(workflow.steps, input_data)
+    if missing:
+        raise ValidationFailed(f"input_data lacks {', '.join(missing)}", details={"path": "input_data"})
+    params = {"workflow_id": workflow.id, "name": workflow.name, "steps": workflow.steps, "input": input_data}
+    job = service.submit_job(current_user().id, EXECUTION_KIND, params, internal=True)
+    return execution_view(service.job_snapshot(job)), 201
+
+
+@bp.get("/v1/executions")
+@spec(query={"limit": {"type": "integer"}, "offset": {"type": "integer"}}, responses={200: {"type": "object"}})
+@login_required
+def list_executions() -> dict[str, Any]:
+    """Your workflow executions, newest first."""
+    jobs = service.list_jobs(
+        current_user().id,
+        kind=EXECUTION_KIND,
+        limit=query_int("limit", 50, minimum=1, maximum=500),
+        offset=query_int("offset", 0),
+    )
+    return {"executions": [execution_view(service.job_snapshot(job)) for job in jobs]}
+
+
+@bp.get("/v1/executions/<int:execution_id>")
+@spec(responses={200: {"type": "object"}, 404: None})
+@login_required
+def get_execution(execution_id: int) -> dict[str, Any]:
+    """One execution: status, progress 0-100, result or error, execution_time."""
+    job = service.get_owned_job(current_user().id, execution_id)
+    if job.kind != EXECUTION_KIND:
+        raise NotFound(f"execution {execution_id} not found")
+    return execution_view(service.job_snapshot(job))

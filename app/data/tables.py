@@ -1,0 +1,380 @@
+"""Streaming readers for CSV, JSON lines and XLSX, plus column types and row conversion.
+
+A reader yields ``(line, values)`` with ``line`` the row's file line (the CSV header is
+line 1) and ``values`` in header order. Nothing reads a whole file into memory. A file
+that cannot be read as a table (bad encoding, wrong column count, no header) raises
+:class:`BrokenFile`; a row whose values do not fit the column types raises
+:class:`RowRejected` from :func:`convert_row` and is only reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+#: The column types a dataset knows.
+COLUMN_TYPES = ("string", "integer", "number", "boolean")
+#: File formats the importer reads.
+FORMATS = ("csv", "jsonl", "xlsx")
+#: Rows looked at to infer column types.
+INFER_ROWS = 200
+#: Share of a column's sample values that must fit a type for it to be inferred (the rest
+#: become reported bad rows rather than turning the whole column into text).
+INFER_SHARE = 0.9
+MAX_COLUMNS = 512
+
+TRUE_WORDS = frozenset({"true", "yes", "y", "1", "t"})
+FALSE_WORDS = frozenset({"false", "no", "n", "0", "f"})
+
+
+class BrokenFile(Exception):
+    """The file as a whole cannot be read as a table; the import fails."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+
+
+class RowRejected(Exception):
+    """One row's value does not fit its column."""
+
+    def __init__(self, column: str, reason: str) -> None:
+        super().__init__(reason)
+        self.column = column
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Column:
+    """A dataset column: its name, type, and whether an empty value is an error."""
+
+    name: str
+    type: str = "string"
+    required: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "required": self.required}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Column:
+        return cls(name=data["name"], type=data.get("type", "string"), required=bool(data.get("required", False)))
+
+
+def format_of(filename: str) -> str | None:
+    """The import format implied by a file name (``.txt`` is read as CSV, ``.json`` as JSON lines)."""
+    ext = os.path.splitext(filename)[1].lower().lstrip(".")
+    return {"csv": "csv", "txt": "csv", "jsonl": "jsonl", "json": "jsonl", "xlsx": "xlsx"}.get(ext)
+
+
+def estimate_rows(path: str, fmt: str) -> int | None:
+    """A fast row-count estimate (newlines) so progress has a total before parsing."""
+    if fmt == "xlsx":
+        return None
+    newlines = 0
+    last = b"\n"
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            newlines += block.count(b"\n")
+            last = block[-1:]
+    lines = newlines + (0 if last == b"\n" else 1)
+    return max(0, lines - 1) if fmt == "csv" else lines
+
+
+# -- readers ----------------------------------------------------------------------------
+
+
+class TableReader:
+    """An open table: ``header`` (column names) and ``rows()`` → ``(line, values)``."""
+
+    header: list[str]
+
+    def rows(self) -> Iterator[tuple[int, list[Any]]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the file."""
+
+    def __enter__(self) -> TableReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_header(names: list[str]) -> list[str]:
+    clean = [str(n).strip() if n is not None else "" for n in names]
+    if not clean or all(not n for n in clean):
+        raise BrokenFile("the file has no header row", line=1)
+    if len(clean) > MAX_COLUMNS:
+        raise BrokenFile(f"the header has {len(clean)} columns; at most {MAX_COLUMNS} are allowed", line=1)
+    for index, name in enumerate(clean, start=1):
+        if not name:
+            raise BrokenFile(f"header column {index} has no name", line=1)
+        if len(name) > 64:
+            raise BrokenFile(f"header column {index} is longer than 64 characters", line=1)
+    seen: set[str] = set()
+    for name in clean:
+        if name in seen:
+            raise BrokenFile(f"the header names column {name!r} twice", line=1)
+        seen.add(name)
+    return clean
+
+
+class CsvReader(TableReader):
+    """UTF-8 CSV (BOM allowed) with a header row; every row must have the header's width."""
+
+    def __init__(self, path: str) -> None:
+        self._fh = open(path, encoding="utf-8-sig", errors="strict", newline="")  # noqa: SIM115
+        self._reader = csv.reader(self._fh)
+        try:
+            first = next(self._reader)
+        except StopIteration:
+            self.close()
+            raise BrokenFile("the file is empty", line=1) from None
+        except UnicodeDecodeError:
+            self.close()
+            raise BrokenFile("the file is not valid UTF-8 (line 1)", line=1) from None
+        except csv.Error as exc:
+            self.close()
+            raise BrokenFile(f"line 1: {exc}", line=1) from None
+        self.header = _check_header(first)
+
+    def rows(self) -> Iterator[tuple[int, list[Any]]]:
+        reader = self._reader
+        width = len(self.header)
+        try:
+            for values in reader:
+                if len(values) != width:
+                    if not values:
+                        continue  # a blank line
+                    raise BrokenFile(
+                        f"line {reader.line_num}: expected {width} columns, found {len(values)}",
+                        line=reader.line_num,
+                    )
+                yield reader.line_num, values
+        except UnicodeDecodeError:
+            line = reader.line_num + 1
+            raise BrokenFile(f"the file is not valid UTF-8 (near line {line})", line=line) from None
+        except csv.Error as exc:
+            raise BrokenFile(f"line {reader.line_num}: {exc}", line=reader.line_num) from None
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class JsonLinesReader(TableReader):
+    """One JSON object per line; the columns are the keys of the first objects, in order."""
+
+    def __init__(self, path: str) -> None:
+        self._fh = open(path, encoding="utf-8-sig", errors="strict")  # noqa: SIM115
+        self._buffered: list[tuple[int, Any]] = []
+        keys: dict[str, None] = {}
+        self._lines = self._numbered()
+        for line, obj in self._lines:
+            self._buffered.append((line, obj))
+            if isinstance(obj, dict):
+                keys.update(dict.fromkeys(str(k) for k in obj))
+            if len(self._buffered) >= INFER_ROWS:
+                break
+        if not keys:
+            self.close()
+            raise BrokenFile("no JSON object found in the first lines", line=1)
+        self.header = _check_header(list(keys))
+
+    def _numbered(self) -> Iterator[tuple[int, Any]]:
+        line = 0
+        try:
+            for line, text in enumerate(self._fh, start=1):  # noqa: B007
+                if not text.strip():
+                    continue
+                try:
+                    yield line, json.loads(text)
+                except ValueError as exc:
+                    yield line, RowRejected("", f"invalid JSON: {exc.args[0] if exc.args else exc}")
+        except UnicodeDecodeError:
+            raise BrokenFile(f"the file is not valid UTF-8 (near line {line + 1})", line=line + 1) from None
+
+    def rows(self) -> Iterator[tuple[int, list[Any]]]:
+        header = self.header
+        known = set(header)
+        for line, obj in chain(self._buffered, self._lines):
+            if isinstance(obj, RowRejected):
+                yield line, obj  # type: ignore[misc]
+                continue
+            if not isinstance(obj, dict):
+                yield line, RowRejected("", "the line is not a JSON object")  # type: ignore[misc]
+                continue
+            unknown = [k for k in obj if k not in known]
+            if unknown:
+                yield line, RowRejected(str(unknown[0]), "unknown column")  # type: ignore[misc]
+                continue
+            yield line, [obj.get(name) for name in header]
+        self._buffered = []
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class XlsxReader(TableReader):
+    """The first sheet of a workbook, read-only (streamed); row 1 is the header."""
+
+    def __init__(self, path: str) -> None:
+        from openpyxl import load_workbook
+
+        self._fh = open(path, "rb")  # noqa: SIM115  (a file object: the stored name has no .xlsx)
+        try:
+            self._book = load_workbook(self._fh, read_only=True, data_only=True)
+        except Exception as exc:
+            self._fh.close()
+            raise BrokenFile(f"not a readable XLSX workbook: {exc}", line=None) from None
+        sheet = self._book.worksheets[0]
+        self._rows = sheet.iter_rows(values_only=True)
+        try:
+            first = next(self._rows)
+        except StopIteration:
+            self.close()
+            raise BrokenFile("the sheet is empty", line=1) from None
+        while first and first[-1] is None:
+            first = first[:-1]
+        self.header = _check_header(list(first))
+        self.max_row = sheet.max_row
+
+    def rows(self) -> Iterator[tuple[int, list[Any]]]:
+        width = len(self.header)
+        for line, values in enumerate(self._rows, start=2):
+            cells = list(values)
+            if all(v is None for v in cells):
+                continue
+            extra = cells[width:]
+            if any(v is not None for v in extra):
+                raise BrokenFile(f"row {line}: more values than header columns", line=line)
+            cells = cells[:width] + [None] * (width - len(cells))
+            yield line, cells
+
+    def close(self) -> None:
+        self._book.close()
+        self._fh.close()
+
+
+def open_table(path: str, fmt: str) -> TableReader:
+    """Open ``path`` as a table of format ``fmt`` (raises :class:`BrokenFile`)."""
+    if fmt == "csv":
+        return CsvReader(path)
+    if fmt == "jsonl":
+        return JsonLinesReader(path)
+    if fmt == "xlsx":
+        return XlsxReader(path)
+    raise BrokenFile(f"unknown format {fmt!r}")
+
+
+# -- types -----------------------------------------------------------------------------
+
+
+def _fits(value: Any, type_: str) -> bool:
+    try:
+        _CONVERTERS[type_](value)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def infer_columns(header: list[str], sample: list[list[Any]]) -> list[Column]:
+    """Column types from sample rows: the narrowest of integer, number, boolean that fits
+    at least ``INFER_SHARE`` of the non-empty values, else string."""
+    columns = []
+    for index, name in enumerate(header):
+        values = [row[index] for row in sample if row[index] is not None and row[index] != ""]
+        chosen = "string"
+        if values:
+            for type_ in ("integer", "number", "boolean"):
+                if sum(1 for v in values if _fits(v, type_)) >= INFER_SHARE * len(values):
+                    chosen = type_
+                    break
+        columns.append(Column(name, chosen))
+    return columns
+
+
+def _to_integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value.is_integer():
+            return int(value)
+        raise ValueError("not an integer")
+    return int(str(value).strip())
+
+
+def _to_number(value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise ValueError("not a number")
+    if isinstance(value, int | float):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    number = float(text)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError("not a finite number")
+    return number
+
+
+def _to_boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError("not a boolean")
+
+
+def _to_string(value: Any) -> str:
+    if isinstance(value, dict | list):
+        raise ValueError("not a text value")
+    return value if isinstance(value, str) else str(value)
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "integer": _to_integer,
+    "number": _to_number,
+    "boolean": _to_boolean,
+    "string": _to_string,
+}
+_REASONS = {
+    "integer": "not an integer",
+    "number": "not a number",
+    "boolean": "not a boolean (true/false)",
+    "string": "not a text value",
+}
+
+
+def row_converter(columns: list[Column]) -> Callable[[list[Any]], list[Any]]:
+    """A fast function turning raw values into typed values, or raising :class:`RowRejected`."""
+    plan = [(c.name, _CONVERTERS[c.type], c.required, _REASONS[c.type]) for c in columns]
+
+    def convert(values: list[Any]) -> list[Any]:
+        out = []
+        for (name, conv, required, reason), value in zip(plan, values, strict=True):
+            if value is None or value == "":
+                if required:
+                    raise RowRejected(name, "a value is required")
+                out.append(None)
+                continue
+            try:
+                out.append(conv(value))
+            except (ValueError, TypeError):
+                raise RowRejected(name, f"{reason}: {str(value)[:40]!r}") from None
+        return out
+
+    return convert

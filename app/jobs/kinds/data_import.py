@@ -1,0 +1,252 @@
+"""``data_import``: parse an uploaded file streaming, validate rows, store them in batches.
+
+Bad rows are counted and reported (first 100, with file line, column and reason) and never
+stop the import. A broken file (bad encoding, wrong column count, no header) fails the job
+with code ``broken_file`` and rolls back: the rows written so far never become visible and
+are deleted, and a dataset this import created is removed again. Cancelling rolls back
+the same way. Importing into an existing dataset needs ``mode: append|replace`` (409
+``dataset_exists`` at submit time otherwise).
+"""
+
+from __future__ import annotations
+
+import os
+from itertools import islice
+from typing import Any
+
+from ...data.datasets import (
+    DATASET_NAME_PATTERN,
+    RowWriter,
+    create_dataset,
+    delete_dataset_if_empty,
+    discard_import_rows,
+    find_dataset,
+    make_import_live,
+)
+from ...data.tables import (
+    COLUMN_TYPES,
+    FORMATS,
+    INFER_ROWS,
+    BrokenFile,
+    Column,
+    RowRejected,
+    TableReader,
+    estimate_rows,
+    format_of,
+    infer_columns,
+    open_table,
+    row_converter,
+)
+from ...data.uploads import get_owned_upload, upload_path
+from ...errors import Conflict, ValidationFailed
+from ...extensions import db
+from ..context import JobContext, JobFailed
+from ..registry import job_kind
+
+#: Row errors kept in progress and the result.
+MAX_ERRORS = 100
+#: Rows per insert transaction.
+BATCH_ROWS = 2000
+#: Rows between progress reports.
+REPORT_EVERY = 500
+
+COLUMN_SPEC = {
+    "oneOf": [
+        {"type": "string", "enum": list(COLUMN_TYPES)},
+        {
+            "type": "object",
+            "required": ["type"],
+            "properties": {"type": {"enum": list(COLUMN_TYPES)}, "required": {"type": "boolean"}},
+            "additionalProperties": False,
+        },
+    ]
+}
+
+
+def precheck(owner_id: int, params: dict[str, Any]) -> None:
+    """Refuse at submit time: unknown upload (404), unfinished upload, dataset exists without a mode (409)."""
+    upload = get_owned_upload(owner_id, params["upload_id"])
+    if upload.status != "completed":
+        raise Conflict(f"upload {upload.upload_id!r} is {upload.status}, not completed", code="upload_not_ready")
+    if (params.get("format") or format_of(upload.filename)) is None:
+        raise ValidationFailed(
+            f"cannot tell the format of {upload.filename!r}; give format: csv, jsonl or xlsx",
+            details={"path": "params.format"},
+        )
+    if params.get("mode") is None and find_dataset(owner_id, params["dataset"]) is not None:
+        raise Conflict(
+            f"dataset {params['dataset']!r} already exists; import with mode 'append' or 'replace'",
+            code="dataset_exists",
+        )
+
+
+@job_kind(
+    "data_import",
+    title="Data import",
+    progress_type="data_import_progress",
+    precheck=precheck,
+    schema={
+        "required": ["upload_id", "dataset"],
+        "properties": {
+            "upload_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "The uploaded file"},
+            "dataset": {"type": "string", "pattern": DATASET_NAME_PATTERN, "description": "Dataset to import into"},
+            "format": {"enum": list(FORMATS), "description": "Default: from the file name"},
+            "mode": {"enum": ["append", "replace"], "description": "Required when the dataset exists"},
+            "schema": {
+                "type": "object",
+                "description": "Column types {column: type or {type, required}}; inferred when absent",
+                "additionalProperties": COLUMN_SPEC,
+            },
+        },
+    },
+)
+def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Import an uploaded CSV, JSON-lines or XLSX file into a dataset, row errors reported."""
+    upload = get_owned_upload(ctx.owner_id, params["upload_id"])
+    path, filename = upload_path(upload), upload.filename
+    fmt = params.get("format") or format_of(filename) or "csv"
+    mode = params.get("mode")
+    existing = find_dataset(ctx.owner_id, params["dataset"])
+    existing_id = existing.id if existing is not None else None
+    existing_columns = [Column.from_dict(c) for c in existing.columns] if existing is not None else None
+    db.session.remove()
+    if existing is not None and mode is None:
+        raise JobFailed(f"dataset {params['dataset']!r} already exists; give mode", code="dataset_exists")
+    if not os.path.exists(path):
+        raise JobFailed(f"the file of upload {params['upload_id']!r} is gone", code="upload_missing")
+
+    estimate = estimate_rows(path, fmt)
+    dataset_id: int | None = existing_id
+    created = False
+    writer: RowWriter | None = None
+    try:
+        with open_table(path, fmt) as table:
+            if estimate is None:
+                estimate = max(0, int(getattr(table, "max_row", 1) or 1) - 1)
+            rows = table.rows()
+            sample = list(islice(rows, INFER_ROWS))
+            columns = _columns_for(table, sample, params.get("schema"), existing_columns)
+            if dataset_id is None:
+                dataset_id = create_dataset(ctx.owner_id, params["dataset"], columns)
+                created = True
+            writer = RowWriter(dataset_id, ctx.job_id, batch_size=BATCH_ROWS)
+            counts = _import_rows(ctx, table, sample, rows, columns, writer, estimate)
+        replaced = make_import_live(
+            dataset_id, ctx.job_id, replace=(mode == "replace"), row_count=counts["imported_rows"]
+        )
+    except BaseException as exc:
+        discard_import_rows([ctx.job_id])
+        if created and dataset_id is not None:
+            delete_dataset_if_empty(dataset_id)
+        if isinstance(exc, BrokenFile):
+            raise JobFailed(f"broken file, import rolled back: {exc.message}", code="broken_file") from None
+        raise
+    if replaced:
+        discard_import_rows(replaced)
+    ctx.log(
+        f"imported {counts['imported_rows']} of {counts['processed_rows']} rows into {params['dataset']!r}"
+        f" ({counts['rejected_rows']} rejected)"
+    )
+    return {
+        "dataset": params["dataset"],
+        "mode": mode or "create",
+        "format": fmt,
+        "columns": [c.to_dict() for c in columns],
+        **counts,
+    }
+
+
+def _columns_for(
+    table: TableReader,
+    sample: list[tuple[int, Any]],
+    schema: dict[str, Any] | None,
+    existing: list[Column] | None,
+) -> list[Column]:
+    """The import's columns: the existing dataset's, the given schema, or inferred."""
+    header = table.header
+    if existing is not None:
+        names = [c.name for c in existing]
+        if sorted(names) != sorted(header):
+            raise JobFailed(f"the file's columns {header} do not match the dataset's {names}", code="schema_mismatch")
+        return existing
+    if schema:
+        unknown = [name for name in schema if name not in header]
+        if unknown:
+            raise JobFailed(f"schema names column {unknown[0]!r}, which the file does not have", code="schema_mismatch")
+    clean = [values for _line, values in sample if not isinstance(values, RowRejected)]
+    inferred = infer_columns(header, clean)
+    if not schema:
+        return inferred
+    columns = []
+    for column in inferred:
+        spec = schema.get(column.name)
+        if spec is None:
+            columns.append(column)
+        elif isinstance(spec, str):
+            columns.append(Column(column.name, spec))
+        else:
+            columns.append(Column(column.name, spec["type"], bool(spec.get("required", False))))
+    return columns
+
+
+def _import_rows(
+    ctx: JobContext,
+    table: TableReader,
+    sample: list[tuple[int, Any]],
+    rows: Any,
+    columns: list[Column],
+    writer: RowWriter,
+    estimate: int,
+) -> dict[str, Any]:
+    """The hot loop: convert, buffer, write in batches, report; returns the counts."""
+    header = table.header
+    order = [header.index(c.name) for c in columns]
+    reorder = order != list(range(len(order)))
+    convert = row_converter(columns)
+    errors: list[dict[str, Any]] = []
+    processed = rejected = 0
+    total = max(estimate, 1)
+
+    def report() -> None:
+        nonlocal total
+        total = max(total, processed)
+        ctx.progress(
+            processed,
+            total,
+            processed_rows=processed,
+            total_rows=total,
+            imported_rows=writer.accepted,
+            rejected_rows=rejected,
+            errors=list(errors),
+        )
+
+    report()
+    for source in (sample, rows):
+        for line, values in source:
+            processed += 1
+            try:
+                if isinstance(values, RowRejected):
+                    raise values
+                if reorder:
+                    values = [values[i] for i in order]
+                typed = convert(values)
+            except RowRejected as bad:
+                rejected += 1
+                if len(errors) < MAX_ERRORS:
+                    errors.append({"row": line, "column": bad.column or None, "reason": bad.reason})
+            else:
+                if writer.add(line, typed):
+                    ctx.raise_if_cancelled()
+                    ctx.yield_now()
+            if processed % REPORT_EVERY == 0:
+                report()
+    writer.flush()
+    total = processed
+    report()
+    return {
+        "processed_rows": processed,
+        "total_rows": processed,
+        "imported_rows": writer.written,
+        "rejected_rows": rejected,
+        "errors": errors,
+    }

@@ -1,0 +1,98 @@
+"""Seed dialects: what a plain-WebSocket endpoint says, on top of one connection class.
+
+A dialect turns client frames into actions (``handle``) and pipeline messages into the
+wire shapes a source document promised (``render``). It never writes job state and knows
+no job kinds; the transport (``app/realtime/ws.py``) owns auth, queues and closing.
+
+* :mod:`.herald` — ``/ws``: Herald's own messages plus seed 000's batch subscriptions.
+* :mod:`.batch` — seed 000 ``batch_execution_update`` (also served over Socket.IO).
+* :mod:`.client` — seed 002 ``/ws/<client_id>``.
+* :mod:`.executions` — seed 004 ``/api/v1/ws/executions/<id>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ...errors import ValidationFailed
+from ..delivery import plain_rooms
+from ..messages import Message, error_message
+from ..rooms import job_room
+from ..subscriptions import subscribe_job
+
+if TYPE_CHECKING:
+    from ..ws import PlainSocket
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Close:
+    """Returned by ``render`` to close the socket after the payloads before it."""
+
+    code: int
+    reason: str
+
+
+class Dialect:
+    """Base dialect: Herald's error shape, pass-through rendering, no commands."""
+
+    #: Shown in logs and ``/health``.
+    name = "herald"
+
+    def open(self, conn: PlainSocket) -> None:
+        """Called once the connection is authenticated (join rooms, greet)."""
+
+    def handle(self, conn: PlainSocket, message: dict[str, Any]) -> None:
+        """One parsed client object (never the ``auth`` message)."""
+        raise ValidationFailed(f"unknown message type {message.get('type')!r}", code="unknown_type")
+
+    def render(self, conn: PlainSocket, message: Message) -> list[Payload | Close]:
+        """Wire payloads for one pipeline message delivered to this connection."""
+        return [message]
+
+    def error(self, code: str, message: str) -> Payload:
+        """The error frame of this dialect."""
+        return error_message(code, message)
+
+
+def int_field(message: dict[str, Any], key: str, *, required: bool = True) -> int | None:
+    """A positive integer field (numeric strings accepted: seed clients send ids as text)."""
+    value = message.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload") from None
+    if number <= 0:
+        raise ValidationFailed(f"{key} must be positive", code="invalid_payload")
+    return number
+
+
+def subscribe_plain(
+    conn: PlainSocket,
+    job_id: int,
+    last_seq: int | None,
+    first: Callable[[dict[str, Any]], list[Payload]],
+) -> dict[str, Any]:
+    """Subscribe ``conn`` to a job; ``first(snapshot)`` goes out before replay and live.
+
+    Replayed and held-back messages are collected while ``subscribe_job`` runs and queued
+    in one step after the acknowledgement, so the order is ack, replay, live.
+    """
+    collected: list[Message] = []
+    snapshot = subscribe_job(
+        conn,
+        conn.user_id,
+        job_id,
+        last_seq,
+        join=lambda: plain_rooms.join(conn, job_room(job_id)),
+        send=collected.append,
+    )
+    conn.send_batch(first(snapshot), collected)
+    return snapshot

@@ -1,0 +1,361 @@
+"""Plain WebSocket transport (flask-sock): the same pipeline for clients without Socket.IO.
+
+Three endpoints share :class:`PlainSocket` and differ only in their dialect
+(:mod:`app.realtime.dialects`): ``/ws`` (Herald + seed 000), ``/ws/<client_id>`` (seed 002)
+and ``/api/v1/ws/executions/<execution_id>`` (seed 004).
+
+* **Origin** is checked before the handshake (flask-sock accepts the socket before the
+  view runs): no Origin, a listed one, or the server's own is served; any other gets 403.
+* **Auth**: ``Authorization: Bearer``, ``?token=``, or a first ``{"type": "auth", "token"}``
+  within ``WEBSOCKET_AUTH_TIMEOUT``; otherwise an error frame and close 1008.
+* **Delivery**: the connection joins rooms in ``plain_rooms``; fan-out calls
+  :meth:`PlainSocket.deliver`, which only appends to a queue. A sender task per connection
+  writes it out; past ``WEBSOCKET_SEND_QUEUE`` live messages the client is dropped with
+  1013, so a slow reader never slows the job or other clients.
+* **Limits**: simple-websocket pings every ``WEBSOCKET_PING_INTERVAL`` s and closes a socket
+  that missed a pong; a frame over ``SOCKET_MESSAGE_LIMIT`` is closed with 1009.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, request
+from simple_websocket import ConnectionClosed
+
+from ..auth.tokens import bearer_token, user_from_token
+from ..errors import HeraldError, Unauthorized
+from ..extensions import db, sock, socketio
+from .connections import plain_connections
+from .delivery import ledger, plain_rooms
+from .dialects import Close, Dialect, Payload
+from .dialects.batch import init_batch
+from .dialects.client import ClientDialect
+from .dialects.executions import ExecutionDialect
+from .dialects.herald import HeraldDialect
+from .messages import Message
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("ws", __name__)
+
+#: Close codes used here (RFC 6455 / IANA registry).
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
+
+
+class _SerializedSocket:
+    """The connection's socket with every write whole and under one lock.
+
+    simple-websocket writes with ``send`` (which may write part of a frame) from two
+    tasks: ours and its own reader (pings, pongs, close). Routing both through
+    ``sendall`` under a lock keeps frames whole and never interleaved.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._lock:
+            self._raw.sendall(data)
+        return len(data)
+
+    sendall = send
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
+_encoded: dict[int, tuple[Any, str]] = {}
+
+
+def _encode(payload: Payload) -> str:
+    """JSON text of a payload; fan-out sends one message object to many sockets."""
+    key = id(payload)
+    hit = _encoded.get(key)
+    if hit is not None and hit[0] is payload:
+        return hit[1]
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(_encoded) > 256:
+        _encoded.clear()
+    _encoded[key] = (payload, text)
+    return text
+
+
+class PlainSocket:
+    """One plain-WebSocket connection: identity, dialect, bounded send queue, sender task."""
+
+    def __init__(self, ws: Any, dialect: Dialect, *, queue_limit: int, send_timeout: float) -> None:
+        self.ws = ws
+        self.dialect = dialect
+        self.queue_limit = queue_limit
+        self.user_id: int = 0
+        self.username = ""
+        #: False once closing started: deliveries are ignored from then on.
+        self.open = True
+        self._queue: deque[tuple[str, Any]] = deque()
+        self._live_pending = 0
+        self._wake = threading.Event()
+        self._closing: tuple[int, str] | None = None
+        self._sender_done = threading.Event()
+        self._raw = ws.sock
+        try:
+            self._raw.settimeout(send_timeout)  # reads only happen once select says readable
+        except OSError:
+            pass
+        ws.sock = _SerializedSocket(self._raw)
+
+    def __repr__(self) -> str:
+        return f"<PlainSocket {self.dialect.name} user={self.user_id}>"
+
+    # -- queueing (any task) ----------------------------------------------------
+
+    def deliver(self, message: Message) -> None:
+        """Fan-out entry point: queue a pipeline message, or drop a client that lags."""
+        if not self.open:
+            return
+        if self._live_pending >= self.queue_limit:
+            self.drop(CLOSE_TRY_AGAIN_LATER, "too slow: the send queue is full")
+            return
+        self._live_pending += 1
+        self._queue.append(("live", message))
+        self._wake.set()
+
+    def send(self, payload: Payload) -> None:
+        """Queue a reply as is (answers, errors, greetings)."""
+        self.send_batch([payload], ())
+
+    def send_batch(self, payloads: Iterable[Payload], messages: Iterable[Message]) -> None:
+        """Queue replies, then pipeline messages (replay), in one step so nothing overtakes."""
+        if self._closing is not None:
+            return
+        self._queue.extend(("raw", payload) for payload in payloads)
+        self._queue.extend(("job", message) for message in messages)
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after everything queued so far has been sent."""
+        if self._closing is not None:
+            return
+        self.open = False
+        self._queue.append(("close", (code, reason)))
+        self._wake.set()
+
+    def drop(self, code: int, reason: str) -> None:
+        """Close now: discard what is queued (the client cannot keep up)."""
+        if self._closing is not None:
+            return
+        log.info("dropping %r: %s", self, reason)
+        self.open = False
+        self._closing = (code, reason)
+        self._queue.clear()
+        self._live_pending = 0
+        plain_rooms.leave(self)
+        self._wake.set()
+
+    # -- the sender task --------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the sender task."""
+        socketio.start_background_task(self._sender)
+
+    def _sender(self) -> None:
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                while self._queue and self._closing is None:
+                    kind, item = self._queue.popleft()
+                    if kind == "close":
+                        self._close_now(*item)
+                        return
+                    if kind == "raw":
+                        payloads: list[Payload | Close] = [item]
+                    else:
+                        if kind == "live":
+                            self._live_pending -= 1
+                        payloads = self.dialect.render(self, item)
+                    for payload in payloads:
+                        if isinstance(payload, Close):
+                            self._close_now(payload.code, payload.reason)
+                            return
+                        self.ws.send(_encode(payload))
+                if self._closing is not None:
+                    self._close_now(*self._closing)
+                    return
+        except (OSError, ConnectionClosed):
+            self._abort()
+        except Exception:
+            log.exception("plain WebSocket sender failed")
+            self._abort()
+        finally:
+            self.open = False
+            self._sender_done.set()
+            self._wake_handler()
+
+    def _close_now(self, code: int, reason: str) -> None:
+        self.open = False
+        try:
+            self.ws.close(reason=code, message=reason[:120])
+        except ConnectionClosed:
+            pass
+        except OSError:
+            self._abort()
+
+    def _abort(self) -> None:
+        """Tear the socket down without a close frame (it could not be written)."""
+        self.open = False
+        self.ws.connected = False
+        try:
+            self._raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _wake_handler(self) -> None:
+        # ws.close() does not wake a handler blocked in receive(); setting its event does.
+        event = getattr(self.ws, "event", None)
+        if event is not None:
+            event.set()
+
+    def finish(self, timeout: float) -> None:
+        """Stop the sender (after the queue) and wait for it; called when the handler ends."""
+        self.close(CLOSE_NORMAL, "bye")
+        self._sender_done.wait(timeout)
+
+
+def _refuse(conn: PlainSocket, code: str, message: str) -> None:
+    conn.send(conn.dialect.error(code, message))
+    conn.close(CLOSE_POLICY, message)
+
+
+def _authenticate(conn: PlainSocket, auth_timeout: float) -> bool:
+    """Identify the user from the handshake or a first ``auth`` message; refuse otherwise."""
+    token = bearer_token()
+    try:
+        if token is None:
+            raw = conn.ws.receive(timeout=auth_timeout)
+            if raw is None:
+                _refuse(conn, "auth_timeout", f"no auth message within {auth_timeout:g} s")
+                return False
+            try:
+                first = json.loads(raw) if isinstance(raw, str) else None
+            except ValueError:
+                first = None
+            if not isinstance(first, dict) or first.get("type") != "auth":
+                _refuse(conn, "auth_required", 'the first message must be {"type": "auth", "token": ...}')
+                return False
+            token = first.get("token") if isinstance(first.get("token"), str) else None
+        user = user_from_token(token)
+    except Unauthorized as exc:
+        _refuse(conn, exc.code, exc.message)
+        return False
+    finally:
+        db.session.remove()
+    conn.user_id = user.id
+    conn.username = user.username
+    return True
+
+
+def _parse(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, str):
+        raise HeraldError("binary frames are not supported; send JSON text", code="invalid_json")
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        raise HeraldError("the message is not valid JSON", code="invalid_json") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise HeraldError('a message must be a JSON object with a string "type"', code="invalid_payload")
+    return message
+
+
+def serve(ws: Any, dialect: Dialect) -> None:
+    """Run one connection: authenticate, open the dialect, handle frames until closed."""
+    config = current_app.config
+    conn = PlainSocket(
+        ws,
+        dialect,
+        queue_limit=int(config["WEBSOCKET_SEND_QUEUE"]),
+        send_timeout=float(config["WEBSOCKET_SEND_TIMEOUT"]),
+    )
+    plain_connections.add(conn)
+    conn.start()
+    try:
+        if not _authenticate(conn, float(config["WEBSOCKET_AUTH_TIMEOUT"])):
+            return
+        try:
+            dialect.open(conn)
+        finally:
+            db.session.remove()
+        while conn.open:
+            try:
+                raw = ws.receive()
+            except ConnectionClosed:
+                break
+            if raw is None:
+                continue
+            try:
+                message = _parse(raw)
+                if message["type"] == "auth":
+                    raise HeraldError("already authenticated", code="already_authenticated")
+                dialect.handle(conn, message)
+            except HeraldError as exc:
+                conn.send(dialect.error(exc.code, exc.message))
+            finally:
+                db.session.remove()  # the handler lives as long as the socket: no stale rows
+    finally:
+        plain_rooms.leave(conn)
+        ledger.forget(conn)
+        conn.finish(float(config["WEBSOCKET_SEND_TIMEOUT"]) + 1)
+        plain_connections.discard(conn)
+        db.session.remove()
+
+
+def _origin_allowed(origin: str, allowed: list[str]) -> bool:
+    if "*" in allowed or origin in allowed:
+        return True
+    return origin == f"{request.scheme}://{request.host}"
+
+
+@bp.before_request
+def check_origin() -> Any:
+    """Refuse cross-site WebSocket hijacking: a browser Origin must be listed or our own."""
+    origin = request.headers.get("Origin")
+    if origin is None or _origin_allowed(origin, list(current_app.config["CORS_ALLOWED_ORIGINS"])):
+        return None
+    return {"error": {"code": "origin_forbidden", "message": f"origin {origin!r} is not allowed"}}, 403
+
+
+@sock.route("/ws", bp=bp)
+def herald_socket(ws: Any) -> None:
+    """``/ws``: Herald's messages (subscribe, replay, ping, echo) and seed 000's batches."""
+    serve(ws, HeraldDialect())
+
+
+@sock.route("/ws/<client_id>", bp=bp)
+def client_socket(ws: Any, client_id: str) -> None:
+    """``/ws/<client_id>``: seed 002 — greeting, ping, echo, subscription, your progress."""
+    serve(ws, ClientDialect(client_id))
+
+
+@sock.route("/api/v1/ws/executions/<execution_id>", bp=bp)
+def execution_socket(ws: Any, execution_id: str) -> None:
+    """``/api/v1/ws/executions/<id>``: seed 004 — one workflow execution's status."""
+    serve(ws, ExecutionDialect(execution_id))
+
+
+def init_ws(app: Flask) -> None:
+    """Bind the plain-WebSocket endpoints, their limits and the seed-000 adapter."""
+    options = dict(app.config.get("SOCK_SERVER_OPTIONS") or {})
+    options.setdefault("ping_interval", max(1, int(app.config["WEBSOCKET_PING_INTERVAL"])))
+    options.setdefault("max_message_size", int(app.config["SOCKET_MESSAGE_LIMIT"]))
+    app.config["SOCK_SERVER_OPTIONS"] = options
+    app.register_blueprint(bp)
+    init_batch()

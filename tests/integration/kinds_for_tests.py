@@ -1,0 +1,61 @@
+"""Job kinds that exist only in the test server (``serve_with_test_kinds.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.jobs.context import JobContext
+from app.jobs.registry import job_kind
+
+
+@job_kind(
+    "test_report_ticks",
+    schema={"properties": {"steps": {"type": "integer", "default": 5}, "interval": {"type": "number", "default": 0.05}}},
+    progress_type="batch_report_progress",
+)
+def report_ticks(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Reports ``batch_report_progress`` ticks like the report kinds do (seed 002)."""
+    for step in range(1, params["steps"] + 1):
+        ctx.sleep(params["interval"])
+        ctx.progress(step, params["steps"], f"report {step}")
+    return {"reports": params["steps"]}
+
+
+@job_kind(
+    "test_counted_batch",
+    schema={"properties": {"cases": {"type": "integer", "default": 4}, "interval": {"type": "number", "default": 0.05}}},
+)
+def counted_batch(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Fills ``Job.counts`` like a batch execution does (seed 000): one case at a time."""
+    total = params["cases"]
+    counts = {"success_count": 0, "failed_count": 0, "running_count": 0, "pending_count": total, "total_count": total}
+    ctx.update_counts(counts)
+    for case in range(total):
+        ctx.sleep(params["interval"])
+        counts["pending_count"] -= 1
+        if case % 3 == 2:
+            counts["failed_count"] += 1
+        else:
+            counts["success_count"] += 1
+        ctx.update_counts(counts)
+    return {"passed": counts["success_count"], "failed": counts["failed_count"]}
+
+
+@job_kind(
+    "test_chatty",
+    schema={
+        "properties": {
+            "lines": {"type": "integer", "default": 100},
+            "size": {"type": "integer", "default": 1000},
+            "interval": {"type": "number", "default": 0.01},
+        }
+    },
+)
+def chatty(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Many durable log lines of a given size, then progress (fan-out and slow-client tests)."""
+    filler = "x" * params["size"]
+    for line in range(1, params["lines"] + 1):
+        ctx.log(f"line {line} {filler}")
+        ctx.progress(line, params["lines"])
+        ctx.sleep(params["interval"])
+    return {"lines": params["lines"]}

@@ -1,0 +1,27 @@
+"""``python wsgi.py`` plus the test-only job kinds (patched the same way as wsgi.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+MODE = os.environ.get("SOCKETIO_ASYNC_MODE", "eventlet")
+if MODE == "eventlet":
+    import eventlet
+
+    eventlet.monkey_patch()
+elif MODE == "gevent":
+    from gevent import monkey
+
+    monkey.patch_all()
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from app import create_app  # noqa: E402
+from app.serving import serve  # noqa: E402
+from tests.integration import kinds_for_tests  # noqa: E402,F401
+
+app = create_app()
+
+if __name__ == "__main__":
+    sys.exit(serve(app))

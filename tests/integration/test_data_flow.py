@@ -1,0 +1,362 @@
+"""Uploads, imports and reports end to end against the real server (eventlet, then gevent).
+
+Progress is observed with the real python-socketio client; the upload is sent slowly with
+a fixed Content-Length over a raw connection so that progress can be seen to leave the
+server while the body is still arriving.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html.parser
+import io
+import os
+import random
+import socket
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import socketio
+
+from tests.helpers import wait_for
+
+BOUNDARY = "herald-test-boundary-7f3a"
+
+
+class Listener:
+    """A Socket.IO client that records every message it receives."""
+
+    def __init__(self, server, token: str, **auth: Any) -> None:
+        self.client = socketio.Client(reconnection=False)
+        self.messages: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.client.on("*", self._record)
+        self.client.connect(server.url, auth={"token": token, **auth}, transports=["websocket"], wait_timeout=10)
+
+    def _record(self, event: str, message: Any) -> None:
+        if isinstance(message, dict):
+            with self.lock:
+                self.messages.append(message)
+
+    def of_type(self, type_: str, job_id: int | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m for m in self.messages if m.get("type") == type_ and (job_id is None or m["job_id"] == job_id)]
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+
+def multipart_parts(filename: str, fields: dict[str, str] | None = None) -> tuple[bytes, bytes]:
+    """The bytes before and after a file's content in a multipart body."""
+    head = b""
+    for name, value in (fields or {}).items():
+        head += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+    head += (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    return head, f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def open_upload(server, token: str, length: int, query: str = "") -> socket.socket:
+    """A raw connection with the request line and headers of an upload sent."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    sock.sendall(
+        (
+            f"POST /api/uploads{query} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            f"Authorization: Bearer {token}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {length}\r\nConnection: close\r\n\r\n"
+        ).encode()
+    )
+    return sock
+
+
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Status code and body of one response (by its Content-Length: the server may keep
+    reading, and discarding, a body it refused before the socket closes)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
+        None,
+    )
+    while length is not None and len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return int(head.split(b" ", 2)[1]), body
+
+
+def files_in(directory: Path) -> list[str]:
+    return sorted(os.listdir(directory)) if directory.is_dir() else []
+
+
+def upload(server, token: str, content: bytes, filename: str, upload_id: str) -> requests.Response:
+    return server.api("POST", "/api/uploads", token, data={"upload_id": upload_id}, files={"file": (filename, content)})
+
+
+def run_job(server, token: str, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    job = server.submit(token, kind, **params)
+
+    def final() -> dict[str, Any] | None:
+        snapshot = server.api("GET", f"/api/jobs/{job['id']}", token).json()["job"]
+        return snapshot if snapshot["status"] in ("completed", "failed", "cancelled") else None
+
+    return dict(wait_for(final, timeout=60, interval=0.1))
+
+
+# -- 1. upload progress while the body arrives ------------------------------------------
+
+
+def test_upload_progress_grows_while_the_body_arrives_and_sha256_matches(server):
+    token = server.login("alice")
+    listener = Listener(server, token, client_id="tab-1")
+    content = random.Random(1).randbytes(4 * 1024 * 1024)
+    head, tail = multipart_parts("big.txt", {"upload_id": "big"})
+    total = len(head) + len(content) + len(tail)
+    sock = open_upload(server, token, total, "?client_id=tab-1")
+    sock.sendall(head)
+    sent = len(head)
+    quarter = len(content) // 4
+    for start in range(0, len(content), quarter):
+        sock.sendall(content[start : start + quarter])
+        sent += len(content[start : start + quarter])
+        if sent < total - len(tail):  # the server reads in 64 KiB steps; wait until it saw this quarter
+            wait_for(
+                lambda sent=sent: any(
+                    m["data"]["received_bytes"] >= sent - 128 * 1024 for m in listener.of_type("file_upload_progress")
+                ),
+                timeout=30,
+            )
+    before_end = [m["data"]["received_bytes"] for m in listener.of_type("file_upload_progress")]
+    sock.sendall(tail)
+    status, body = read_response(sock)
+    sock.close()
+    assert status == 201, body
+    partial = [b for b in before_end if b < total]
+    assert len(partial) >= 3 and partial == sorted(partial) and len(set(partial)) >= 3
+    uploaded = requests.get(server.url + "/api/uploads/big", headers={"Authorization": f"Bearer {token}"}).json()
+    assert uploaded["upload"]["sha256"] == hashlib.sha256(content).hexdigest()
+    assert uploaded["upload"]["size"] == len(content)
+    last = listener.of_type("file_upload_progress")[-1]["data"]
+    assert last["upload_id"] == "big" and last["filename"] == "big.txt" and last["total_bytes"] == total
+    listener.close()
+
+
+def test_client_disconnect_mid_upload_leaves_a_failed_upload_and_no_file(server, tmp_path: Path):
+    token = server.login("alice")
+    head, tail = multipart_parts("cut.txt", {"upload_id": "cut"})
+    sock = open_upload(server, token, len(head) + 2_000_000 + len(tail))
+    sock.sendall(head + b"x" * 500_000)
+    wait_for(lambda: server.api("GET", "/api/uploads/cut", token).status_code == 200, timeout=20)
+    sock.close()
+    upload_ = wait_for(
+        lambda: (u := server.api("GET", "/api/uploads/cut", token).json()["upload"])["status"] == "failed" and u,
+        timeout=30,
+    )
+    job = server.api("GET", f"/api/jobs/{upload_['job_id']}", token).json()["job"]
+    assert job["status"] == "failed" and job["error"]["code"] == "client_disconnected"
+    assert files_in(tmp_path / "uploads") == []
+
+
+# -- 2. limits, names, ownership ------------------------------------------------------------
+
+
+def test_over_limit_upload_is_413_json_before_the_body_and_nothing_on_disk(server, tmp_path: Path):
+    token = server.login("alice")
+    sock = open_upload(server, token, 200 * 1024 * 1024)  # over the 100 MiB default; no body sent
+    status, body = read_response(sock)
+    sock.close()
+    assert status == 413
+    assert b'"upload_too_large"' in body
+    assert files_in(tmp_path / "uploads") == []
+    assert server.api("GET", "/api/uploads", token).json()["uploads"] == []
+
+
+def test_traversal_filename_is_stored_safely_and_other_user_cannot_touch_it(server, tmp_path: Path):
+    alice, bob = server.login("alice"), server.login("bob")
+    response = upload(server, alice, b"a,b\n1,2\n", "../../etc/passwd.csv", "trav")
+    assert response.status_code == 201, response.text
+    assert response.json()["upload"]["filename"] == "passwd.csv"
+    stored = files_in(tmp_path / "uploads")
+    assert len(stored) == 1 and (tmp_path / "uploads" / stored[0]).read_bytes() == b"a,b\n1,2\n"
+    assert server.api("GET", "/api/uploads/trav", bob).status_code == 404
+    assert server.api("DELETE", "/api/uploads/trav", bob).status_code == 404
+    refused = server.api(
+        "POST", "/api/jobs", bob, json={"kind": "data_import", "params": {"upload_id": "trav", "dataset": "x"}}
+    )
+    assert refused.status_code == 404
+    assert server.api("GET", "/api/uploads/trav", alice).status_code == 200
+
+
+# -- 3. import with bad rows, live progress -------------------------------------------------
+
+
+def sales_csv(rows: int, bad_every: int, seed: int = 3) -> tuple[bytes, list[tuple[str, int, float]], list[int]]:
+    """A CSV with some bad rows; returns it, the good rows, and the file lines of bad ones."""
+    rnd = random.Random(seed)
+    out = io.StringIO()
+    out.write("region,qty,price\n")
+    good, bad_lines = [], []
+    for i in range(rows):
+        line = i + 2
+        region, qty, price = (
+            rnd.choice(["north", "south", "east", "west", "=evil"]),
+            rnd.randint(-9, 99),
+            round(rnd.uniform(0, 500), 2),
+        )
+        if i % bad_every == bad_every - 1:
+            out.write(f"{region},not-a-number,{price}\n")
+            bad_lines.append(line)
+        else:
+            out.write(f"{region},{qty},{price}\n")
+            good.append((region, qty, price))
+    return out.getvalue().encode(), good, bad_lines
+
+
+@pytest.fixture
+def imported(server):
+    """Alice's dataset ``sales`` imported from a CSV with bad rows, with its progress events."""
+    token = server.login("alice")
+    content, good, bad_lines = sales_csv(40_000, bad_every=997)
+    assert upload(server, token, content, "sales.csv", "sales").status_code == 201
+    listener = Listener(server, token)
+    assert listener.client.call("subscribe", {"all": True}, timeout=10)["ok"] is True
+    job = run_job(
+        server, token, "data_import", {"upload_id": "sales", "dataset": "sales", "schema": {"qty": "integer"}}
+    )
+    wait_for(
+        lambda: (
+            listener.of_type("job_status", job["id"])
+            and listener.of_type("job_status", job["id"])[-1]["data"]["status"] == "completed"
+        ),
+        timeout=30,
+    )
+    progress = [m["data"] for m in listener.of_type("data_import_progress", job["id"])]
+    listener.close()
+    return token, job, good, bad_lines, progress
+
+
+def test_import_stores_good_rows_and_reports_bad_ones_with_line_numbers(server, imported):
+    token, job, good, bad_lines, _progress = imported
+    assert job["status"] == "completed", job["error"]
+    result = job["result"]
+    assert result["imported_rows"] == len(good) and result["rejected_rows"] == len(bad_lines)
+    assert [e["row"] for e in result["errors"]] == bad_lines[:100]
+    assert {e["column"] for e in result["errors"]} == {"qty"}
+    dataset = server.api("GET", "/api/datasets/sales", token).json()["dataset"]
+    assert dataset["row_count"] == len(good)
+    page = server.api("GET", "/api/datasets/sales/rows?limit=3&offset=0", token).json()["rows"]
+    assert [(r["region"], r["qty"], r["price"]) for r in page] == good[:3]
+
+
+def test_import_progress_grows_and_ends_at_100_with_counts_that_add_up(imported):
+    _token, _job, good, bad_lines, progress = imported
+    assert len(progress) >= 2
+    processed = [p["processed_rows"] for p in progress]
+    assert processed == sorted(processed)
+    last = progress[-1]
+    assert last["percent"] == 100.0
+    assert last["processed_rows"] == last["total_rows"] == len(good) + len(bad_lines)
+    assert last["imported_rows"] + last["rejected_rows"] == last["processed_rows"]
+    assert last["rejected_rows"] == len(bad_lines)
+
+
+# -- 4. batch report ------------------------------------------------------------------------
+
+
+class TableCells(html.parser.HTMLParser):
+    """Collects the text of every <td>/<th> row of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def expected_by_region(good: list[tuple[str, int, float]]) -> dict[str, tuple[int, int, float, float]]:
+    """count, sum(qty), avg(price), max(price) per region, computed here from the source rows."""
+    groups: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for region, qty, price in good:
+        if qty >= 0:  # the report's filter
+            groups[region].append((qty, price))
+    return {
+        region: (len(v), sum(q for q, _ in v), sum(p for _, p in v) / len(v), max(p for _, p in v))
+        for region, v in groups.items()
+    }
+
+
+def test_batch_report_aggregates_are_correct_in_csv_and_html_and_owner_only(server, imported):
+    token, _job, good, _bad, _progress = imported
+    report = {
+        "name": "by_region",
+        "group_by": ["region"],
+        "metrics": [
+            {"op": "count"},
+            {"op": "sum", "column": "qty"},
+            {"op": "avg", "column": "price"},
+            {"op": "max", "column": "price"},
+        ],
+        "filters": [{"column": "qty", "op": "gte", "value": 0}],
+    }
+    job = run_job(server, token, "batch_report", {"dataset": "sales", "reports": [report], "formats": ["csv", "html"]})
+    assert job["status"] == "completed", job["error"]
+    expected = expected_by_region(good)
+    listing = server.api("GET", f"/api/jobs/{job['id']}/artifacts", token).json()["artifacts"]
+    urls = {a["name"]: a["url"] for a in listing}
+    assert set(urls) == {"by_region.csv", "by_region.html"}
+
+    csv_response = server.api("GET", urls["by_region.csv"], token)
+    assert csv_response.headers["Content-Type"].startswith("text/csv")
+    assert "by_region.csv" in csv_response.headers["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(csv_response.text)))
+    assert rows[0] == ["region", "count", "sum_qty", "avg_price", "max_price"]
+    got = {r[0]: (int(r[1]), int(r[2]), float(r[3]), float(r[4])) for r in rows[1:]}
+    assert set(got) == {("'" + k if k.startswith("=") else k) for k in expected}
+    for region, (count, total, avg, peak) in expected.items():
+        key = "'" + region if region.startswith("=") else region
+        assert got[key][:2] == (count, total)
+        assert got[key][2] == pytest.approx(avg) and got[key][3] == pytest.approx(peak)
+
+    html_response = server.api("GET", urls["by_region.html"], token)
+    assert html_response.headers["Content-Type"].startswith("text/html")
+    assert "<svg" in html_response.text and "<script" not in html_response.text
+    parser = TableCells()
+    parser.feed(html_response.text)
+    table = [r for r in parser.rows if r]
+    assert table[0] == ["region", "count", "sum_qty", "avg_price", "max_price"]
+    for cells in table[1:]:
+        count, total, avg, peak = expected[cells[0].lstrip("'")]
+        assert int(cells[1].replace(",", "")) == count and int(cells[2].replace(",", "")) == total
+        assert float(cells[3].replace(",", "")) == pytest.approx(avg, abs=1e-5)
+        assert float(cells[4].replace(",", "")) == pytest.approx(peak, abs=1e-5)
+
+    bob = server.login("bob")
+    assert server.api("GET", f"/api/jobs/{job['id']}/artifacts", bob).status_code == 404
+    assert server.api("GET", urls["by_region.csv"], bob).status_code == 404

@@ -1,0 +1,161 @@
+"""``data_import`` in-process: good rows stored, bad rows reported, broken files rolled back."""
+
+from __future__ import annotations
+
+import json
+
+from tests.data_helpers import run_job, upload_bytes
+
+GOOD_AND_BAD = (
+    b"city,amount,ok\n"
+    b"Paris,10,true\n"  # line 2
+    b"Lyon,x,true\n"  # line 3: amount not an integer
+    b"Nice,5,false\n"  # line 4
+    b"Metz,7,maybe\n"  # line 5: ok not a boolean
+    b"Caen,-3,true\n"  # line 6
+)
+
+
+def rows_of(client, token, name: str) -> list[dict]:
+    response = client.get(f"/api/datasets/{name}/rows?limit=1000", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["rows"]
+
+
+def test_import_keeps_good_rows_and_reports_bad_ones_with_line_and_column(client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, GOOD_AND_BAD, "sales.csv", "sales")
+    # amount must be declared: inference over a column with "x" would make it text
+    job = run_job(
+        client,
+        token,
+        "data_import",
+        {"upload_id": "sales", "dataset": "sales", "schema": {"amount": "integer", "ok": "boolean"}},
+    )
+    assert job["status"] == "completed", job["error"]
+    result = job["result"]
+    assert (result["processed_rows"], result["imported_rows"], result["rejected_rows"]) == (5, 3, 2)
+    assert [(e["row"], e["column"]) for e in result["errors"]] == [(3, "amount"), (5, "ok")]
+    assert rows_of(client, token, "sales") == [
+        {"city": "Paris", "amount": 10, "ok": True},
+        {"city": "Nice", "amount": 5, "ok": False},
+        {"city": "Caen", "amount": -3, "ok": True},
+    ]
+
+
+def test_import_infers_column_types_from_the_first_rows(client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, b"name,n,price,flag\na,1,1.5,yes\nb,2,2,no\n", "t.csv", "t")
+    job = run_job(client, token, "data_import", {"upload_id": "t", "dataset": "t"})
+    types = {c["name"]: c["type"] for c in job["result"]["columns"]}
+    assert types == {"name": "string", "n": "integer", "price": "number", "flag": "boolean"}
+
+
+def test_dataset_lists_schema_and_row_count(client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, GOOD_AND_BAD, "sales.csv", "sales")
+    run_job(client, token, "data_import", {"upload_id": "sales", "dataset": "sales"})
+    dataset = client.get("/api/datasets/sales", headers=auth.headers(token)).get_json()["dataset"]
+    assert dataset["row_count"] == 5 and [c["name"] for c in dataset["columns"]] == ["city", "amount", "ok"]
+    listed = client.get("/api/datasets", headers=auth.headers(token)).get_json()["datasets"]
+    assert [d["name"] for d in listed] == ["sales"]
+
+
+def test_import_into_existing_dataset_without_mode_is_409(client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, GOOD_AND_BAD, "sales.csv", "sales")
+    run_job(client, token, "data_import", {"upload_id": "sales", "dataset": "sales"})
+    response = client.post(
+        "/api/jobs",
+        json={"kind": "data_import", "params": {"upload_id": "sales", "dataset": "sales"}},
+        headers=auth.headers(token),
+    )
+    assert response.status_code == 409 and response.get_json()["error"]["code"] == "dataset_exists"
+
+
+def test_append_adds_rows_and_replace_swaps_them(client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, b"k,v\na,1\nb,2\n", "one.csv", "one")
+    upload_bytes(client, token, b"k,v\nc,3\n", "two.csv", "two")
+    run_job(client, token, "data_import", {"upload_id": "one", "dataset": "kv"})
+    run_job(client, token, "data_import", {"upload_id": "two", "dataset": "kv", "mode": "append"})
+    assert [r["k"] for r in rows_of(client, token, "kv")] == ["a", "b", "c"]
+    run_job(client, token, "data_import", {"upload_id": "two", "dataset": "kv", "mode": "replace"})
+    assert rows_of(client, token, "kv") == [{"k": "c", "v": 3}]
+    assert client.get("/api/datasets/kv", headers=auth.headers(token)).get_json()["dataset"]["row_count"] == 1
+
+
+def test_wrong_column_count_fails_the_import_and_rolls_back(client, auth):
+    token = auth.token_for("alice")
+    lines = ["a,b"] + [f"{i},{i}" for i in range(5000)] + ["1,2,3"] + ["9,9"]
+    upload_bytes(client, token, ("\n".join(lines) + "\n").encode(), "broken.csv", "broken")
+    job = run_job(client, token, "data_import", {"upload_id": "broken", "dataset": "broken"})
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "broken_file" and "line 5002" in job["error"]["message"]
+    assert client.get("/api/datasets/broken", headers=auth.headers(token)).status_code == 404
+
+
+def test_broken_append_leaves_the_dataset_as_it_was(client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, b"a,b\n1,1\n", "ok.csv", "ok")
+    upload_bytes(client, token, b"a,b\n" + b"2,2\n" * 3000 + b"\xff\xfe,3\n", "bad.csv", "bad")
+    run_job(client, token, "data_import", {"upload_id": "ok", "dataset": "d"})
+    job = run_job(client, token, "data_import", {"upload_id": "bad", "dataset": "d", "mode": "append"})
+    assert job["status"] == "failed" and "UTF-8" in job["error"]["message"]
+    assert rows_of(client, token, "d") == [{"a": 1, "b": 1}]
+
+
+def test_import_of_jsonl_reports_bad_lines(client, auth):
+    token = auth.token_for("alice")
+    lines = [
+        json.dumps({"name": "a", "n": 1}),
+        "{not json",
+        json.dumps({"name": "b", "n": "two"}),
+        json.dumps({"name": "c", "n": 3}),
+    ]
+    upload_bytes(client, token, ("\n".join(lines) + "\n").encode(), "x.jsonl", "x")
+    job = run_job(client, token, "data_import", {"upload_id": "x", "dataset": "x", "schema": {"n": "integer"}})
+    result = job["result"]
+    assert (result["imported_rows"], result["rejected_rows"]) == (2, 2)
+    assert [e["row"] for e in result["errors"]] == [2, 3]
+
+
+def test_import_of_xlsx(client, auth, tmp_path):
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["name", "score"])
+    sheet.append(["a", 1.5])
+    sheet.append(["b", 2])
+    book.save(tmp_path / "s.xlsx")
+    token = auth.token_for("alice")
+    upload_bytes(client, token, (tmp_path / "s.xlsx").read_bytes(), "s.xlsx", "s")
+    job = run_job(client, token, "data_import", {"upload_id": "s", "dataset": "s"})
+    assert job["status"] == "completed", job["error"]
+    assert rows_of(client, token, "s") == [{"name": "a", "score": 1.5}, {"name": "b", "score": 2}]
+
+
+def test_other_user_cannot_import_or_read_datasets(client, auth):
+    alice, bob = auth.token_for("alice"), auth.token_for("bob")
+    upload_bytes(client, alice, GOOD_AND_BAD, "sales.csv", "sales")
+    response = client.post(
+        "/api/jobs",
+        json={"kind": "data_import", "params": {"upload_id": "sales", "dataset": "stolen"}},
+        headers=auth.headers(bob),
+    )
+    assert response.status_code == 404
+    run_job(client, alice, "data_import", {"upload_id": "sales", "dataset": "sales"})
+    assert client.get("/api/datasets/sales", headers=auth.headers(bob)).status_code == 404
+    assert client.get("/api/datasets/sales/rows", headers=auth.headers(bob)).status_code == 404
+
+
+def test_final_import_progress_is_100_percent_with_counts_that_add_up(client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, GOOD_AND_BAD, "sales.csv", "sales")
+    params = {"upload_id": "sales", "dataset": "sales", "schema": {"amount": "integer", "ok": "boolean"}}
+    progress = run_job(client, token, "data_import", params)["progress"]
+    assert progress["type"] == "data_import_progress" and progress["percent"] == 100.0
+    assert progress["processed_rows"] == progress["total_rows"] == 5
+    assert progress["imported_rows"] + progress["rejected_rows"] == progress["processed_rows"]
+    assert len(progress["errors"]) == progress["rejected_rows"] == 2
