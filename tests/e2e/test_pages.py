@@ -250,15 +250,7 @@ def test_websocket_test_page_ping_echo_and_subscribe(page: Any, server: ServerPr
     screenshot(page, "websocket-test")
 
 
-def uploads_available(server: ServerProcess, token: str) -> bool:
-    """True once the uploads API is merged (a missing route is 404/405, a bare POST is not)."""
-    return server.api("POST", "/api/uploads", token).status_code not in (404, 405)
-
-
 def test_upload_page_shows_browser_and_server_progress(page: Any, server: ServerProcess, tmp_path: Path) -> None:
-    token = server.login("alice")
-    if not uploads_available(server, token):
-        pytest.skip("uploads not merged yet")
     data = tmp_path / "sales.csv"
     rows = "".join(f"{['north', 'south', 'east'][i % 3]},{i % 97},{i}\n" for i in range(400_000))
     data.write_text("region,amount,n\n" + rows)
@@ -283,9 +275,6 @@ def test_upload_page_shows_browser_and_server_progress(page: Any, server: Server
 
 
 def test_upload_page_imports_then_reports_in_two_clicks(page: Any, server: ServerProcess, tmp_path: Path) -> None:
-    token = server.login("alice")
-    if not uploads_available(server, token):
-        pytest.skip("uploads not merged yet")
     data = tmp_path / "sales.csv"
     data.write_text("region,amount\nnorth,3\nsouth,5\nnorth,4\n")
     sign_in(page, "/upload")
