@@ -212,8 +212,11 @@ def test_dashboard_is_keyboard_usable_and_fits_360px(browser: Any, server: Serve
         page.keyboard.type("password123")
         page.keyboard.press("Enter")
         page.wait_for_url(re.compile(r"/$"))
+        kind = page.get_by_label("Kind", exact=True)
+        kind.locator("option[value=simulate]").wait_for(state="attached")
+        kind.select_option("simulate")
         page.get_by_label("steps").wait_for()
-        page.get_by_label("Kind", exact=True).focus()
+        kind.focus()
         for _ in range(30):  # Tab through the form until the submit button has focus
             page.keyboard.press("Tab")
             if page.evaluate("document.activeElement.textContent") == "Start job":
