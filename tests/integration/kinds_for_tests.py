@@ -10,7 +10,9 @@ from app.jobs.registry import job_kind
 
 @job_kind(
     "test_report_ticks",
-    schema={"properties": {"steps": {"type": "integer", "default": 5}, "interval": {"type": "number", "default": 0.05}}},
+    schema={
+        "properties": {"steps": {"type": "integer", "default": 5}, "interval": {"type": "number", "default": 0.05}}
+    },
     progress_type="batch_report_progress",
 )
 def report_ticks(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -23,7 +25,9 @@ def report_ticks(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
 
 @job_kind(
     "test_counted_batch",
-    schema={"properties": {"cases": {"type": "integer", "default": 4}, "interval": {"type": "number", "default": 0.05}}},
+    schema={
+        "properties": {"cases": {"type": "integer", "default": 4}, "interval": {"type": "number", "default": 0.05}}
+    },
 )
 def counted_batch(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """Fills ``Job.counts`` like a batch execution does (seed 000): one case at a time."""

@@ -72,9 +72,7 @@ async def send_json(ws: Any, message: Any) -> None:
     await ws.send(json.dumps(message))
 
 
-async def recv_until(
-    ws: Any, done: Callable[[dict[str, Any]], bool], timeout: float = 30.0
-) -> list[dict[str, Any]]:
+async def recv_until(ws: Any, done: Callable[[dict[str, Any]], bool], timeout: float = 30.0) -> list[dict[str, Any]]:
     """Every frame up to and including the first for which ``done`` is true."""
     received: list[dict[str, Any]] = []
     deadline = asyncio.get_running_loop().time() + timeout

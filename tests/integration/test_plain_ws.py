@@ -66,7 +66,13 @@ def test_malformed_frames_get_errors_and_the_socket_stays_usable(server):
     async def scenario():
         async with await connect(server, "/ws", token) as ws:
             codes = []
-            for frame in ["{not json", b"\x00\x01", "[1, 2]", '{"type": "dance"}', '{"type": "subscribe", "job_id": "x"}']:
+            for frame in [
+                "{not json",
+                b"\x00\x01",
+                "[1, 2]",
+                '{"type": "dance"}',
+                '{"type": "subscribe", "job_id": "x"}',
+            ]:
                 await ws.send(frame)
                 error = await recv_json(ws)
                 assert error["type"] == "error" and error["message"]
@@ -282,7 +288,8 @@ def test_server_pings_and_drops_a_peer_that_never_answers(tmp_path):
         raw.sendall(
             (
                 f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
-                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
             ).encode()
         )
         received = b""
