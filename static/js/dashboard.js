@@ -49,7 +49,10 @@ function addRow(job, { prepend = false } = {}) {
   if (row) { row.model.applySnapshot(job); render(row); follow(row); return row; }
   const summary = new JobSummary(job.id, { compact: true });
   const link = el("a", { href: `/jobs/${job.id}`, text: `#${job.id} ${kindTitle(job.kind)}` });
-  const node = el("li", { class: "job card", "data-job-id": String(job.id) }, el("h3", {}, link), summary.node);
+  const parent = job.parent_id
+    ? el("span", { class: "muted" }, " · part of ", el("a", { href: `/jobs/${job.parent_id}`, text: `#${job.parent_id}` }))
+    : null;
+  const node = el("li", { class: "job card", "data-job-id": String(job.id) }, el("h3", {}, link, parent), summary.node);
   row = { model: new JobModel(job), summary, node };
   rows.set(job.id, row);
   if (prepend) $("jobs").prepend(node); else $("jobs").append(node);

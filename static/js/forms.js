@@ -34,8 +34,11 @@ export function paramFields(schema, idPrefix = "param") {
     } else if (type === "string") {
       input = el("input", { ...common, type: "text", value: prop.default ?? "", required: required.has(name) });
     } else {
-      input = el("textarea", { ...common, rows: "3", "data-type": "json", required: required.has(name) });
-      input.value = prop.default != null ? JSON.stringify(prop.default, null, 1) : "";
+      input = el("textarea", {
+        ...common, rows: "3", "data-type": "json", required: required.has(name),
+        placeholder: type === "array" ? "JSON array, e.g. [...]" : "JSON",
+      });
+      input.value = prop.default != null ? JSON.stringify(prop.default) : "";
     }
     return el("p", { class: "field" }, el("label", { for: id, text: name }), " ", input, hint);
   });

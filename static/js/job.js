@@ -19,6 +19,10 @@ function render() {
   summary.update(model);
   const job = model.job;
   $("job-kind").textContent = job.kind || "";
+  $("job-parent").hidden = !job.parent_id;
+  if (job.parent_id) {
+    $("job-parent").replaceChildren("part of ", el("a", { href: `/jobs/${job.parent_id}`, text: `job #${job.parent_id}` }));
+  }
   $("cancel").disabled = !(job.status === "pending" || job.status === "running");
   $("rerun").disabled = false;
   const hasResult = job.result != null;
