@@ -145,6 +145,7 @@ export class HeraldConnection {
     this.retryTimer = null;
     this.countdown = null;
     this.everConnected = false;
+    this.closed = false;
     this.wantOnline = navigator.onLine !== false;
     this.socket = io({
       auth: (cb) => cb({ token: getToken(), client_id: clientId() }),
@@ -184,6 +185,7 @@ export class HeraldConnection {
       this.onState({ state: "offline" });
     });
     window.addEventListener("online", () => {
+      if (this.closed) return;
       this.wantOnline = true;
       this.attempt = 0;
       this._clearRetry();
@@ -280,7 +282,13 @@ export class HeraldConnection {
     return new Promise((resolve) => this.socket.emit(event, payload, resolve));
   }
 
-  close() { this._clearRetry(); this.socket.disconnect(); }
+  /** Disconnect for good (sign out): no reconnect, not even when the network comes back. */
+  close() {
+    this.closed = true;
+    this.wantOnline = false;
+    this._clearRetry();
+    this.socket.disconnect();
+  }
 }
 
 /**
@@ -292,13 +300,8 @@ export function startPage(options = {}) {
   const stateEl = document.getElementById("connection-state");
   const who = document.getElementById("who");
   if (who) who.textContent = username() || "";
-  const signOut = document.getElementById("sign-out");
-  if (signOut) {
-    signOut.hidden = false;
-    signOut.addEventListener("click", async () => { await logout(); location.assign("/login"); });
-  }
   const { onState = () => {}, ...rest } = options;
-  return new HeraldConnection({
+  const conn = new HeraldConnection({
     ...rest,
     onState: (s) => {
       stateEl.textContent = stateText(s);
@@ -306,6 +309,16 @@ export function startPage(options = {}) {
       onState(s);
     },
   });
+  const signOut = document.getElementById("sign-out");
+  if (signOut) {
+    signOut.hidden = false;
+    signOut.addEventListener("click", async () => {
+      conn.close(); // no reconnect attempt with the token being revoked
+      await logout();
+      location.assign("/login");
+    });
+  }
+  return conn;
 }
 
 // -- formatting shared by the pages ------------------------------------------------
