@@ -49,3 +49,8 @@ def register_cli(app: Flask) -> None:
         click.echo(f"created user {user.username!r} (id {user.id})")
 
     app.cli.add_command(users)
+
+    from .apitests.cli import run_cases_command, watch_command
+
+    app.cli.add_command(run_cases_command)
+    app.cli.add_command(watch_command)

@@ -87,6 +87,8 @@ class Config:
     PROGRESS_PERSIST_INTERVAL = _float("PROGRESS_PERSIST_INTERVAL", 1.0)
     #: Jobs running at once in this process; more wait as ``pending``.
     MAX_CONCURRENT_JOBS = _int("MAX_CONCURRENT_JOBS", 8)
+    #: Batches and workflows running at once; they wait on children outside those slots.
+    MAX_COORDINATOR_JOBS = _int("MAX_COORDINATOR_JOBS", 64)
     #: Open connections the server accepts (eventlet's own default is 1,024).
     MAX_CONNECTIONS = _int("MAX_CONNECTIONS", 10_000)
     #: Socket.IO / plain WebSocket heartbeat: ping every N seconds, drop after M more.

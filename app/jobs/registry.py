@@ -36,6 +36,8 @@ class JobKind:
     progress_type: str = "job_progress"
     #: Whether users may submit it over ``POST /api/jobs`` (uploads come in elsewhere).
     submittable: bool = True
+    #: Mostly waits for child jobs (batches, workflows): runs outside the worker slots.
+    coordinator: bool = False
     #: Optional check against current state at submit time (e.g. "dataset exists" → 409).
     precheck: Precheck | None = field(default=None, repr=False, compare=False)
     validator: Draft202012Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
@@ -88,6 +90,7 @@ def job_kind(
     progress_type: str = "job_progress",
     submittable: bool = True,
     precheck: Precheck | None = None,
+    coordinator: bool = False,
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated function as job kind ``name``."""
 
@@ -103,6 +106,7 @@ def job_kind(
             progress_type=progress_type,
             submittable=submittable,
             precheck=precheck,
+            coordinator=coordinator,
             validator=Draft202012Validator(full_schema),
         )
         return func

@@ -1,7 +1,10 @@
 """Runs jobs in background tasks with bounded concurrency, and keeps them honest.
 
 Each process is a *worker* with an id and a heartbeat row. It runs at most
-``MAX_CONCURRENT_JOBS`` jobs at once; the rest wait as ``pending`` in its queue. Every
+``MAX_CONCURRENT_JOBS`` jobs at once; the rest wait as ``pending`` in its queue.
+Coordinator kinds (batches, workflows) mostly wait for child jobs, so they have their own
+limit (``MAX_COORDINATOR_JOBS``) and never take a slot their children need: a full house
+of batches cannot starve its own cases. Every
 job ends in a final state (``try/finally``). When a process starts serving it sweeps jobs
 left ``pending``/``running`` by dead workers to ``failed`` with code ``interrupted``; the
 heartbeat loop repeats that sweep and carries cancel requests made on other processes.
@@ -49,10 +52,14 @@ class JobRunner:
     def __init__(self) -> None:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.max_concurrent = 8
+        self.max_coordinators = 64
         self.heartbeat_interval = 5.0
         self.stale_after = 30.0
         self._app: Flask | None = None
         self._queue: deque[int] = deque()
+        self._coordinator_queue: deque[int] = deque()
+        #: Running jobs of coordinator kinds (also in ``_running``).
+        self._coordinators: set[int] = set()
         self._running: dict[int, JobContext | None] = {}
         self._done: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
@@ -62,6 +69,7 @@ class JobRunner:
         """Read limits from config."""
         self._app = app
         self.max_concurrent = int(app.config["MAX_CONCURRENT_JOBS"])
+        self.max_coordinators = int(app.config.get("MAX_COORDINATOR_JOBS", 64))
         self.heartbeat_interval = float(app.config.get("WORKER_HEARTBEAT_INTERVAL", 5.0))
         self.stale_after = float(app.config.get("WORKER_STALE_AFTER", 30.0))
         app.extensions["herald_runner"] = self
@@ -154,31 +162,33 @@ class JobRunner:
 
     # -- queueing -----------------------------------------------------------------
 
-    def enqueue(self, job_id: int) -> None:
+    def enqueue(self, job_id: int, *, coordinator: bool = False) -> None:
         """Run the job now if there is room, else keep it pending in the queue."""
         with self._lock:
             self._done.setdefault(job_id, threading.Event())
-            if len(self._running) < self.max_concurrent:
-                self._running[job_id] = None
-                start = True
-            else:
-                self._queue.append(job_id)
-                start = False
-        if start:
-            socketio.start_background_task(self._run, job_id)
+            (self._coordinator_queue if coordinator else self._queue).append(job_id)
+        self._start_next()
 
     def _start_next(self) -> None:
         with self._lock:
-            while self._queue and len(self._running) < self.max_concurrent:
-                job_id = self._queue.popleft()
-                self._running[job_id] = None
-                socketio.start_background_task(self._run, job_id)
+            while self._coordinator_queue and len(self._coordinators) < self.max_coordinators:
+                job_id = self._coordinator_queue.popleft()
+                self._coordinators.add(job_id)
+                self._start(job_id)
+            while self._queue and len(self._running) - len(self._coordinators) < self.max_concurrent:
+                self._start(self._queue.popleft())
+
+    def _start(self, job_id: int) -> None:
+        # Called with the lock held.
+        self._running[job_id] = None
+        socketio.start_background_task(self._run, job_id)
 
     def cancel_local(self, job_id: int) -> str | None:
         """Cancel a job of this process: ``"dequeued"``, ``"signalled"`` or None."""
         with self._lock:
-            if job_id in self._queue:
-                self._queue.remove(job_id)
+            queue = next((q for q in (self._queue, self._coordinator_queue) if job_id in q), None)
+            if queue is not None:
+                queue.remove(job_id)
                 event = self._done.pop(job_id, None)
                 if event is not None:
                     event.set()
@@ -218,6 +228,7 @@ class JobRunner:
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
+                self._coordinators.discard(job_id)
                 event = self._done.pop(job_id, None)
             if event is not None:
                 event.set()

@@ -50,7 +50,7 @@ def submit_job(
     commit_session()
     pipeline.publish_status(job.id, JobStatus.PENDING.value)
     db.session.refresh(job)
-    runner.enqueue(job.id)
+    runner.enqueue(job.id, coordinator=job_kind.coordinator)
     return job
 
 

@@ -4,6 +4,7 @@ from .artifact import Artifact
 from .base import isoformat, utcnow
 from .dataset import Dataset, DatasetRow
 from .job import FINAL_STATUSES, Job, JobEvent, JobStatus, Worker
+from .test_case import TestCase, TestCaseResult
 from .token import RevokedToken
 from .upload import Upload
 from .user import User
@@ -19,6 +20,8 @@ __all__ = [
     "JobEvent",
     "JobStatus",
     "RevokedToken",
+    "TestCase",
+    "TestCaseResult",
     "User",
     "Worker",
     "Workflow",

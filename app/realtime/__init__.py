@@ -50,5 +50,8 @@ def init_realtime(app: Flask) -> None:
         options["async_mode"] = app.config["SOCKETIO_ASYNC_MODE"]
     socketio.init_app(app, **options)
     pipeline.init_app(app)
+    from .dialects import api_tests
+
+    api_tests.init_app(app)
     if not app.config["WEBSOCKET_COMPRESSION"]:
         app.wsgi_app = StripWebSocketCompression(app.wsgi_app)  # type: ignore[method-assign]

@@ -36,3 +36,8 @@ def job_id_of_room(room: str) -> int | None:
         except ValueError:
             return None
     return None
+
+
+def test_room(job_id: int) -> str:
+    """Seed-001 ``subscribe_test`` subscribers of one test job (``test:42``)."""
+    return f"test:{job_id}"

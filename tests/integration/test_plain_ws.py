@@ -66,13 +66,8 @@ def test_malformed_frames_get_errors_and_the_socket_stays_usable(server):
     async def scenario():
         async with await connect(server, "/ws", token) as ws:
             codes = []
-            for frame in [
-                "{not json",
-                b"\x00\x01",
-                "[1, 2]",
-                '{"type": "dance"}',
-                '{"type": "subscribe", "job_id": "x"}',
-            ]:
+            frames = ["{not json", b"\x00\x01", "[1, 2]", '{"type": "dance"}', '{"type": "subscribe", "job_id": "x"}']
+            for frame in frames:
                 await ws.send(frame)
                 error = await recv_json(ws)
                 assert error["type"] == "error" and error["message"]

@@ -220,6 +220,7 @@ def _cancel_child(child_id: int) -> None:
     EXECUTION_KIND,
     title="Workflow execution",
     submittable=False,
+    coordinator=True,
     schema={
         "properties": {
             "workflow_id": {"type": "integer"},

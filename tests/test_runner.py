@@ -1,0 +1,38 @@
+"""The runner's limits: worker slots for jobs, separate room for coordinators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.jobs.context import JobContext
+from app.jobs.registry import job_kind
+from app.jobs.runner import runner
+from app.jobs.service import submit_job
+from tests.helpers import wait_for
+
+
+@job_kind("test_parent_waits_for_child", schema={"properties": {}}, coordinator=True)
+def parent_waits_for_child(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Test-only coordinator: starts one simulate child and waits for it."""
+    child = submit_job(ctx.owner_id, "simulate", {"steps": 2, "interval": 0}, parent_id=ctx.job_id, internal=True)
+    assert runner.wait(child.id, timeout=30)
+    return {"child": child.id}
+
+
+def test_coordinators_do_not_starve_their_children(app, client, auth):
+    app.extensions["herald_runner"].max_concurrent = 1
+    token = auth.token_for("alice")
+    parents = [
+        client.post("/api/jobs", json={"kind": "test_parent_waits_for_child"}, headers=auth.headers(token)).get_json()[
+            "job"
+        ]["id"]
+        for _ in range(3)
+    ]
+
+    def statuses():
+        return [
+            client.get(f"/api/jobs/{job_id}", headers=auth.headers(token)).get_json()["job"]["status"]
+            for job_id in parents
+        ]
+
+    wait_for(lambda: statuses() == ["completed"] * 3, timeout=30)
