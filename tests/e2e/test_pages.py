@@ -344,3 +344,39 @@ def test_job_view_keeps_the_higher_seq_when_snapshot_and_live_event_disagree(pag
         return seen; }"""
     )
     assert statuses == ["completed", "completed", "completed", "failed"]
+
+
+def test_batch_counts_on_the_dashboard_and_cases_on_the_job_page(page: Any, server: ServerProcess) -> None:
+    token = server.login("alice")
+    case_ids = []
+    for number in range(6):
+        expected_status = 500 if number % 3 == 0 else 200  # /health answers 200: every third case fails
+        case = {
+            "name": f"case {number}",
+            "config": {"base_url": server.url},
+            "steps": [
+                {
+                    "name": "health",
+                    "request": {"method": "GET", "url": "/health"},
+                    "validate": [{"status_code": expected_status}],
+                }
+            ],
+        }
+        response = server.api("POST", "/api/test-cases", token, json=case)
+        assert response.status_code == 201, response.text
+        case_ids.append(response.json()["test_case"]["id"])
+    sign_in(page, "/")
+    page.locator("#connection-state").filter(has_text="connected").wait_for()
+    batch = server.submit(token, "batch_execution", test_case_ids=case_ids, concurrency=2)
+
+    row = page.locator(f'li.job[data-job-id="{batch["id"]}"]')
+    row.locator(".badge").filter(has_text="completed").wait_for(timeout=LONG_MS)
+    row.locator(".counts").filter(has_text="success 4 · failed 2 · running 0 · pending 0 · total 6").wait_for()
+
+    row.get_by_role("link", name=re.compile(f"#{batch['id']}")).click()
+    page.wait_for_url(re.compile(rf"/jobs/{batch['id']}$"))
+    cases = page.locator("#steps tbody tr")
+    wait_for(lambda: cases.count() == 6, timeout=30)
+    statuses = cases.locator("td:nth-child(3)").all_inner_texts()
+    assert sorted(statuses) == ["failed"] * 2 + ["passed"] * 4
+    screenshot(page, "batch-job-page")
