@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ lint: $(VENV)/.dev
 format: $(VENV)/.dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## bench-quick: every benchmark at small sizes, Herald against the Node reference (minutes)
+bench-quick: $(VENV)/.dev
+	$(BIN)/python bench/run.py all --quick
+
+## bench: every benchmark at the sizes the speed issue names (10k idle, 5k storm; longer)
+bench: $(VENV)/.dev
+	$(BIN)/python bench/run.py all --full
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -7,6 +7,8 @@ worker_class = "eventlet"
 workers = 1
 #: Open connections per worker; matches MAX_CONNECTIONS for ``python wsgi.py``.
 worker_connections = int(os.environ.get("MAX_CONNECTIONS", "10000"))
+#: Accept queue (the kernel caps it at somaxconn): a reconnect storm is not dropped at SYN.
+backlog = max(128, min(worker_connections, 4096))
 timeout = 60
 graceful_timeout = 10
 

@@ -12,6 +12,16 @@ from .extensions import socketio
 
 log = logging.getLogger("herald")
 
+#: Pending connections the kernel queues before accept (it caps this at somaxconn).
+#: eventlet.listen's default of 50 drops SYNs in a reconnect storm: clients then wait
+#: for TCP's 1 s, 3 s, 7 s retransmits instead of being accepted at once.
+MAX_LISTEN_BACKLOG = 4096
+
+
+def listen_backlog(max_connections: int) -> int:
+    """The accept queue to ask for: every client of a storm, up to the kernel's cap."""
+    return max(128, min(max_connections, MAX_LISTEN_BACKLOG))
+
 
 def raise_file_limit(wanted: int) -> int:
     """Lift the open-files soft limit towards ``wanted`` (each connection is a file)."""
@@ -44,15 +54,24 @@ def serve(app: Flask) -> int:
     on_serving(app)
     host, port = app.config["HOST"], int(app.config["PORT"])
     mode = socketio.async_mode
-    kwargs: dict[str, Any] = {}
+    backlog = listen_backlog(max_connections)
+    print(f"Herald serving on http://{host}:{port} (async mode {mode})", flush=True)
     if mode == "eventlet":
-        kwargs = {"max_size": max_connections, "log_output": False}
-    elif mode == "gevent":
+        # What socketio.run does for eventlet, with a listen backlog of our choosing.
+        import eventlet
+        import eventlet.green.socket
+        import eventlet.wsgi
+
+        family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
+        listener = eventlet.listen(address, family, backlog=backlog)
+        eventlet.wsgi.server(listener, app, max_size=max_connections, log_output=False)
+        return 0
+    kwargs: dict[str, Any]
+    if mode == "gevent":
         from gevent.pool import Pool
 
-        kwargs = {"spawn": Pool(max_connections), "log_output": False}
+        kwargs = {"spawn": Pool(max_connections), "log_output": False, "backlog": backlog}
     else:
         kwargs = {"allow_unsafe_werkzeug": True}
-    print(f"Herald serving on http://{host}:{port} (async mode {mode})", flush=True)
     socketio.run(app, host=host, port=port, **kwargs)
     return 0

@@ -123,3 +123,18 @@ def test_owner_deletes_upload_and_its_file(app: Flask, client, auth):
     assert client.delete("/api/uploads/gone", headers=auth.headers(token)).status_code == 204
     assert client.get("/api/uploads/gone", headers=auth.headers(token)).status_code == 404
     assert stored_files(app) == []
+
+
+def test_upload_left_receiving_by_a_dead_server_reads_as_failed(app: Flask, client, auth):
+    from app.database import commit_session
+    from app.extensions import db
+    from app.models import Job, Upload
+
+    token = auth.token_for("alice")
+    job_id = upload(client, token, b"a\n1\n", upload_id="stale").get_json()["upload"]["job_id"]
+    with app.app_context():  # what a crash mid-upload leaves once the start-up sweep ran
+        db.session.get(Job, job_id).status = "failed"
+        stale = db.session.query(Upload).filter_by(upload_id="stale").one()
+        stale.status = "receiving"
+        commit_session()
+    assert client.get("/api/uploads/stale", headers=auth.headers(token)).get_json()["upload"]["status"] == "failed"

@@ -8,8 +8,8 @@ from flask import Response, after_this_request, request
 from sqlalchemy import select
 
 from ..auth.tokens import current_user, login_required
-from ..data.uploads import LengthRequired, UploadReceiver, delete_upload, get_owned_upload
-from ..errors import PayloadTooLarge
+from ..data.uploads import LengthRequired, UploadReceiver, delete_upload, get_owned_upload, reconcile_upload
+from ..errors import HeraldError, PayloadTooLarge
 from ..extensions import db
 from ..models import Upload
 from . import bp
@@ -48,7 +48,12 @@ def create_upload() -> tuple[dict[str, Any], int]:
     except (LengthRequired, PayloadTooLarge):
         after_this_request(_close_connection)
         raise
-    upload = receiver.receive()
+    try:
+        upload = receiver.receive()
+    except HeraldError as exc:
+        if exc.code == "upload_cancelled":  # the client may still be sending
+            after_this_request(_close_connection)
+        raise
     return {"upload": upload.to_dict()}, 201
 
 
@@ -67,7 +72,7 @@ def list_uploads() -> dict[str, Any]:
         .limit(query_int("limit", 50, minimum=1, maximum=500))
         .offset(query_int("offset", 0))
     )
-    return {"uploads": [u.to_dict() for u in db.session.scalars(query)]}
+    return {"uploads": [reconcile_upload(u).to_dict() for u in db.session.scalars(query)]}
 
 
 @bp.get("/uploads/<upload_id>")

@@ -317,12 +317,7 @@ def _to_number(value: Any) -> int | float:
         raise ValueError("not a number")
     if isinstance(value, int | float):
         return value
-    text = str(value).strip()
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    number = float(text)
+    number = float(str(value).strip())  # text is always read as a float (the fast path agrees)
     if number != number or number in (float("inf"), float("-inf")):
         raise ValueError("not a finite number")
     return number
@@ -378,3 +373,47 @@ def row_converter(columns: list[Column]) -> Callable[[list[Any]], list[Any]]:
         return out
 
     return convert
+
+
+#: Fast expressions for CSV text cells; ``{v}`` is the cell. Anything they reject (or
+#: accept too loosely: NaN, infinity) is re-checked by the exact converter.
+_TEXT_FAST = {
+    "integer": "int({v})",
+    "number": "float({v})",
+    "boolean": "_BOOLS[{v}.lower()]",
+    "string": "{v}",
+}
+_BOOLS = {word: True for word in TRUE_WORDS} | {word: False for word in FALSE_WORDS}
+
+
+def text_row_converter(columns: list[Column]) -> Callable[[list[Any]], list[Any]]:
+    """:func:`row_converter` for rows of text cells (CSV), compiled into one expression.
+
+    The common case (every cell fits) costs one generated function call per row; a row
+    with any doubtful cell goes through the exact converter, which gives the reason.
+    """
+    exact = row_converter(columns)
+    names = [f"c{i}" for i in range(len(columns))]
+    parts = []
+    for name, column in zip(names, columns, strict=True):
+        fast = _TEXT_FAST[column.type].format(v=name)
+        parts.append(f"(_exact(row) if not {name} else {fast})" if column.required else f"({fast} if {name} else None)")
+    unpack = f"    {', '.join(names)}{',' if len(names) == 1 else ''} = row\n"
+    checks = "".join(
+        f"    x = out[{i}]\n    if x is not None and not (-_INF < x < _INF):\n        return _exact(row)\n"
+        for i, column in enumerate(columns)
+        if column.type == "number"
+    )  # float() accepts "nan" and "inf"; the exact converter refuses them with a reason
+    source = (
+        "def convert(row):\n"
+        + unpack
+        + "    try:\n"
+        + f"        out = [{', '.join(parts)}]\n"
+        + "    except (ValueError, KeyError):\n"
+        + "        return _exact(row)\n"
+        + checks
+        + "    return out\n"
+    )
+    namespace: dict[str, Any] = {"_exact": exact, "_BOOLS": _BOOLS, "_INF": float("inf")}
+    exec(compile(source, "<text_row_converter>", "exec"), namespace)  # noqa: S102  (built from column types only)
+    return namespace["convert"]  # type: ignore[no-any-return]

@@ -36,6 +36,8 @@ from ..realtime.rooms import client_room, user_room
 READ_CHUNK = 64 * 1024
 #: Longest time the receive loop runs without letting other greenlets in.
 YIELD_EVERY = 0.02
+#: How often the receive loop looks for a cancel request (``POST /api/jobs/<id>/cancel``).
+CANCEL_CHECK_EVERY = 0.5
 #: Largest form field (``upload_id``, ``client_id``) accepted before the file part.
 MAX_FIELD_BYTES = 1024
 UPLOAD_ID_PATTERN = CLIENT_ID_PATTERN
@@ -46,6 +48,10 @@ class LengthRequired(HeraldError):
 
     status = 411
     code = "length_required"
+
+
+class UploadCancelled(Exception):
+    """The upload's job was cancelled while the body was arriving."""
 
 
 class UploadFailed(Exception):
@@ -64,6 +70,22 @@ def get_owned_upload(owner_id: int, upload_id: str) -> Upload:
         upload = db.session.scalar(select(Upload).where(Upload.owner_id == owner_id, Upload.upload_id == upload_id))
     if upload is None:
         raise NotFound(f"upload {upload_id!r} not found")
+    return reconcile_upload(upload)
+
+
+def reconcile_upload(upload: Upload) -> Upload:
+    """An upload left ``receiving`` by a server that died: its job was swept to a final
+    state, so the upload is ``failed`` and its partial file removed."""
+    if upload.status != "receiving" or upload.job_id is None:
+        return upload
+    job = db.session.get(Job, upload.job_id)
+    if job is not None and JobStatus(job.status).is_final:
+        try:
+            os.unlink(upload_path(upload) + ".part")
+        except FileNotFoundError:
+            pass
+        upload.status = "failed"
+        commit_session()
     return upload
 
 
@@ -142,6 +164,9 @@ class UploadReceiver:
         except UploadFailed as exc:
             self._fail(exc.code, exc.message)
             raise BadRequest(exc.message, code=exc.code) from None
+        except UploadCancelled:
+            self._fail("upload_cancelled", "the upload was cancelled", cancelled=True)
+            raise Conflict("the upload was cancelled", code="upload_cancelled") from None
         except HeraldError as exc:
             self._fail(exc.code, exc.message)
             raise
@@ -155,7 +180,7 @@ class UploadReceiver:
     def _read_body(self) -> None:
         stream = self.request.stream
         decoder = self.decoder
-        last_yield = time.monotonic()
+        last_yield = last_cancel_check = time.monotonic()
         part: str | None = None  # "field:<name>", "file" or "skip"
         field_value = bytearray()
         while True:
@@ -208,8 +233,16 @@ class UploadReceiver:
             if now - last_yield >= YIELD_EVERY:
                 last_yield = now
                 socketio.sleep(0)
+            if self.job_id is not None and now - last_cancel_check >= CANCEL_CHECK_EVERY:
+                last_cancel_check = now
+                if self._cancel_requested():
+                    raise UploadCancelled()
             if not chunk:
                 return
+
+    def _cancel_requested(self) -> bool:
+        with db.engine.connect() as conn:
+            return bool(conn.execute(select(Job.cancel_requested).where(Job.id == self.job_id)).scalar())
 
     # -- steps ------------------------------------------------------------------------
 
@@ -323,8 +356,8 @@ class UploadReceiver:
         db.session.refresh(upload)
         return upload
 
-    def _fail(self, code: str, message: str) -> None:
-        """Remove the partial file; mark the upload and its job failed."""
+    def _fail(self, code: str, message: str, *, cancelled: bool = False) -> None:
+        """Remove the partial file; mark the upload and its job failed (or cancelled)."""
         if self._file is not None:
             try:
                 self._file.close()
@@ -341,10 +374,13 @@ class UploadReceiver:
             return
         try:
             db.session.rollback()
-            self.upload.status = "failed"
+            self.upload.status = "cancelled" if cancelled else "failed"
             commit_session()
         finally:
-            self._end(JobStatus.FAILED, error={"code": code, "message": message})
+            if cancelled:
+                self._end(JobStatus.CANCELLED)
+            else:
+                self._end(JobStatus.FAILED, error={"code": code, "message": message})
 
     def _end(self, status: JobStatus, **fields: Any) -> None:
         assert self.job_id is not None

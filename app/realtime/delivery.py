@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import socketio
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
 
 from .messages import Message, is_progress
 
@@ -155,6 +157,11 @@ def add_local_listener(listener: LocalListener) -> None:
         _local_listeners.append(listener)
 
 
+def _is_message(data: Any) -> bool:
+    """A Herald message (``make_message``): a JSON object with type and timestamp."""
+    return isinstance(data, dict) and "type" in data and "timestamp" in data
+
+
 def _rooms_list(room: Any) -> list[str]:
     if room is None:
         return []
@@ -196,10 +203,29 @@ class HeraldManager(_LedgerFilterMixin, socketio.Manager):
             return super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to)
         _current.message = data if isinstance(data, dict) else None
         try:
-            super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs)
+            if callback is None and not kwargs and _is_message(data):
+                self._emit_message(event, data, namespace, to or room, skip_sid)
+            else:
+                super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs)
         finally:
             _current.message = None
         _deliver_plain(event, data, to or room)
+
+    def _emit_message(self, event: str, message: Message, namespace: str, room: Any, skip_sid: Any) -> None:
+        """``Manager.emit`` for a Herald message: encoded once, without the binary scan.
+
+        python-socketio walks every value of the payload looking for bytes before it
+        encodes (about as costly as the encoding itself, on every emit). Herald messages
+        are JSON by contract (the durable ones are stored as JSON), so the scan is skipped.
+        """
+        if namespace not in self.rooms:
+            return
+        packet = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, message], binary=False)
+        frame = eio_packet.Packet(eio_packet.MESSAGE, packet.encode())
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        for sid, eio_sid in self.get_participants(namespace, room):
+            if sid not in skip:
+                self.server._send_eio_packet(eio_sid, frame)
 
 
 class HeraldRedisManager(_LedgerFilterMixin, socketio.RedisManager):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import insert, update
+from sqlalchemy import Update, bindparam, insert, update
 
 from ..database import write_transaction
 from ..extensions import socketio
@@ -36,6 +36,35 @@ Adapter = Callable[[Message, int], Iterable[tuple[list[str], str, dict[str, Any]
 
 class JobGone(LookupError):
     """The job row no longer exists (deleted while running)."""
+
+
+_jobs = Job.__table__
+_events = JobEvent.__table__
+#: Durable-event insert; Core compiles it once and reuses it (no ORM work per event).
+_INSERT_EVENT = insert(_events)
+#: Progress-only row update, run as one executemany for every job behind.
+_SAVE_PROGRESS = update(_jobs).where(_jobs.c.id == bindparam("_job_id")).values(progress=bindparam("_progress"))
+_next_seq_statements: dict[frozenset[str], Update] = {}
+
+
+def _next_seq_statement(columns: frozenset[str]) -> Update:
+    """``last_seq + 1`` plus these snapshot columns, built once per column set.
+
+    Building an ORM ``update(Job).values(...)`` costs more than the SQLite write itself
+    (coercion and cache-key work on every call); a prepared Core statement with bind
+    parameters skips all of it.
+    """
+    statement = _next_seq_statements.get(columns)
+    if statement is None:
+        snapshot = {_jobs.c[name]: bindparam(f"_v_{name}") for name in columns}
+        statement = (
+            update(_jobs)
+            .where(_jobs.c.id == bindparam("_job_id"))
+            .values({_jobs.c.last_seq: _jobs.c.last_seq + 1, **snapshot})
+            .returning(_jobs.c.last_seq, _jobs.c.owner_id)
+        )
+        _next_seq_statements[columns] = statement
+    return statement
 
 
 @dataclass(eq=False)
@@ -128,17 +157,15 @@ class Pipeline:
             values["progress"] = state.last_payload
             state.unsaved = False
         moment = utcnow()
+        statement = _next_seq_statement(frozenset(values))
         with write_transaction() as conn:
-            row = conn.execute(
-                update(Job)
-                .where(Job.id == job_id)
-                .values(last_seq=Job.last_seq + 1, **values)
-                .returning(Job.last_seq, Job.owner_id)
-            ).first()
+            params = {f"_v_{name}": value for name, value in values.items()}
+            row = conn.execute(statement, {"_job_id": job_id, **params}).first()
             if row is None:
                 raise JobGone(job_id)
             seq, owner_id = row
-            conn.execute(insert(JobEvent).values(job_id=job_id, seq=seq, type=type_, data=data, created_at=moment))
+            event = {"job_id": job_id, "seq": seq, "type": type_, "data": data, "created_at": moment}
+            conn.execute(_INSERT_EVENT, event)
         message = make_message(type_, data, job_id=job_id, seq=seq, moment=moment)
         self._emit(message, owner_id, (job_room(job_id), user_jobs_room(owner_id)))
         return message
@@ -200,11 +227,20 @@ class Pipeline:
         socketio.start_background_task(self._flusher)
 
     def _flusher(self) -> None:
-        """Background loop: one tick per dirty job per interval; persist now and then."""
+        """Background loop: one tick per dirty job per interval; persist now and then.
+
+        It keeps a fixed cadence (sleeps until the next deadline, not a whole interval after
+        its own work), so hundreds of jobs still tick ``1 / interval`` times a second; when
+        it falls behind it starts a new cadence instead of bursting to catch up.
+        """
         last_persist = time.monotonic()
+        deadline = last_persist
         while True:
-            socketio.sleep(self.interval)
+            deadline += self.interval
+            socketio.sleep(max(0.0, deadline - time.monotonic()))
             now = time.monotonic()
+            if now - deadline > self.interval:
+                deadline = now
             for state in list(self._dirty):
                 try:
                     self._flush_one(state, now)
@@ -220,10 +256,11 @@ class Pipeline:
         if not pending or self._app is None:
             return
         try:
+            rows = [{"_job_id": state.job_id, "_progress": state.last_payload} for state in pending]
+            for state in pending:
+                state.unsaved = False
             with self._app.app_context(), write_transaction() as conn:
-                for state in pending:
-                    state.unsaved = False
-                    conn.execute(update(Job).where(Job.id == state.job_id).values(progress=state.last_payload))
+                conn.execute(_SAVE_PROGRESS, rows)
         except Exception:
             log.exception("persisting progress failed")
 

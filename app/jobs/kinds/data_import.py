@@ -1,4 +1,4 @@
-"""``data_import``: parse an uploaded file streaming, validate rows, store them in batches.
+"""``data_import``: parse an uploaded file streaming, validate rows, store them in pages.
 
 Bad rows are counted and reported (first 100, with file line, column and reason) and never
 stop the import. A broken file (bad encoding, wrong column count, no header) fails the job
@@ -11,6 +11,7 @@ the same way. Importing into an existing dataset needs ``mode: append|replace`` 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
@@ -29,6 +30,7 @@ from ...data.tables import (
     INFER_ROWS,
     BrokenFile,
     Column,
+    CsvReader,
     RowRejected,
     TableReader,
     estimate_rows,
@@ -36,6 +38,7 @@ from ...data.tables import (
     infer_columns,
     open_table,
     row_converter,
+    text_row_converter,
 )
 from ...data.uploads import get_owned_upload, upload_path
 from ...errors import Conflict, ValidationFailed
@@ -45,8 +48,6 @@ from ..registry import job_kind
 
 #: Row errors kept in progress and the result.
 MAX_ERRORS = 100
-#: Rows per insert transaction.
-BATCH_ROWS = 2000
 #: Rows between progress reports.
 REPORT_EVERY = 500
 
@@ -118,7 +119,6 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     estimate = estimate_rows(path, fmt)
     dataset_id: int | None = existing_id
     created = False
-    writer: RowWriter | None = None
     try:
         with open_table(path, fmt) as table:
             if estimate is None:
@@ -129,7 +129,7 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
             if dataset_id is None:
                 dataset_id = create_dataset(ctx.owner_id, params["dataset"], columns)
                 created = True
-            writer = RowWriter(dataset_id, ctx.job_id, batch_size=BATCH_ROWS)
+            writer = RowWriter(dataset_id, ctx.job_id)
             counts = _import_rows(ctx, table, sample, rows, columns, writer, estimate)
         replaced = make_import_live(
             dataset_id, ctx.job_id, replace=(mode == "replace"), row_count=counts["imported_rows"]
@@ -199,10 +199,7 @@ def _import_rows(
     estimate: int,
 ) -> dict[str, Any]:
     """The hot loop: convert, buffer, write in batches, report; returns the counts."""
-    header = table.header
-    order = [header.index(c.name) for c in columns]
-    reorder = order != list(range(len(order)))
-    convert = row_converter(columns)
+    convert = _converter_for(table, columns)
     errors: list[dict[str, Any]] = []
     processed = rejected = 0
     total = max(estimate, 1)
@@ -221,21 +218,18 @@ def _import_rows(
         )
 
     report()
+    add = writer.add
     for source in (sample, rows):
         for line, values in source:
             processed += 1
             try:
-                if isinstance(values, RowRejected):
-                    raise values
-                if reorder:
-                    values = [values[i] for i in order]
                 typed = convert(values)
             except RowRejected as bad:
                 rejected += 1
                 if len(errors) < MAX_ERRORS:
                     errors.append({"row": line, "column": bad.column or None, "reason": bad.reason})
             else:
-                if writer.add(line, typed):
+                if add(typed):
                     ctx.raise_if_cancelled()
                     ctx.yield_now()
             if processed % REPORT_EVERY == 0:
@@ -250,3 +244,31 @@ def _import_rows(
         "rejected_rows": rejected,
         "errors": errors,
     }
+
+
+def _converter_for(table: TableReader, columns: list[Column]) -> Callable[[Any], list[Any]]:
+    """Raw row → typed values in the dataset's column order (raises ``RowRejected``).
+
+    CSV gets the compiled text converter; JSON lines and XLSX the exact one, also passing
+    on the rows their reader already rejected (invalid JSON, unknown keys).
+    """
+    order = [table.header.index(c.name) for c in columns]
+    csv_text = isinstance(table, CsvReader)
+    convert = text_row_converter(columns) if csv_text else row_converter(columns)
+    if order != list(range(len(order))):
+        inner = convert
+
+        def convert(values: Any) -> list[Any]:
+            if isinstance(values, RowRejected):
+                raise values
+            return inner([values[i] for i in order])
+
+    elif not csv_text:
+        inner = convert
+
+        def convert(values: Any) -> list[Any]:
+            if isinstance(values, RowRejected):
+                raise values
+            return inner(values)
+
+    return convert
