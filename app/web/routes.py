@@ -1,10 +1,38 @@
-"""Pages: they render without auth; the browser holds the token in sessionStorage."""
+"""Pages: they render without auth; the browser holds the token in sessionStorage.
+
+Each page's script sends the browser to ``/login?next=…`` when the tab has no token, so a
+token never travels in a URL and the server never renders anything private.
+"""
 
 from __future__ import annotations
 
 from flask import render_template
 
 from . import bp
+
+
+@bp.get("/")
+def dashboard() -> str:
+    """The jobs dashboard: New-job form, live list of the user's jobs, filters."""
+    return render_template("dashboard.html")
+
+
+@bp.get("/login")
+def login() -> str:
+    """Sign in; the script returns to ``next`` (a same-site path) afterwards."""
+    return render_template("login.html")
+
+
+@bp.get("/jobs/<int:job_id>")
+def job_page(job_id: int) -> str:
+    """One job live: progress, log, history, result, artifacts, actions."""
+    return render_template("job.html", job_id=job_id)
+
+
+@bp.get("/upload")
+def upload() -> str:
+    """Upload a file with live progress, then import it and report on it."""
+    return render_template("upload.html")
 
 
 @bp.get("/websocket-test")

@@ -1,17 +1,25 @@
-// Herald browser client: token storage, REST helper, and a Socket.IO connection that
-// reconnects with backoff and resumes every subscription from its last seq.
+// Herald browser client, shared by every page: token storage (sessionStorage, never a URL),
+// a REST helper, the login redirect, and a Socket.IO connection that reconnects with
+// backoff + jitter and resumes every subscription from its last seq.
 import { io } from "/static/vendor/socket.io.esm.min.js";
 
 const TOKEN_KEY = "herald.access_token";
 const REFRESH_KEY = "herald.refresh_token";
 const CLIENT_KEY = "herald.client_id";
+const USER_KEY = "herald.username";
+
+export const TERMINAL_STATUSES = new Set(["completed", "failed", "cancelled"]);
 
 export function getToken() { return sessionStorage.getItem(TOKEN_KEY); }
-export function setTokens({ access_token, refresh_token }) {
+export function setTokens({ access_token, refresh_token, user }) {
   sessionStorage.setItem(TOKEN_KEY, access_token);
   if (refresh_token) sessionStorage.setItem(REFRESH_KEY, refresh_token);
+  if (user?.username) sessionStorage.setItem(USER_KEY, user.username);
 }
-export function clearTokens() { sessionStorage.removeItem(TOKEN_KEY); sessionStorage.removeItem(REFRESH_KEY); }
+export function clearTokens() {
+  for (const key of [TOKEN_KEY, REFRESH_KEY, USER_KEY]) sessionStorage.removeItem(key);
+}
+export function username() { return sessionStorage.getItem(USER_KEY); }
 
 /** A per-tab client id, so this tab's upload progress reaches this tab. */
 export function clientId() {
@@ -23,8 +31,44 @@ export function clientId() {
   return id;
 }
 
-/** Fetch JSON from the API with the tab's token; throws {code, message} on errors. */
-export async function api(path, { method = "GET", body, headers = {} } = {}) {
+/** Send the browser to the login page, remembering where to come back to. */
+export function goToLogin() {
+  const next = location.pathname + location.search;
+  location.replace(`/login?next=${encodeURIComponent(next)}`);
+}
+
+/** Pages call this first: true when the tab has a token, else it redirects to /login. */
+export function requireLogin() {
+  if (getToken()) return true;
+  goToLogin();
+  return false;
+}
+
+/** Only same-site paths are followed after sign-in (no open redirect). */
+export function safeNext(value) {
+  if (!value || !value.startsWith("/")) return "/";
+  try {
+    const url = new URL(value, location.origin);
+    return url.origin === location.origin ? url.pathname + url.search + url.hash : "/";
+  } catch {
+    return "/";
+  }
+}
+
+let refreshing = null;
+/** Trade the refresh token for a new pair once; false when there is none or it failed. */
+async function refreshTokens() {
+  const refresh = sessionStorage.getItem(REFRESH_KEY);
+  if (!refresh) return false;
+  refreshing ??= fetch("/api/auth/refresh", { method: "POST", headers: { Authorization: `Bearer ${refresh}` } })
+    .then(async (r) => { if (!r.ok) return false; setTokens(await r.json()); return true; })
+    .catch(() => false)
+    .finally(() => { setTimeout(() => { refreshing = null; }, 0); });
+  return refreshing;
+}
+
+/** Fetch JSON from the API with the tab's token; throws Error{code, status} on errors. */
+export async function api(path, { method = "GET", body, headers = {}, retried = false } = {}) {
   const opts = { method, headers: { ...headers } };
   const token = getToken();
   if (token) opts.headers.Authorization = `Bearer ${token}`;
@@ -36,6 +80,11 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
   }
   const response = await fetch(path, opts);
   const data = await response.json().catch(() => ({}));
+  if (response.status === 401 && token && !path.startsWith("/api/auth/")) {
+    if (!retried && (await refreshTokens())) return api(path, { method, body, headers, retried: true });
+    clearTokens();
+    goToLogin();
+  }
   if (!response.ok) {
     const error = new Error(data?.error?.message || response.statusText);
     error.code = data?.error?.code || String(response.status);
@@ -45,51 +94,118 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
   return data;
 }
 
+/** Revoke both tokens on the server (its sockets close), then forget them here. */
+export async function logout() {
+  const refresh = sessionStorage.getItem(REFRESH_KEY);
+  try {
+    if (getToken()) {
+      await fetch("/api/auth/logout", {
+        method: "POST",
+        headers: { Authorization: `Bearer ${getToken()}`, "Content-Type": "application/json" },
+        body: JSON.stringify(refresh ? { refresh_token: refresh } : {}),
+      });
+    }
+  } finally {
+    clearTokens();
+  }
+}
+
 export async function login(username, password) {
   const data = await api("/api/auth/login", { method: "POST", body: { username, password } });
   setTokens(data);
   return data;
 }
 
-/** Backoff for reconnects: 1 s doubling to 32 s, with ±30 % jitter. */
+/** Backoff for reconnects: 1 s doubling to 32 s (seed 001), with ±30 % jitter. */
 export function backoffDelay(attempt) {
   const base = Math.min(32000, 1000 * 2 ** attempt);
   return Math.round(base * (0.7 + Math.random() * 0.6));
 }
 
+/** The state text every page shows in its role="status" element. */
+export function stateText({ state, retryIn }) {
+  return state === "reconnecting" ? `reconnecting in ${retryIn} s` : state;
+}
+
+const AUTH_ERRORS = new Set(["token_missing", "token_expired", "token_invalid", "token_revoked"]);
+
 /**
- * A live connection. Emits state changes through onState({state, retryIn}) where state is
- * "connecting" | "connected" | "reconnecting" | "offline".
+ * A live connection. Emits state changes through onState({state, retryIn, error}) where
+ * state is "connecting" | "connected" | "reconnecting" | "offline". Heartbeats are
+ * Engine.IO's ping/pong, whose interval and timeout the server announces in its handshake.
  */
 export class HeraldConnection {
-  constructor({ onState = () => {}, onMessage = () => {} } = {}) {
+  constructor({ onState = () => {}, onMessage = () => {}, onReconnect = () => {} } = {}) {
     this.onState = onState;
     this.onMessage = onMessage;
-    this.jobs = new Map(); // jobId -> {lastSeq, handlers:Set}
+    this.onReconnect = onReconnect;
+    this.jobs = new Map(); // jobId -> {lastSeq, handlers:Set, snapshotHandlers:Set}
+    this.allHandlers = new Set();
     this.attempt = 0;
     this.retryTimer = null;
+    this.countdown = null;
+    this.everConnected = false;
+    this.closed = false;
+    this.wantOnline = navigator.onLine !== false;
     this.socket = io({
       auth: (cb) => cb({ token: getToken(), client_id: clientId() }),
       transports: ["websocket"],
       reconnection: false, // our own backoff, so the state text can count down
-      timeout: 10000,
+      timeout: 10000, // seed 001's connect timeout
+      autoConnect: this.wantOnline,
     });
     this.socket.on("connect", () => {
+      this._clearRetry();
       this.attempt = 0;
       this.onState({ state: "connected" });
+      if (this.allHandlers.size) this.socket.emit("subscribe", { all: true });
       for (const [jobId, entry] of this.jobs) this._resubscribe(jobId, entry);
+      if (this.everConnected) this.onReconnect();
+      this.everConnected = true;
     });
-    this.socket.on("connect_error", (err) => this._scheduleReconnect(err));
+    this.socket.on("connect_error", async (err) => {
+      if (AUTH_ERRORS.has(err?.data?.code)) {
+        if (await refreshTokens()) { this.socket.connect(); return; }
+        clearTokens();
+        goToLogin();
+        return;
+      }
+      this._scheduleReconnect(err);
+    });
     this.socket.on("disconnect", (reason) => {
       if (reason === "io client disconnect") { this.onState({ state: "offline" }); return; }
       this._scheduleReconnect();
     });
     this.socket.onAny((event, message) => this._dispatch(event, message));
-    this.onState({ state: "connecting" });
+    // The browser knows when the network goes: say "offline" and reconnect as soon as it is back.
+    window.addEventListener("offline", () => {
+      this.wantOnline = false;
+      this._clearRetry();
+      this.socket.disconnect();
+      this.onState({ state: "offline" });
+    });
+    window.addEventListener("online", () => {
+      if (this.closed) return;
+      this.wantOnline = true;
+      this.attempt = 0;
+      this._clearRetry();
+      this.onState({ state: "connecting" });
+      this.socket.connect();
+    });
+    this.onState({ state: this.wantOnline ? "connecting" : "offline" });
+  }
+
+  get connected() { return this.socket.connected; }
+
+  _clearRetry() {
+    clearTimeout(this.retryTimer);
+    clearInterval(this.countdown);
+    this.retryTimer = null;
+    this.countdown = null;
   }
 
   _scheduleReconnect(err) {
-    if (this.retryTimer) return;
+    if (this.retryTimer || !this.wantOnline) return;
     const delay = backoffDelay(this.attempt++);
     const until = Date.now() + delay;
     const tick = () => {
@@ -97,10 +213,9 @@ export class HeraldConnection {
       this.onState({ state: "reconnecting", retryIn: left, error: err?.data?.message || err?.message });
     };
     tick();
-    const countdown = setInterval(tick, 1000);
+    this.countdown = setInterval(tick, 1000);
     this.retryTimer = setTimeout(() => {
-      clearInterval(countdown);
-      this.retryTimer = null;
+      this._clearRetry();
       this.onState({ state: "connecting" });
       this.socket.connect();
     }, delay);
@@ -114,21 +229,24 @@ export class HeraldConnection {
         entry.lastSeq = message.seq;
       }
       for (const handler of entry.handlers) handler(message);
+    } else if (message && message.job_id != null) {
+      for (const handler of this.allHandlers) handler(message);
     }
     this.onMessage(event, message);
   }
 
   _resubscribe(jobId, entry) {
-    const payload = { job_id: jobId };
-    if (entry.lastSeq != null) payload.last_seq = entry.lastSeq;
+    const payload = { job_id: jobId, last_seq: entry.lastSeq };
     this.socket.emit("subscribe", payload, (ack) => {
-      if (ack && ack.ok && ack.job) {
-        for (const handler of entry.snapshotHandlers) handler(ack.job);
-      }
+      if (ack?.ok && ack.job) for (const handler of entry.snapshotHandlers) handler(ack.job);
     });
   }
 
-  /** Follow a job: handler(message) for each event; onSnapshot(job) after each (re)subscribe. */
+  /**
+   * Follow a job from ``lastSeq`` (0: its whole history is replayed first): handler(message)
+   * for each new event, exactly once and in seq order; onSnapshot(job) after each
+   * (re)subscribe. After a reconnect the subscription resumes from the last seq seen.
+   */
   subscribe(jobId, handler, { lastSeq = 0, onSnapshot } = {}) {
     jobId = Number(jobId);
     let entry = this.jobs.get(jobId);
@@ -139,9 +257,8 @@ export class HeraldConnection {
     entry.handlers.add(handler);
     if (onSnapshot) entry.snapshotHandlers.add(onSnapshot);
     return new Promise((resolve) => {
-      const payload = { job_id: jobId, last_seq: entry.lastSeq };
-      if (!this.socket.connected) { resolve({ ok: true, queued: true }); return; }
-      this.socket.emit("subscribe", payload, (ack) => {
+      if (!this.socket.connected) { resolve({ ok: true, queued: true }); return; } // sent on connect
+      this.socket.emit("subscribe", { job_id: jobId, last_seq: entry.lastSeq }, (ack) => {
         if (!ack?.ok) this.jobs.delete(jobId);
         else for (const h of entry.snapshotHandlers) h(ack.job);
         resolve(ack);
@@ -151,13 +268,114 @@ export class HeraldConnection {
 
   unsubscribe(jobId) {
     jobId = Number(jobId);
-    this.jobs.delete(jobId);
+    if (!this.jobs.delete(jobId)) return;
     if (this.socket.connected) this.socket.emit("unsubscribe", { job_id: jobId });
+  }
+
+  /** Every job event of this user for jobs not subscribed one by one (new jobs appear). */
+  subscribeAll(handler) {
+    this.allHandlers.add(handler);
+    if (this.socket.connected) this.socket.emit("subscribe", { all: true });
   }
 
   emit(event, payload) {
     return new Promise((resolve) => this.socket.emit(event, payload, resolve));
   }
 
-  close() { this.socket.disconnect(); }
+  /** Disconnect for good (sign out): no reconnect, not even when the network comes back. */
+  close() {
+    this.closed = true;
+    this.wantOnline = false;
+    this._clearRetry();
+    this.socket.disconnect();
+  }
+}
+
+/**
+ * Page start-up: require a token, show the user and the connection state in the layout,
+ * wire "Sign out", and open the connection. Returns null when redirecting to /login.
+ */
+export function startPage(options = {}) {
+  if (!requireLogin()) return null;
+  const stateEl = document.getElementById("connection-state");
+  const who = document.getElementById("who");
+  if (who) who.textContent = username() || "";
+  const { onState = () => {}, ...rest } = options;
+  const conn = new HeraldConnection({
+    ...rest,
+    onState: (s) => {
+      stateEl.textContent = stateText(s);
+      stateEl.dataset.state = s.state;
+      onState(s);
+    },
+  });
+  const signOut = document.getElementById("sign-out");
+  if (signOut) {
+    signOut.hidden = false;
+    signOut.addEventListener("click", async () => {
+      conn.close(); // no reconnect attempt with the token being revoked
+      await logout();
+      location.assign("/login");
+    });
+  }
+  return conn;
+}
+
+// -- formatting shared by the pages ------------------------------------------------
+
+export function formatPercent(percent) {
+  return `${Math.max(0, Math.min(100, Math.floor(percent ?? 0)))}%`;
+}
+
+export function formatRate(rate) {
+  if (rate == null) return "–";
+  return `${rate >= 10 ? Math.round(rate) : Number(rate).toFixed(1)}/s`;
+}
+
+export function formatSeconds(seconds) {
+  if (seconds == null || !Number.isFinite(Number(seconds))) return "–";
+  let s = Math.max(0, Math.round(Number(seconds)));
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  return h ? `${h}h ${m}m` : m ? `${m}m ${s}s` : `${s}s`;
+}
+
+export function formatBytes(n) {
+  if (n == null) return "–";
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let i = 0;
+  let v = Number(n);
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${i ? v.toFixed(1) : v} ${units[i]}`;
+}
+
+/** Seconds a job has run: started → finished, or → now while it runs. */
+export function elapsedSeconds(job) {
+  if (!job.started_at) return null;
+  const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
+  return (end - Date.parse(job.started_at)) / 1000;
+}
+
+/** Set a <progress> and its aria text from a percent. */
+export function setProgress(el, percent) {
+  const value = Math.max(0, Math.min(100, Number(percent) || 0));
+  el.value = value;
+  el.setAttribute("aria-valuenow", String(Math.floor(value)));
+  el.setAttribute("aria-valuetext", formatPercent(value));
+}
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value == null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key in node && typeof value !== "string") node[key] = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) if (child != null) node.append(child);
+  return node;
 }
