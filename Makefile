@@ -24,7 +24,7 @@ run: $(VENV)/.runtime
 	HERALD_ENV=development $(BIN)/flask --app wsgi db upgrade
 	HERALD_ENV=development HOST=$(HOST) PORT=$(PORT) $(BIN)/python wsgi.py
 
-## test: lint, unit and integration tests (eventlet, then gevent)
+## test: lint, unit and integration tests (eventlet, then gevent), browser tests (Chromium)
 test: $(VENV)/.dev
 	bash scripts/test.sh
 
