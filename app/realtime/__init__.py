@@ -8,6 +8,7 @@ from flask import Flask
 
 from ..extensions import socketio
 from .delivery import make_client_manager
+from .origins import socketio_origin_check
 from .packets import TolerantPacket
 from .pipeline import pipeline
 
@@ -33,11 +34,10 @@ def init_realtime(app: Flask) -> None:
 
     limit = int(app.config["SOCKET_MESSAGE_LIMIT"])
     TolerantPacket.max_event_bytes = limit
-    origins = app.config["CORS_ALLOWED_ORIGINS"] or None
     options: dict[str, Any] = {
         "client_manager": make_client_manager(app.config["MESSAGE_QUEUE_URL"]),
         "serializer": TolerantPacket,
-        "cors_allowed_origins": origins,
+        "cors_allowed_origins": socketio_origin_check(app.config["CORS_ALLOWED_ORIGINS"]),
         # Engine.IO's own cap stays well above ours so that an oversized event gets an
         # error message instead of a dropped connection.
         "max_http_buffer_size": max(limit * 16, 1024 * 1024),

@@ -42,6 +42,7 @@ from .dialects.client import ClientDialect
 from .dialects.executions import ExecutionDialect
 from .dialects.herald import HeraldDialect
 from .messages import Message
+from .origins import origin_allowed
 
 log = logging.getLogger(__name__)
 
@@ -373,17 +374,11 @@ def serve(ws: Any, dialect: Dialect) -> None:
         db.session.remove()
 
 
-def _origin_allowed(origin: str, allowed: list[str]) -> bool:
-    if "*" in allowed or origin in allowed:
-        return True
-    return origin == f"{request.scheme}://{request.host}"
-
-
 @bp.before_request
 def check_origin() -> Any:
     """Refuse cross-site WebSocket hijacking: a browser Origin must be listed or our own."""
     origin = request.headers.get("Origin")
-    if origin is None or _origin_allowed(origin, list(current_app.config["CORS_ALLOWED_ORIGINS"])):
+    if origin_allowed(origin, request.environ, current_app.config["CORS_ALLOWED_ORIGINS"]):
         return None
     return {"error": {"code": "origin_forbidden", "message": f"origin {origin!r} is not allowed"}}, 403
 
