@@ -117,19 +117,25 @@ class ServerProcess:
         return dict(response.json()["job"])
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A fresh server with users alice and bob."""
+def launch(tmp_path: Path, server_class: type[ServerProcess] = ServerProcess, **env: str) -> Iterator[Any]:
+    """Fixture body: a fresh database (users alice and bob) and a server with extra environment."""
     database_url = f"sqlite:///{tmp_path / 'herald.db'}"
     prepare_database(database_url, ["alice", "bob"])
-    proc = ServerProcess(
+    proc = server_class(
         tmp_path,
         {
             "DATABASE_URL": database_url,
             "UPLOAD_DIR": str(tmp_path / "uploads"),
             "ARTIFACT_DIR": str(tmp_path / "artifacts"),
+            **env,
         },
     )
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A fresh server with users alice and bob."""
+    yield from launch(tmp_path)

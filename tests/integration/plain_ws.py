@@ -13,7 +13,7 @@ from typing import Any
 
 import websockets
 
-from .conftest import ServerProcess, prepare_database
+from .conftest import ServerProcess, launch
 
 SCRIPT = Path(__file__).with_name("serve_with_test_kinds.py")
 
@@ -29,13 +29,8 @@ class KindsServer(ServerProcess):
 
 
 def start_server(tmp_path: Path, **env: str) -> Iterator[KindsServer]:
-    """Fixture body: a fresh server (users alice and bob) with extra environment."""
-    database_url = f"sqlite:///{tmp_path / 'herald.db'}"
-    prepare_database(database_url, ["alice", "bob"])
-    proc = KindsServer(tmp_path, {"DATABASE_URL": database_url, **env})
-    proc.start()
-    yield proc
-    proc.stop()
+    """Fixture body: a fresh server (users alice and bob) that also knows the test-only kinds."""
+    yield from launch(tmp_path, KindsServer, **env)
 
 
 async def connect(server: KindsServer, path: str, token: str | None = None, **kwargs: Any) -> Any:

@@ -23,7 +23,7 @@ import requests
 
 from tests.helpers import wait_for
 from tests.integration.clients import Recorder
-from tests.integration.conftest import ServerProcess, prepare_database
+from tests.integration.conftest import launch
 
 BOUNDARY = "herald-test-boundary-7f3a"
 
@@ -266,20 +266,7 @@ def sales_csv(rows: int, bad_every: int, seed: int = 3) -> tuple[bytes, list[tup
 @pytest.fixture
 def fine_server(tmp_path: Path):
     """Like ``server``, with progress ticks every 10 ms so that a fast import shows several."""
-    database_url = f"sqlite:///{tmp_path / 'herald.db'}"
-    prepare_database(database_url, ["alice", "bob"])
-    proc = ServerProcess(
-        tmp_path,
-        {
-            "DATABASE_URL": database_url,
-            "UPLOAD_DIR": str(tmp_path / "uploads"),
-            "ARTIFACT_DIR": str(tmp_path / "artifacts"),
-            "PROGRESS_INTERVAL": "0.01",
-        },
-    )
-    proc.start()
-    yield proc
-    proc.stop()
+    yield from launch(tmp_path, PROGRESS_INTERVAL="0.01")
 
 
 @pytest.fixture
