@@ -10,10 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, make_url
 from sqlalchemy.engine import Engine
 
 from .extensions import db
@@ -63,8 +64,16 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def ensure_sqlite_folder(database_uri: str) -> None:
+    """Create the folder of an SQLite file (a fresh checkout has no ``instance/`` yet)."""
+    url = make_url(database_uri)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        Path(url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
 def init_database(app: Flask) -> None:
     """Bind the engine hooks that the configured database needs."""
+    ensure_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
     with app.app_context():
         engine: Engine = db.engine
         _serialize_writes["on"] = engine.dialect.name == "sqlite"
