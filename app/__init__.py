@@ -13,9 +13,14 @@ from .extensions import db, jwt, migrate, sock
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: config, extensions, blueprints, realtime, CLI. Nothing starts here."""
+    from .api.schema import HeraldJSONProvider, HeraldRequest, IdConverter
+
     app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder="../static", template_folder="../templates")
     app.config.update(load_config(config))
+    app.request_class = HeraldRequest
+    app.json = HeraldJSONProvider(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.converters["id"] = IdConverter
     logging.basicConfig(
         level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

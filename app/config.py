@@ -108,6 +108,9 @@ class Config:
     #: megabytes). A small one bounds memory per client and shows a stalled reader sooner.
     WEBSOCKET_SEND_BUFFER = _int("WEBSOCKET_SEND_BUFFER", 0)
 
+    #: Largest JSON request body in bytes (uploads stream separately, under MAX_UPLOAD_BYTES).
+    MAX_JSON_BODY_BYTES = _int("MAX_JSON_BODY_BYTES", 1024 * 1024)
+
     UPLOAD_DIR = os.environ.get("UPLOAD_DIR", str(INSTANCE_DIR / "uploads"))
     ARTIFACT_DIR = os.environ.get("ARTIFACT_DIR", str(INSTANCE_DIR / "artifacts"))
     MAX_UPLOAD_BYTES = _int("MAX_UPLOAD_BYTES", 100 * 1024 * 1024)

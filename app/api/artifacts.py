@@ -13,7 +13,7 @@ from . import bp
 from .schema import spec
 
 
-@bp.get("/jobs/<int:job_id>/artifacts")
+@bp.get("/jobs/<id:job_id>/artifacts")
 @spec(responses={200: {"type": "object", "properties": {"artifacts": {"type": "array"}}}, 401: None, 404: None})
 @login_required
 def list_artifacts(job_id: int) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def list_artifacts(job_id: int) -> dict[str, Any]:
     }
 
 
-@bp.get("/jobs/<int:job_id>/artifacts/<name>")
+@bp.get("/jobs/<id:job_id>/artifacts/<name>")
 @spec(responses={200: None, 401: None, 404: None})
 @login_required
 def download_artifact(job_id: int, name: str) -> Response:

@@ -29,7 +29,7 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(exc: HTTPException) -> Any:
         if not request.path.startswith("/api") and request.path != "/health":
             return exc
-        code = (exc.name or "error").lower().replace(" ", "_")
+        code = getattr(exc, "herald_code", None) or (exc.name or "error").lower().replace(" ", "_")
         return error_body(code, exc.description or exc.name or "error"), exc.code or 500
 
     @app.errorhandler(Exception)

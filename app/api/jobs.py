@@ -12,7 +12,7 @@ from ..jobs import service
 from ..jobs.registry import all_kinds
 from ..models import JobStatus
 from . import bp
-from .schema import body_of, query_int, spec
+from .schema import json_body, query_int, spec
 
 SUBMIT_SCHEMA = {
     "type": "object",
@@ -32,7 +32,7 @@ JOB_SCHEMA = {"type": "object", "properties": {"job": {"type": "object"}}}
 @login_required
 def submit_job() -> tuple[dict[str, Any], int]:
     """Submit a job ``{kind, params, client_id?}``; it starts now or waits as pending."""
-    body = body_of(SUBMIT_SCHEMA)
+    body = json_body()
     job = service.submit_job(current_user().id, body["kind"], body.get("params"), client_id=body.get("client_id"))
     return {"job": service.job_snapshot(job)}, 202
 
@@ -63,7 +63,7 @@ def list_jobs() -> dict[str, Any]:
     return {"jobs": [service.job_snapshot(job) for job in jobs]}
 
 
-@bp.get("/jobs/<int:job_id>")
+@bp.get("/jobs/<id:job_id>")
 @spec(responses={200: JOB_SCHEMA, 404: None})
 @login_required
 def get_job(job_id: int) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def get_job(job_id: int) -> dict[str, Any]:
     return {"job": service.job_snapshot(service.get_owned_job(current_user().id, job_id))}
 
 
-@bp.get("/jobs/<int:job_id>/events")
+@bp.get("/jobs/<id:job_id>/events")
 @spec(
     query={"after": {"type": "integer"}, "limit": {"type": "integer"}},
     responses={200: {"type": "object", "properties": {"events": {"type": "array"}}}, 404: None},
@@ -85,7 +85,7 @@ def job_events(job_id: int) -> dict[str, Any]:
     return {"job_id": job.id, "last_seq": job.last_seq, "events": [e.to_message() for e in events]}
 
 
-@bp.post("/jobs/<int:job_id>/cancel")
+@bp.post("/jobs/<id:job_id>/cancel")
 @spec(responses={202: JOB_SCHEMA, 404: None, 409: None})
 @login_required
 def cancel_job(job_id: int) -> tuple[dict[str, Any], int]:

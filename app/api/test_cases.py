@@ -74,7 +74,7 @@ def list_test_cases() -> dict[str, Any]:
     return {"test_cases": [row.to_dict(with_source=False) for row in rows]}
 
 
-@bp.get("/test-cases/<int:case_id>")
+@bp.get("/test-cases/<id:case_id>")
 @spec(responses={200: CASE_RESPONSE, 404: None})
 @login_required
 def get_test_case(case_id: int) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def get_test_case(case_id: int) -> dict[str, Any]:
     return {"test_case": store.get_owned_case(current_user().id, case_id).to_dict()}
 
 
-@bp.put("/test-cases/<int:case_id>")
+@bp.put("/test-cases/<id:case_id>")
 @spec(body=CASE_BODY, responses={200: CASE_RESPONSE, 400: None, 404: None, 413: None})
 @login_required
 def update_test_case(case_id: int) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def update_test_case(case_id: int) -> dict[str, Any]:
     return {"test_case": store.update_case(row, _submission()).to_dict()}
 
 
-@bp.delete("/test-cases/<int:case_id>")
+@bp.delete("/test-cases/<id:case_id>")
 @spec(responses={204: None, 404: None})
 @login_required
 def delete_test_case(case_id: int) -> tuple[str, int]:
@@ -100,7 +100,7 @@ def delete_test_case(case_id: int) -> tuple[str, int]:
     return "", 204
 
 
-@bp.get("/test-cases/<int:case_id>/results")
+@bp.get("/test-cases/<id:case_id>/results")
 @spec(query={"limit": {"type": "integer"}, "offset": {"type": "integer"}}, responses={200: RESULTS_RESPONSE, 404: None})
 @login_required
 def list_test_case_results(case_id: int) -> dict[str, Any]:
@@ -112,7 +112,7 @@ def list_test_case_results(case_id: int) -> dict[str, Any]:
     return {"test_case_id": row.id, "results": [r.to_dict() for r in results]}
 
 
-@bp.post("/test-cases/<int:case_id>/run")
+@bp.post("/test-cases/<id:case_id>/run")
 @spec(responses={202: {"type": "object", "properties": {"job": {"type": "object"}}}, 404: None})
 @login_required
 def run_test_case(case_id: int) -> tuple[dict[str, Any], int]:

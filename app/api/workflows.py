@@ -14,11 +14,12 @@ from ..auth.tokens import current_user, login_required
 from ..database import commit_session
 from ..errors import NotFound, ValidationFailed
 from ..extensions import db
+from ..inputs import parse_id
 from ..jobs import service
 from ..jobs.kinds.workflow import EXECUTION_KIND, execution_view, missing_inputs, validate_steps
 from ..models import Workflow
 from . import bp
-from .schema import body_of, query_int, spec
+from .schema import json_body, query_int, spec
 
 WORKFLOW_SCHEMA = {
     "type": "object",
@@ -61,7 +62,7 @@ def _owned_workflow(workflow_id: int) -> Workflow:
 @login_required
 def create_workflow() -> tuple[dict[str, Any], int]:
     """Save a workflow ``{name, steps: [{kind, params}]}``; references are checked now."""
-    body = body_of(WORKFLOW_SCHEMA)
+    body = json_body()
     workflow = Workflow(owner_id=current_user().id, name=body["name"], steps=validate_steps(body["steps"]))
     db.session.add(workflow)
     commit_session()
@@ -77,7 +78,7 @@ def list_workflows() -> dict[str, Any]:
     return {"workflows": [w.to_dict() for w in db.session.scalars(query)]}
 
 
-@bp.get("/workflows/<int:workflow_id>")
+@bp.get("/workflows/<id:workflow_id>")
 @spec(responses={200: {"type": "object"}, 404: None})
 @login_required
 def get_workflow(workflow_id: int) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def get_workflow(workflow_id: int) -> dict[str, Any]:
     return {"workflow": _owned_workflow(workflow_id).to_dict()}
 
 
-@bp.delete("/workflows/<int:workflow_id>")
+@bp.delete("/workflows/<id:workflow_id>")
 @spec(responses={204: None, 404: None})
 @login_required
 def delete_workflow(workflow_id: int) -> tuple[str, int]:
@@ -100,8 +101,8 @@ def delete_workflow(workflow_id: int) -> tuple[str, int]:
 @login_required
 def create_execution() -> tuple[dict[str, Any], int]:
     """Execute a workflow ``{workflow_id, input_data}``; watch it on ``/api/v1/ws/executions/<id>``."""
-    body = body_of(EXECUTION_SCHEMA)
-    workflow = _owned_workflow(int(body["workflow_id"]))
+    body = json_body()
+    workflow = _owned_workflow(parse_id(body["workflow_id"], "workflow_id"))
     input_data = body.get("input_data") or {}
     missing = missing_inputs(workflow.steps, input_data)
     if missing:
@@ -125,7 +126,7 @@ def list_executions() -> dict[str, Any]:
     return {"executions": [execution_view(service.job_snapshot(job)) for job in jobs]}
 
 
-@bp.get("/v1/executions/<int:execution_id>")
+@bp.get("/v1/executions/<id:execution_id>")
 @spec(responses={200: {"type": "object"}, 404: None})
 @login_required
 def get_execution(execution_id: int) -> dict[str, Any]:

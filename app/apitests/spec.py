@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from ..errors import ValidationFailed
+from ..inputs import MAX_DEPTH, InvalidDocument, check_document
 
 #: Comparison operators a ``validate`` item may use (``status_code`` is a shorthand).
 OPERATORS = ("eq", "ne", "contains", "lt", "gt")
@@ -76,8 +77,14 @@ def load_yaml(text: str) -> tuple[Any, dict[Path, int]]:
         raise CaseError(f"invalid YAML: {exc.problem or exc.context}", line=line) from None
     except yaml.YAMLError as exc:
         raise CaseError(f"invalid YAML: {exc}") from None
+    except RecursionError:
+        raise CaseError(f"the document is nested deeper than {MAX_DEPTH} levels") from None
     finally:
         loader.dispose()
+    try:
+        check_document(data)  # before anything walks it: aliases may expand it exponentially
+    except InvalidDocument as exc:
+        raise CaseError(str(exc)) from None
     lines: dict[Path, int] = {}
     _node_lines(node, (), lines)
     return data, lines

@@ -7,7 +7,7 @@ from typing import Any
 from flask import g, request
 from sqlalchemy import select
 
-from ..api.schema import body_of, spec
+from ..api.schema import json_body, spec
 from ..database import commit_session
 from ..errors import HeraldError, Unauthorized
 from ..extensions import db
@@ -43,7 +43,7 @@ TOKENS_SCHEMA = {
 @spec(body=LOGIN_SCHEMA, responses={200: TOKENS_SCHEMA, 401: None, 429: None}, auth=False)
 def login() -> tuple[dict[str, Any], int]:
     """Log in with username and password; returns an access and a refresh token."""
-    body = body_of(LOGIN_SCHEMA)
+    body = json_body()
     address = request.remote_addr or "-"
     wait = login_throttle.retry_after(body["username"], address)
     if wait:

@@ -1,17 +1,47 @@
-"""Who is connected to this process: Socket.IO sessions and plain WebSockets."""
+"""Who is connected to this process, and ending sessions whose token stopped being valid.
+
+Socket.IO sessions (:class:`ConnectionInfo`) and plain WebSockets (``ws.PlainSocket``)
+are both *sessions*: each knows the token it authenticated with (``token_jti``, and
+``expires_at`` from its ``exp`` claim) and how to ``end`` itself with an error message.
+A token is checked when the socket connects; afterwards logout (:func:`disconnect_token`)
+and expiry (:class:`ExpiryWatch`) end every session that used it, so no socket outlives
+its credentials. Handlers also refuse an expired session at once (:func:`current`).
+"""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from flask import request
+
+from ..errors import BadRequest, Unauthorized
 from ..models.base import utcnow
 from .delivery import plain_rooms
+from .messages import error_message
+
+#: How late an expired session may be closed, at most (the watcher's longest sleep).
+EXPIRY_CHECK_INTERVAL = 0.25
 
 
-@dataclass
+class Session(Protocol):
+    """What both transports' connections offer for authentication bookkeeping."""
+
+    token_jti: str | None
+    expires_at: float | None
+
+    def is_open(self) -> bool:
+        """False once the connection is gone (the watch then forgets it)."""
+
+    def end(self, code: str, message: str) -> None:
+        """Send an ``error`` with ``code`` and close the connection."""
+
+
+@dataclass(eq=False)
 class ConnectionInfo:
     """One authenticated Socket.IO connection."""
 
@@ -21,7 +51,21 @@ class ConnectionInfo:
     client_id: str
     #: The ``jti`` of the token it authenticated with, so logout can close it.
     token_jti: str | None = None
+    #: The token's expiry (epoch seconds); the session is closed then.
+    expires_at: float | None = None
     connected_at: Any = field(default_factory=utcnow)
+
+    def is_open(self) -> bool:
+        return _sessions.get(self.sid) is self
+
+    def end(self, code: str, message: str) -> None:
+        from ..extensions import socketio
+
+        socketio.server.emit("error", error_message(code, message), to=self.sid, namespace="/", ignore_queue=True)
+        socketio.server.disconnect(self.sid, namespace="/", ignore_queue=True)
+
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= time.time()
 
 
 _lock = threading.Lock()
@@ -30,10 +74,56 @@ _sessions: dict[str, ConnectionInfo] = {}
 plain_connections: set[Any] = set()
 
 
+class ExpiryWatch:
+    """Ends sessions when their token expires: one heap and one task per process."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Session]] = []
+        self._order = itertools.count()
+        self._lock = threading.Lock()
+        self._started = False
+
+    def watch(self, session: Session) -> None:
+        """Close ``session`` once its ``expires_at`` has passed (no-op without one)."""
+        if session.expires_at is None:
+            return
+        with self._lock:
+            heapq.heappush(self._heap, (session.expires_at, next(self._order), session))
+            start = not self._started
+            self._started = True
+        if start:
+            from ..extensions import socketio
+
+            socketio.start_background_task(self._run)
+
+    def due(self, now: float) -> list[Session]:
+        """Pop the sessions whose expiry has passed and that are still open."""
+        found = []
+        with self._lock:
+            while self._heap and self._heap[0][0] <= now:
+                _, _, session = heapq.heappop(self._heap)
+                found.append(session)
+        return [session for session in found if session.is_open()]
+
+    def _run(self) -> None:
+        from ..extensions import socketio
+
+        while True:
+            for session in self.due(time.time()):
+                session.end("token_expired", "the token has expired; reconnect with a fresh token")
+            with self._lock:
+                wait = self._heap[0][0] - time.time() if self._heap else EXPIRY_CHECK_INTERVAL
+            socketio.sleep(min(max(wait, 0.0), EXPIRY_CHECK_INTERVAL))
+
+
+expiry_watch = ExpiryWatch()
+
+
 def register(info: ConnectionInfo) -> None:
-    """Remember an authenticated Socket.IO connection."""
+    """Remember an authenticated Socket.IO connection and watch its token's expiry."""
     with _lock:
         _sessions[info.sid] = info
+    expiry_watch.watch(info)
 
 
 def unregister(sid: str) -> ConnectionInfo | None:
@@ -47,6 +137,16 @@ def lookup(sid: str) -> ConnectionInfo | None:
     return _sessions.get(sid)
 
 
+def current() -> ConnectionInfo:
+    """The Socket.IO connection of the handler running now; refused once its token expired."""
+    info = _sessions.get(request.sid)  # type: ignore[attr-defined]
+    if info is None:  # the connect handler refused, or the session is gone
+        raise BadRequest("not connected", code="not_connected")
+    if info.expired():
+        raise Unauthorized("the token has expired; reconnect with a fresh token", code="token_expired")
+    return info
+
+
 def connection_counts() -> dict[str, int]:
     """Open connections of this process, by protocol."""
     return {
@@ -56,25 +156,11 @@ def connection_counts() -> dict[str, int]:
     }
 
 
-#: Other transports (plain WebSocket) register here to close their own sockets on logout.
-_revocation_listeners: list[Callable[[str], int]] = []
-
-
-def on_token_revoked(listener: Callable[[str], int]) -> None:
-    """Call ``listener(jti) -> closed count`` whenever a token is revoked in this process."""
-    if listener not in _revocation_listeners:
-        _revocation_listeners.append(listener)
-
-
 def disconnect_token(jti: str) -> int:
-    """Close this process's connections that authenticated with token ``jti``."""
-    from ..extensions import socketio
-    from .messages import error_message
-
+    """End this process's sessions (both transports) that authenticated with token ``jti``."""
     with _lock:
-        sids = [info.sid for info in _sessions.values() if info.token_jti == jti]
-    for sid in sids:
-        message = error_message("token_revoked", "the token was revoked; sign in again")
-        socketio.server.emit("error", message, to=sid, namespace="/", ignore_queue=True)
-        socketio.server.disconnect(sid, namespace="/", ignore_queue=True)
-    return len(sids) + sum(listener(jti) for listener in _revocation_listeners)
+        sessions: list[Session] = [info for info in _sessions.values() if info.token_jti == jti]
+    sessions += [conn for conn in list(plain_connections) if conn.token_jti == jti]
+    for session in sessions:
+        session.end("token_revoked", "the token was revoked; sign in again")
+    return len(sessions)

@@ -21,7 +21,7 @@ from ..models.base import isoformat, utcnow
 from . import connections
 from .connections import ConnectionInfo
 from .delivery import ledger
-from .messages import Message, error_message, int_field, make_message
+from .messages import Message, error_message, int_field, make_message, seq_field
 from .packets import INTERNAL_EVENTS, MALFORMED_EVENT, TOO_LARGE_EVENT, TolerantPacket
 from .rooms import client_room, job_room, user_jobs_room, user_room
 from .subscriptions import subscribe_job, unsubscribe_job
@@ -38,13 +38,6 @@ def _error_ack(exc: HeraldError, *, notify: bool = True) -> Ack:
     if notify:
         _send_to_sid(request.sid, error_message(exc.code, exc.message))  # type: ignore[attr-defined]
     return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
-
-
-def _identity() -> ConnectionInfo:
-    info = connections.lookup(request.sid)  # type: ignore[attr-defined]
-    if info is None:  # the connect handler refused, or the session is gone
-        raise BadRequest("not connected", code="not_connected")
-    return info
 
 
 def socket_handler(func: Callable[..., Ack]) -> Callable[..., Ack]:
@@ -90,7 +83,12 @@ def on_connect(auth: Any = None) -> None:
     sid: str = request.sid  # type: ignore[attr-defined]
     connections.register(
         ConnectionInfo(
-            sid=sid, user_id=user.id, username=user.username, client_id=client_id, token_jti=str(claims.get("jti"))
+            sid=sid,
+            user_id=user.id,
+            username=user.username,
+            client_id=client_id,
+            token_jti=str(claims.get("jti")),
+            expires_at=claims.get("exp"),
         )
     )
     join_room(client_room(user.id, client_id))
@@ -128,7 +126,7 @@ def on_disconnect(reason: Any = None) -> None:
 @socket_handler
 def on_ping(*args: Any) -> Ack:
     """Client → ``ping`` (any payload); server → ``pong`` echoing ``data`` for RTT."""
-    _identity()
+    connections.current()
     data = args[0] if args else None
     _send_to_sid(request.sid, make_message("pong", {"echo": data, "server_time": isoformat(utcnow())}))  # type: ignore[attr-defined]
     return {"ok": True}
@@ -138,7 +136,7 @@ def on_ping(*args: Any) -> Ack:
 @socket_handler
 def on_echo(*args: Any) -> Ack:
     """Client → ``echo`` with any payload; server → ``echo`` with that payload in ``data``."""
-    _identity()
+    connections.current()
     payload = args[0] if args else None
     _send_to_sid(request.sid, make_message("echo", payload if isinstance(payload, dict) else {"payload": payload}))  # type: ignore[attr-defined]
     return {"ok": True}
@@ -153,15 +151,13 @@ def on_subscribe(*args: Any) -> Ack:
     only: nothing else carrying its id reaches the client.
     """
     try:
-        info = _identity()
+        info = connections.current()
         payload = _payload_object(args, "subscribe")
         if payload.get("all") is True:
             join_room(user_jobs_room(info.user_id))
             return {"ok": True, "all": True}
         job_id = int_field(payload, "job_id")
-        last_seq = payload.get("last_seq")
-        if last_seq is not None and (isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0):
-            raise ValidationFailed("last_seq must be a non-negative integer", code="invalid_payload")
+        last_seq = seq_field(payload)
     except HeraldError as exc:
         return _error_ack(exc)
     sid: str = request.sid  # type: ignore[attr-defined]
@@ -183,7 +179,7 @@ def on_subscribe(*args: Any) -> Ack:
 @socket_handler
 def on_unsubscribe(*args: Any) -> Ack:
     """Client → ``unsubscribe {job_id}`` or ``{all: true}``; ack ``{ok: true}``."""
-    info = _identity()
+    info = connections.current()
     payload = _payload_object(args, "unsubscribe")
     if payload.get("all") is True:
         leave_room(user_jobs_room(info.user_id))
@@ -197,7 +193,8 @@ def on_unsubscribe(*args: Any) -> Ack:
 def on_unknown(event: str, *args: Any) -> Ack:
     """Any other event: an ``error`` message (``unknown_event``, ``invalid_json``, ``message_too_large``)."""
     if event == MALFORMED_EVENT:
-        exc: HeraldError = BadRequest("the message is not valid JSON", code="invalid_json")
+        reason = f": {args[0]}" if args else ""
+        exc: HeraldError = BadRequest(f"the message is not valid JSON{reason}", code="invalid_json")
     elif event == TOO_LARGE_EVENT:
         size = args[0] if args else "?"
         exc = BadRequest(

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from ..errors import ValidationFailed
+from ..inputs import parse_id
 from ..models.base import isoformat, utcnow
 
 Message = dict[str, Any]
@@ -43,16 +44,18 @@ def is_progress(message: Message) -> bool:
 
 
 def int_field(message: dict[str, Any], key: str, *, required: bool = True) -> int | None:
-    """A positive integer field (numeric strings accepted: seed clients send ids as text)."""
+    """A positive 64-bit integer field (numeric strings accepted: seed clients send ids as text)."""
     value = message.get(key)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload")
-    try:
-        number = int(value)
-    except ValueError:
-        raise ValidationFailed(f"{key} must be an integer", code="invalid_payload") from None
-    if number <= 0:
-        raise ValidationFailed(f"{key} must be positive", code="invalid_payload")
-    return number
+    return parse_id(value, key)
+
+
+def seq_field(message: dict[str, Any], key: str = "last_seq") -> int | None:
+    """An optional resume position, ``0..INT64_MAX`` (integers only: seqs come from the server)."""
+    value = message.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationFailed(f"{key} must be a non-negative integer", code="invalid_payload", details={"path": key})
+    return parse_id(value, key, minimum=0)

@@ -8,7 +8,10 @@ into the internal events below, which ``events.py`` answers.
 
 from __future__ import annotations
 
+from engineio import json as engineio_json
 from socketio import packet as sio_packet
+
+from ..inputs import load_json
 
 #: Internal event names (a client cannot send these: their names are rejected).
 MALFORMED_EVENT = "__herald_malformed__"
@@ -16,8 +19,17 @@ TOO_LARGE_EVENT = "__herald_too_large__"
 INTERNAL_EVENTS = frozenset({MALFORMED_EVENT, TOO_LARGE_EVENT})
 
 
+class BoundedJSON:
+    """The JSON python-socketio parses client events with: bounded like REST bodies."""
+
+    dumps = staticmethod(engineio_json.dumps)
+    loads = staticmethod(load_json)
+
+
 class TolerantPacket(sio_packet.Packet):
     """Packet decoder that never drops a client event silently."""
+
+    json = BoundedJSON
 
     #: Largest encoded event accepted, set from ``SOCKET_MESSAGE_LIMIT`` at start-up.
     max_event_bytes = 64 * 1024
@@ -36,10 +48,10 @@ class TolerantPacket(sio_packet.Packet):
             return 0
         try:
             return super().decode(encoded_packet)
-        except ValueError:
+        except ValueError as exc:
             if self.packet_type != sio_packet.EVENT:
                 raise
-            self.data = [MALFORMED_EVENT]
+            self.data = [MALFORMED_EVENT, str(exc)]
             return 0
 
     @staticmethod

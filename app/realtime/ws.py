@@ -22,6 +22,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
@@ -34,7 +35,8 @@ from wsproto.utilities import LocalProtocolError
 from ..auth.tokens import authenticate, bearer_token
 from ..errors import HeraldError, Unauthorized
 from ..extensions import db, sock, socketio
-from .connections import on_token_revoked, plain_connections
+from ..inputs import InvalidDocument, load_json
+from .connections import expiry_watch, plain_connections
 from .delivery import ledger, plain_rooms
 from .dialects import Close, Dialect, Payload
 from .dialects.batch import init_batch
@@ -51,6 +53,7 @@ bp = Blueprint("ws", __name__)
 #: Close codes used here (RFC 6455 / IANA registry).
 CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 #: Queued messages written together in one frame batch.
 SEND_BATCH = 64
@@ -107,6 +110,8 @@ class PlainSocket:
         self.user_id: int = 0
         #: The ``jti`` of the token it authenticated with, so logout can close it.
         self.token_jti: str | None = None
+        #: The token's expiry (epoch seconds); the connection is closed then.
+        self.expires_at: float | None = None
         self.username = ""
         #: False once closing started: deliveries are ignored from then on.
         self.open = True
@@ -134,6 +139,19 @@ class PlainSocket:
 
     def __repr__(self) -> str:
         return f"<PlainSocket {self.dialect.name} user={self.user_id}>"
+
+    # -- session (see connections.Session) -----------------------------------------
+
+    def is_open(self) -> bool:
+        return self.open
+
+    def end(self, code: str, message: str) -> None:
+        """Send the dialect's error frame, then close with 1008 (policy)."""
+        self.send(self.dialect.error(code, message))
+        self.close(CLOSE_POLICY, message[:120])
+
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= time.time()
 
     # -- queueing (any task) ----------------------------------------------------
 
@@ -276,11 +294,6 @@ class PlainSocket:
                     pass
 
 
-def _refuse(conn: PlainSocket, code: str, message: str) -> None:
-    conn.send(conn.dialect.error(code, message))
-    conn.close(CLOSE_POLICY, message)
-
-
 def _authenticate(conn: PlainSocket, auth_timeout: float) -> bool:
     """Identify the user from the handshake or a first ``auth`` message; refuse otherwise."""
     token = bearer_token()
@@ -288,44 +301,37 @@ def _authenticate(conn: PlainSocket, auth_timeout: float) -> bool:
         if token is None:
             raw = conn.ws.receive(timeout=auth_timeout)
             if raw is None:
-                _refuse(conn, "auth_timeout", f"no auth message within {auth_timeout:g} s")
+                conn.end("auth_timeout", f"no auth message within {auth_timeout:g} s")
                 return False
             try:
-                first = json.loads(raw) if isinstance(raw, str) else None
-            except ValueError:
+                first = load_json(raw) if isinstance(raw, str) else None
+            except InvalidDocument:
                 first = None
             if not isinstance(first, dict) or first.get("type") != "auth":
-                _refuse(conn, "auth_required", 'the first message must be {"type": "auth", "token": ...}')
+                conn.end("auth_required", 'the first message must be {"type": "auth", "token": ...}')
                 return False
             token = first.get("token") if isinstance(first.get("token"), str) else None
         user, claims = authenticate(token)
     except Unauthorized as exc:
-        _refuse(conn, exc.code, exc.message)
+        conn.end(exc.code, exc.message)
         return False
     finally:
         db.session.remove()
     conn.user_id = user.id
     conn.username = user.username
     conn.token_jti = str(claims.get("jti"))
+    conn.expires_at = claims.get("exp")
+    expiry_watch.watch(conn)
     return True
-
-
-def close_revoked(jti: str) -> int:
-    """Close this process's plain sockets opened with token ``jti`` (logout)."""
-    revoked = [conn for conn in list(plain_connections) if getattr(conn, "token_jti", None) == jti]
-    for conn in revoked:
-        conn.send_batch([conn.dialect.error("token_revoked", "the token was revoked; sign in again")], [])
-        conn.close(1008, "token revoked")
-    return len(revoked)
 
 
 def _parse(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, str):
         raise HeraldError("binary frames are not supported; send JSON text", code="invalid_json")
     try:
-        message = json.loads(raw)
-    except ValueError:
-        raise HeraldError("the message is not valid JSON", code="invalid_json") from None
+        message = load_json(raw)
+    except InvalidDocument as exc:
+        raise HeraldError(f"the message is not valid JSON: {exc}", code="invalid_json") from None
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise HeraldError('a message must be a JSON object with a string "type"', code="invalid_payload")
     return message
@@ -357,6 +363,9 @@ def serve(ws: Any, dialect: Dialect) -> None:
                 break
             if raw is None:
                 continue
+            if conn.expired():
+                conn.end("token_expired", "the token has expired; reconnect with a fresh token")
+                break
             try:
                 message = _parse(raw)
                 if message["type"] == "auth":
@@ -364,8 +373,15 @@ def serve(ws: Any, dialect: Dialect) -> None:
                 dialect.handle(conn, message)
             except HeraldError as exc:
                 conn.send(dialect.error(exc.code, exc.message))
+            except Exception:  # never let a bug end the view: flask-sock would write HTTP 500 into the socket
+                log.exception("plain WebSocket %s: a client message could not be handled", dialect.name)
+                conn.send(dialect.error("internal_error", "the message could not be handled; it has been logged"))
             finally:
                 db.session.remove()  # the handler lives as long as the socket: no stale rows
+    except Exception:  # a bug outside one message: close with 1011, never an HTTP 500 in the socket
+        log.exception("plain WebSocket %s failed", dialect.name)
+        conn.send(dialect.error("internal_error", "the connection failed; it has been logged"))
+        conn.close(CLOSE_INTERNAL_ERROR, "internal error")
     finally:
         plain_rooms.leave(conn)
         ledger.forget(conn)
@@ -409,4 +425,3 @@ def init_ws(app: Flask) -> None:
     app.config["SOCK_SERVER_OPTIONS"] = options
     app.register_blueprint(bp)
     init_batch()
-    on_token_revoked(close_revoked)

@@ -23,7 +23,7 @@ def login() -> str:
     return render_template("login.html")
 
 
-@bp.get("/jobs/<int:job_id>")
+@bp.get("/jobs/<id:job_id>")
 def job_page(job_id: int) -> str:
     """One job live: progress, log, history, result, artifacts, actions."""
     return render_template("job.html", job_id=job_id)

@@ -22,8 +22,9 @@ from typing import Any
 from flask import Flask, request
 from flask_socketio import join_room, leave_room
 
-from ...errors import BadRequest, ValidationFailed
+from ...errors import ValidationFailed
 from ...extensions import db, socketio
+from ...inputs import parse_id
 from ...jobs.service import get_owned_job, job_snapshot
 from ...models.base import isoformat, utcnow
 from .. import connections
@@ -101,17 +102,11 @@ def _test_id(args: tuple[Any, ...]) -> int:
     payload = args[0] if args else None
     if not isinstance(payload, dict):
         raise ValidationFailed("expects a JSON object payload {test_id}", code="invalid_payload")
-    value = payload.get("test_id")
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit() or int(value) <= 0:
-        raise ValidationFailed("test_id must be a positive integer", code="invalid_payload")
-    return int(value)
+    return parse_id(payload.get("test_id"), "test_id")
 
 
 def _user_id() -> int:
-    info = connections.lookup(request.sid)  # type: ignore[attr-defined]
-    if info is None:
-        raise BadRequest("not connected", code="not_connected")
-    return info.user_id
+    return connections.current().user_id
 
 
 def _send(sid: str, message: dict[str, Any]) -> None:

@@ -135,10 +135,7 @@ def ws_unsubscribe_batch(conn: PlainSocket, message: dict[str, Any]) -> None:
 
 
 def _user_id() -> int:
-    info = connections.lookup(request.sid)  # type: ignore[attr-defined]
-    if info is None:
-        raise HeraldError("not connected", code="not_connected")
-    return info.user_id
+    return connections.current().user_id
 
 
 def _payload(args: tuple[Any, ...]) -> dict[str, Any]:

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
 
-from ...errors import NotFound
+from ...errors import NotFound, ValidationFailed
 from ...extensions import db
+from ...inputs import parse_id
 from ...jobs.kinds.workflow import EXECUTION_KIND, error_text, execution_time, percent
 from ...jobs.service import get_owned_job
 from ...models import FINAL_STATUSES, Job, JobStatus, isoformat
@@ -50,13 +51,11 @@ class ExecutionDialect(Dialect):
 
     def open(self, conn: PlainSocket) -> None:
         try:
-            execution_id = int(self.raw_id)
-            if execution_id <= 0:
-                raise ValueError
+            execution_id = parse_id(self.raw_id, "execution_id")
             job = get_owned_job(conn.user_id, execution_id)
             if job.kind != EXECUTION_KIND:
                 raise NotFound(f"execution {execution_id} not found")
-        except (ValueError, NotFound):
+        except (ValidationFailed, NotFound):
             message = f"execution {self.raw_id} not found"
             conn.send(self.error("not_found", message))
             conn.close(1008, message)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ValidationFailed
 from ...models import isoformat, utcnow
 from ..delivery import plain_rooms
-from ..messages import make_message
+from ..messages import make_message, seq_field
 from ..rooms import job_room
 from ..subscriptions import unsubscribe_job
 from . import Dialect, int_field, subscribe_plain
@@ -55,9 +54,7 @@ class HeraldDialect(Dialect):
         """``subscribe {job_id, last_seq?}`` → ``subscribed {job}``, then replay and live."""
         job_id = int_field(message, "job_id")
         assert job_id is not None
-        last_seq = message.get("last_seq")
-        if last_seq is not None and (isinstance(last_seq, bool) or not isinstance(last_seq, int) or last_seq < 0):
-            raise ValidationFailed("last_seq must be a non-negative integer", code="invalid_payload")
+        last_seq = seq_field(message)
         subscribe_plain(
             conn,
             job_id,

@@ -1,0 +1,63 @@
+"""``app.inputs``: ids within 64 bits, bounded JSON documents."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.errors import ValidationFailed
+from app.inputs import INT64_MAX, MAX_DEPTH, InvalidDocument, check_document, load_json, parse_id
+
+
+@pytest.mark.parametrize("value", [1, "7", " 42 ", INT64_MAX, str(INT64_MAX)])
+def test_parse_id_accepts_positive_64_bit_integers(value):
+    assert parse_id(value, "job_id") == int(str(value).strip())
+
+
+@pytest.mark.parametrize(
+    "value", [0, -1, INT64_MAX + 1, str(INT64_MAX + 1), "9" * 400, 2**200, "1e3", "١٢", 1.0, True, None, [], "x"]
+)
+def test_parse_id_refuses_everything_else_with_a_validation_error(value):
+    with pytest.raises(ValidationFailed) as caught:
+        parse_id(value, "job_id")
+    assert caught.value.code == "invalid_payload"
+    assert "job_id" in caught.value.message
+
+
+def test_load_json_refuses_deep_nesting_without_recursion_error():
+    for depth in (MAX_DEPTH + 1, 10_000, 100_000):
+        with pytest.raises(InvalidDocument, match="nested deeper"):
+            load_json("[" * depth + "]" * depth)
+
+
+def test_load_json_accepts_nesting_up_to_the_limit():
+    text = '{"a":' * (MAX_DEPTH - 1) + "1" + "}" * (MAX_DEPTH - 1)
+    assert load_json(text)["a"]["a"]["a"] is not None
+
+
+@pytest.mark.parametrize("text", [str(2**63), str(-(2**63) - 1), "1" * 5000, '{"n": [1, 99999999999999999999]}'])
+def test_load_json_refuses_integers_outside_64_bits(text):
+    with pytest.raises(InvalidDocument, match="64-bit"):
+        load_json(text)
+
+
+@pytest.mark.parametrize("text", ["NaN", "[Infinity]", '{"a": -Infinity}'])
+def test_load_json_refuses_non_finite_constants(text):
+    with pytest.raises(InvalidDocument, match="not a JSON number"):
+        load_json(text)
+
+
+def test_load_json_reports_syntax_errors_as_invalid_documents():
+    with pytest.raises(InvalidDocument, match="Expecting"):
+        load_json('{"a": ')
+    assert load_json(json.dumps({"ok": [1, 2.5, "x", None, True]})) == {"ok": [1, 2.5, "x", None, True]}
+
+
+def test_check_document_counts_shared_values_each_time_they_are_reached():
+    # What a YAML alias bomb constructs: ten levels of nine references to the level below.
+    level: list = ["lol"]
+    for _ in range(10):
+        level = [level] * 9
+    with pytest.raises(InvalidDocument, match="more than"):
+        check_document(level)
