@@ -85,6 +85,22 @@ class Config:
     #: How often the latest progress is written to the job row (it also goes with every
     #: durable event).
     PROGRESS_PERSIST_INTERVAL = _float("PROGRESS_PERSIST_INTERVAL", 1.0)
+    #: ``web`` (serves clients) or ``worker`` (a Celery worker, set by ``app.worker``).
+    ROLE = "web"
+    #: Where jobs run: ``inline`` (background tasks of the web processes) or ``celery``
+    #: (Celery workers, ``make worker``; the broker is ``CELERY_BROKER_URL``).
+    JOB_EXECUTOR = os.environ.get("JOB_EXECUTOR", "inline")
+    #: Celery's broker; defaults to the message queue (Redis).
+    CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or os.environ.get("MESSAGE_QUEUE_URL") or None
+    #: Seconds a worker's hold on a job lasts without a heartbeat; a job whose holder stayed
+    #: silent that long is failed ``interrupted`` (or, if pending, claimed again).
+    JOB_LEASE_SECONDS = _float("JOB_LEASE_SECONDS", 10.0)
+    #: Seconds between a worker's heartbeats (lease renewal, sweep of expired leases).
+    WORKER_HEARTBEAT_INTERVAL = _float("WORKER_HEARTBEAT_INTERVAL", 2.0)
+    #: Seconds between a worker's looks for cancel requests (and, inline, for jobs to claim).
+    JOB_CANCEL_POLL_INTERVAL = _float("JOB_CANCEL_POLL_INTERVAL", 0.5)
+    #: Celery: seconds after which a pending job nobody claimed is handed to the broker again.
+    JOB_REDISPATCH_AFTER = _float("JOB_REDISPATCH_AFTER", 30.0)
     #: Jobs running at once in this process; more wait as ``pending``.
     MAX_CONCURRENT_JOBS = _int("MAX_CONCURRENT_JOBS", 8)
     #: Batches and workflows running at once; they wait on children outside those slots.
@@ -122,12 +138,22 @@ class Config:
 
     def validate(self) -> None:
         """Refuse settings that would be unsafe in this environment."""
+        self.check_jobs()
         if not self.JWT_SECRET_KEY:
             raise ConfigError(
                 "JWT_SECRET_KEY must be set in production (or run with HERALD_ENV=development for a throwaway key)"
             )
         if not self.SECRET_KEY:
             self.SECRET_KEY = self.JWT_SECRET_KEY
+
+    def check_jobs(self) -> None:
+        """The executor must be known, and Celery needs a broker; leases outlast heartbeats."""
+        if self.JOB_EXECUTOR not in ("inline", "celery"):
+            raise ConfigError(f"JOB_EXECUTOR must be 'inline' or 'celery', got {self.JOB_EXECUTOR!r}")
+        if self.JOB_EXECUTOR == "celery" and not self.CELERY_BROKER_URL:
+            raise ConfigError("JOB_EXECUTOR=celery needs CELERY_BROKER_URL or MESSAGE_QUEUE_URL (redis://…)")
+        if self.JOB_LEASE_SECONDS < 2 * self.WORKER_HEARTBEAT_INTERVAL:
+            raise ConfigError("JOB_LEASE_SECONDS must be at least twice WORKER_HEARTBEAT_INTERVAL")
 
 
 class DevelopmentConfig(Config):
@@ -141,6 +167,7 @@ class DevelopmentConfig(Config):
 
     def validate(self) -> None:
         """Development accepts the throwaway secret."""
+        self.check_jobs()
 
 
 class TestingConfig(DevelopmentConfig):

@@ -31,7 +31,7 @@ def main() -> None:
     from app.extensions import db
     from app.jobs.context import JobContext
     from app.models import Job, User
-    from app.realtime.pipeline import pipeline
+    from app.realtime.pipeline import Fence, pipeline
 
     mode, calls, db_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     app = create_app(
@@ -62,7 +62,13 @@ def main() -> None:
     def job() -> None:
         with app.app_context():
             ctx = JobContext(
-                job_id=job_id, owner_id=owner_id, kind="simulate", params={}, client_id=None, pipeline=pipeline
+                job_id=job_id,
+                owner_id=owner_id,
+                kind="simulate",
+                params={},
+                client_id=None,
+                pipeline=pipeline,
+                fence=Fence(),
             )
             if mode == "progress":
                 progress = ctx.progress

@@ -18,7 +18,7 @@ from sqlalchemy import event
 from app.extensions import db
 from app.jobs.context import JobContext
 from app.models import Job, JobEvent
-from app.realtime.pipeline import pipeline
+from app.realtime.pipeline import Fence, pipeline
 
 CALLS = 10_000
 
@@ -32,7 +32,13 @@ def job_context(app, auth) -> Iterator[JobContext]:
         db.session.add(job)
         db.session.commit()
         ctx = JobContext(
-            job_id=job.id, owner_id=owner_id, kind="simulate", params={}, client_id=None, pipeline=pipeline
+            job_id=job.id,
+            owner_id=owner_id,
+            kind="simulate",
+            params={},
+            client_id=None,
+            pipeline=pipeline,
+            fence=Fence(),
         )
         yield ctx
         pipeline.forget(job.id)

@@ -10,9 +10,11 @@ the loop yields every few tens of milliseconds to let progress leave while bytes
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 import uuid
+from datetime import timedelta
 from typing import IO, Any
 
 from flask import Request, current_app
@@ -29,8 +31,10 @@ from ..jobs.context import JobContext
 from ..jobs.runner import runner
 from ..jobs.service import CLIENT_ID_PATTERN
 from ..models import Job, JobStatus, Upload, utcnow
-from ..realtime.pipeline import pipeline
+from ..realtime.pipeline import Fence, FenceRefused, pipeline
 from ..realtime.rooms import client_room, user_room
+
+log = logging.getLogger(__name__)
 
 #: Bytes read from the request per step.
 READ_CHUNK = 64 * 1024
@@ -149,6 +153,7 @@ class UploadReceiver:
         self.upload: Upload | None = None
         self.job_id: int | None = None
         self.ctx: JobContext | None = None
+        self.fence = Fence()
         self._file: IO[bytes] | None = None
         self._temp_path: str | None = None
         self._hash = hashlib.sha256()
@@ -284,7 +289,8 @@ class UploadReceiver:
             status=JobStatus.PENDING.value,
             params={"upload_id": upload_id, "filename": filename, "total_bytes": self.total_bytes},
             client_id=client_id,
-            worker_id=runner.worker_id,
+            worker_id=runner.worker_id,  # this request holds it: the runner's heartbeat renews the lease
+            lease_expires_at=utcnow() + timedelta(seconds=runner.lease_seconds),
             created_at=utcnow(),
         )
         upload = Upload(
@@ -306,8 +312,9 @@ class UploadReceiver:
             db.session.rollback()
             raise Conflict(f"upload {upload_id!r} already exists", code="upload_exists") from None
         self.upload, self.job_id = upload, job.id
-        pipeline.publish_status(job.id, JobStatus.PENDING.value)
-        pipeline.publish_status(job.id, JobStatus.RUNNING.value, started_at=utcnow())
+        self.fence = Fence.held_by(runner.worker_id)
+        pipeline.publish_status(job.id, JobStatus.PENDING.value, fence=self.fence)
+        pipeline.publish_status(job.id, JobStatus.RUNNING.value, fence=self.fence, started_at=utcnow())
         ctx = JobContext(
             job_id=job.id,
             owner_id=self.owner_id,
@@ -315,6 +322,7 @@ class UploadReceiver:
             params=dict(job.params),
             client_id=client_id,
             pipeline=pipeline,
+            fence=self.fence,
             progress_type="file_upload_progress",
         )
         rooms = [user_room(self.owner_id)]
@@ -394,7 +402,9 @@ class UploadReceiver:
         assert self.job_id is not None
         pipeline.flush(self.job_id)
         try:
-            pipeline.publish_status(self.job_id, status.value, finished_at=utcnow(), **fields)
+            pipeline.publish_status(self.job_id, status.value, fence=self.fence, finished_at=utcnow(), **fields)
+        except FenceRefused:
+            log.warning("upload job %s was settled elsewhere; its end is not written", self.job_id)
         finally:
             pipeline.forget(self.job_id)
             self.ctx = None

@@ -11,11 +11,15 @@ import time
 from typing import Any
 
 from ..extensions import socketio
-from ..realtime.pipeline import Pipeline, ProgressState
+from ..realtime.pipeline import Fence, Pipeline, ProgressState
 
 
 class JobCancelled(Exception):
     """Raised inside a job by :meth:`JobContext.raise_if_cancelled` once cancel is asked."""
+
+
+class LeaseLost(Exception):
+    """Raised inside a job once its worker no longer holds it: stop, write nothing more."""
 
 
 class JobFailed(Exception):
@@ -43,6 +47,7 @@ class JobContext:
         params: dict[str, Any],
         client_id: str | None,
         pipeline: Pipeline,
+        fence: Fence,
         progress_type: str = "job_progress",
     ) -> None:
         self.job_id = job_id
@@ -51,9 +56,12 @@ class JobContext:
         self.params = params
         self.client_id = client_id
         self._pipeline = pipeline
+        #: Every durable write of this run is checked against it (the runner's lease).
+        self.fence = fence
         self._state: ProgressState = pipeline.progress_state(job_id, owner_id)
         self._state.type = progress_type
         self._cancel_requested = False
+        self._lease_lost = False
         self._last_yield = time.monotonic()
 
     # -- progress (coalesced) ------------------------------------------------------
@@ -87,7 +95,7 @@ class JobContext:
 
     def event(self, type_: str, data: dict[str, Any], **snapshot: Any) -> int:
         """A durable event of any type (``step_start``, ``case_result`` ...); returns its seq."""
-        return int(self._pipeline.publish(self.job_id, type_, data, snapshot=snapshot or None)["seq"])
+        return int(self._pipeline.publish(self.job_id, type_, data, snapshot=snapshot or None, fence=self.fence)["seq"])
 
     def update_counts(self, counts: dict[str, Any]) -> int:
         """Set the job's counters (durable ``job_counts`` event + snapshot)."""
@@ -105,11 +113,24 @@ class JobContext:
 
     @property
     def cancelled(self) -> bool:
-        """True once cancellation was asked for."""
-        return self._cancel_requested
+        """True once cancellation was asked for, or the lease was lost."""
+        return self._cancel_requested or self._lease_lost
+
+    def lose_lease(self) -> None:
+        """The runner learnt that another worker settled this job: stop at the next check."""
+        self._lease_lost = True
+        self._state.lease_until = 0.0
+
+    def hold_lease_until(self, moment: float) -> None:
+        """Ticks may go out until ``moment`` (``time.monotonic()``), when the lease may lapse."""
+        if not self._lease_lost:
+            self._state.lease_until = moment
 
     def raise_if_cancelled(self) -> None:
-        """Raise :class:`JobCancelled` when cancellation was asked for."""
+        """Raise :class:`JobCancelled` when cancellation was asked for (:class:`LeaseLost`
+        when the job is no longer this worker's)."""
+        if self._lease_lost:
+            raise LeaseLost()
         if self._cancel_requested:
             raise JobCancelled()
 

@@ -38,6 +38,8 @@ class JobKind:
     submittable: bool = True
     #: Mostly waits for child jobs (batches, workflows): runs outside the worker slots.
     coordinator: bool = False
+    #: Claimed and run by a job runner; False for jobs a request drives itself (uploads).
+    queued: bool = True
     #: Optional check against current state at submit time (e.g. "dataset exists" → 409).
     precheck: Precheck | None = field(default=None, repr=False, compare=False)
     validator: Draft202012Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
@@ -91,6 +93,7 @@ def job_kind(
     submittable: bool = True,
     precheck: Precheck | None = None,
     coordinator: bool = False,
+    queued: bool = True,
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated function as job kind ``name``."""
 
@@ -107,6 +110,7 @@ def job_kind(
             submittable=submittable,
             precheck=precheck,
             coordinator=coordinator,
+            queued=queued,
             validator=Draft202012Validator(full_schema),
         )
         return func
@@ -126,3 +130,8 @@ def get_kind(name: str) -> JobKind:
 def all_kinds() -> list[JobKind]:
     """Every registered kind, by name."""
     return [_KINDS[name] for name in sorted(_KINDS)]
+
+
+def queued_kind_names(*, coordinator: bool) -> list[str]:
+    """Names of the kinds a runner claims for one kind of slot (coordinators or workers)."""
+    return sorted(name for name, kind in _KINDS.items() if kind.queued and kind.coordinator == coordinator)

@@ -1,13 +1,21 @@
-"""Runs jobs in background tasks with bounded concurrency, and keeps them honest.
+"""Runs jobs under leases, so that any process may run them and none can rewrite history.
 
-Each process is a *worker* with an id and a heartbeat row. It runs at most
-``MAX_CONCURRENT_JOBS`` jobs at once; the rest wait as ``pending`` in its queue.
-Coordinator kinds (batches, workflows) mostly wait for child jobs, so they have their own
-limit (``MAX_COORDINATOR_JOBS``) and never take a slot their children need: a full house
-of batches cannot starve its own cases. Every
-job ends in a final state (``try/finally``). When a process starts serving it sweeps jobs
-left ``pending``/``running`` by dead workers to ``failed`` with code ``interrupted``; the
-heartbeat loop repeats that sweep and carries cancel requests made on other processes.
+A submitted job is a ``pending`` row that nobody holds. A runner *claims* it (one
+conditional UPDATE: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL) when it has a free slot,
+which makes it the job's holder under a *lease* (``worker_id`` + ``lease_expires_at``)
+that its heartbeat renews. Every durable write of the run is fenced on that lease (see
+``realtime.pipeline.Fence``). Whoever finds a lease expired settles the job: a running
+job fails ``interrupted`` (or ends ``cancelled`` if that was asked), a pending one is
+released to be claimed again — so a job submitted is never lost to a dying process, and a
+process paused past its lease can never write after the job's end: its writes are refused
+and it stops the job at once.
+
+Executors (``JOB_EXECUTOR``): ``inline`` runs jobs as background tasks of the web
+processes (each claims while it has free slots); ``celery`` hands them to Celery workers
+(``app.worker``), which claim and run them with this same class. Slots: at most
+``MAX_CONCURRENT_JOBS`` jobs per process, plus ``MAX_COORDINATOR_JOBS`` coordinators
+(batches, workflows) that mostly wait for children and so must not take their slots.
+Cancel is a flag on the row; the holder polls it every ``JOB_CANCEL_POLL_INTERVAL``.
 """
 
 from __future__ import annotations
@@ -16,203 +24,341 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
-from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from ..database import write_transaction
 from ..extensions import db, socketio
 from ..models import FINAL_STATUSES, Job, JobStatus, Worker, utcnow
-from ..realtime.pipeline import JobGone, pipeline
-from .context import JobCancelled, JobContext, JobFailed
-from .registry import get_kind
+from ..realtime.pipeline import ACTIVE_STATUSES, Fence, FenceRefused, JobGone, pipeline
+from .context import JobCancelled, JobContext, JobFailed, LeaseLost
+from .registry import get_kind, queued_kind_names
 
 log = logging.getLogger(__name__)
 
-ACTIVE_STATUSES = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+_jobs = Job.__table__
+#: Jobs settled or released per sweep (the rest wait for the next beat).
+SWEEP_BATCH = 200
+#: How far the runner trusts its own lease: the margin covers clock skew between hosts.
+LEASE_MARGIN = 1.0
+#: On SQLite one process owns the database: at start-up, whoever held a job is gone.
+FAR_FUTURE = timedelta(days=36500)
+
+INTERRUPTED = {"code": "interrupted", "message": "the worker running this job stopped (its lease expired)"}
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def new_worker_id() -> str:
+    """A worker id unique across hosts, pid namespaces and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
 class JobRunner:
     """The process's job executor; bound with ``init_app``, started by ``start_serving``."""
 
     def __init__(self) -> None:
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.worker_id = new_worker_id()
+        self.executor = "inline"
         self.max_concurrent = 8
         self.max_coordinators = 64
-        self.heartbeat_interval = 5.0
-        self.stale_after = 30.0
+        self.lease_seconds = 10.0
+        self.heartbeat_interval = 2.0
+        self.cancel_poll_interval = 0.5
+        self.redispatch_after = 30.0
         self._app: Flask | None = None
-        self._queue: deque[int] = deque()
-        self._coordinator_queue: deque[int] = deque()
-        #: Running jobs of coordinator kinds (also in ``_running``).
-        self._coordinators: set[int] = set()
+        #: Jobs this process runs (None until their context exists).
         self._running: dict[int, JobContext | None] = {}
+        self._coordinators: set[int] = set()
         self._done: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
+        self._fill_lock = threading.Lock()
         self._serving = False
+        #: ``web`` (serves clients; claims only with the inline executor) or ``worker`` (Celery).
+        self._role = "web"
+        self._queue_outage_logged = False
 
     def init_app(self, app: Flask) -> None:
-        """Read limits from config."""
+        """Read the executor, limits and lease timing from config."""
         self._app = app
+        self.executor = app.config["JOB_EXECUTOR"]
         self.max_concurrent = int(app.config["MAX_CONCURRENT_JOBS"])
-        self.max_coordinators = int(app.config.get("MAX_COORDINATOR_JOBS", 64))
-        self.heartbeat_interval = float(app.config.get("WORKER_HEARTBEAT_INTERVAL", 5.0))
-        self.stale_after = float(app.config.get("WORKER_STALE_AFTER", 30.0))
+        self.max_coordinators = int(app.config["MAX_COORDINATOR_JOBS"])
+        self.lease_seconds = float(app.config["JOB_LEASE_SECONDS"])
+        self.heartbeat_interval = float(app.config["WORKER_HEARTBEAT_INTERVAL"])
+        self.cancel_poll_interval = float(app.config["JOB_CANCEL_POLL_INTERVAL"])
+        self.redispatch_after = float(app.config["JOB_REDISPATCH_AFTER"])
+        self._role = app.config["ROLE"]
         app.extensions["herald_runner"] = self
+        if self.executor == "celery":
+            from .celery_app import make_celery
+
+            make_celery(app)
+
+    @property
+    def claims_pending(self) -> bool:
+        """Whether this process claims pending jobs for its slots (the inline executor)."""
+        return self.executor == "inline" and self._role == "web"
 
     # -- serving ------------------------------------------------------------------
 
     def start_serving(self) -> None:
-        """Register this worker, sweep interrupted jobs, start the heartbeat loop."""
-        if self._serving or self._app is None:
-            return
-        self._serving = True
+        """Register this worker, settle what dead holders left, start the heartbeat."""
+        with self._lock:
+            if self._serving or self._app is None:
+                return
+            self._serving = True
+        if self._role == "worker":
+            self.worker_id = new_worker_id()  # a forked Celery child is a worker of its own
         with self._app.app_context():
             with write_transaction() as conn:
                 now = utcnow()
                 conn.execute(
                     Worker.__table__.insert().values(
-                        id=self.worker_id,
-                        hostname=socket.gethostname(),
-                        pid=os.getpid(),
-                        started_at=now,
-                        seen_at=now,
+                        id=self.worker_id, hostname=socket.gethostname(), pid=os.getpid(), started_at=now, seen_at=now
                     )
                 )
-            swept = self.sweep_interrupted()
-            if swept:
-                log.warning("marked %d interrupted job(s) as failed", swept)
+            if db.engine.dialect.name == "sqlite":
+                settled = self.sweep(now=utcnow() + FAR_FUTURE)
+            else:
+                settled = self.sweep()
+            if settled:
+                log.warning("settled %d job(s) left by stopped workers", settled)
+            if self.claims_pending:
+                self.fill_slots()
+            db.session.remove()
         socketio.start_background_task(self._heartbeat_loop)
 
-    def dead_worker_ids(self) -> set[str] | None:
-        """Workers whose process is gone; None means "every worker but me" (SQLite)."""
-        assert self._app is not None
-        if db.engine.dialect.name == "sqlite":
-            return None  # one process owns an SQLite database
-        cutoff = utcnow() - timedelta(seconds=self.stale_after)
-        host = socket.gethostname()
-        dead: set[str] = set()
-        for worker in db.session.scalars(select(Worker)):
-            if worker.id == self.worker_id:
-                continue
-            if worker.seen_at < cutoff or (worker.hostname == host and not _pid_alive(worker.pid)):
-                dead.add(worker.id)
-        db.session.rollback()
-        return dead
-
-    def sweep_interrupted(self) -> int:
-        """Fail every active job whose worker is dead; returns how many."""
-        dead = self.dead_worker_ids()
-        query = select(Job.id).where(Job.status.in_(ACTIVE_STATUSES))
-        if dead is None:
-            query = query.where((Job.worker_id != self.worker_id) | Job.worker_id.is_(None))
-        else:
-            if not dead:
-                return 0
-            query = query.where(Job.worker_id.in_(dead))
-        job_ids = list(db.session.scalars(query))
-        db.session.rollback()
-        for job_id in job_ids:
-            self._finish(
-                job_id,
-                JobStatus.FAILED,
-                error={"code": "interrupted", "message": "the server stopped while this job was active"},
-                only_if_active=True,
-            )
-        return len(job_ids)
-
     def _heartbeat_loop(self) -> None:
+        """Every tick: cancel flags and free slots; every beat: leases, sweep, dispatch."""
         assert self._app is not None
+        next_beat = 0.0
         while True:
-            socketio.sleep(self.heartbeat_interval)
             try:
                 with self._app.app_context():
-                    with write_transaction() as conn:
-                        conn.execute(update(Worker).where(Worker.id == self.worker_id).values(seen_at=utcnow()))
-                    self._pick_up_remote_cancels()
-                    if db.engine.dialect.name != "sqlite":
-                        self.sweep_interrupted()
+                    self._pick_up_cancels()
+                    if time.monotonic() >= next_beat:
+                        next_beat = time.monotonic() + self.heartbeat_interval
+                        self._beat()
+                    if self.claims_pending:
+                        self.fill_slots()
                     db.session.remove()
             except Exception:
                 log.exception("worker heartbeat failed")
+            socketio.sleep(self.cancel_poll_interval)
 
-    def _pick_up_remote_cancels(self) -> None:
+    def _beat(self) -> None:
+        self.renew_leases()
+        self.sweep()
+        if self.executor == "celery" and self._role == "web":
+            self.redispatch_stale()
+
+    def renew_leases(self) -> None:
+        """Extend the lease of every job this worker holds; stop runs whose lease is gone."""
+        started = time.monotonic()
+        now = utcnow()
+        with write_transaction() as conn:
+            conn.execute(update(Worker).where(Worker.id == self.worker_id).values(seen_at=now))
+            renewed = set(
+                conn.execute(
+                    update(_jobs)
+                    .where(_jobs.c.worker_id == self.worker_id, _jobs.c.status.in_(ACTIVE_STATUSES))
+                    .values(lease_expires_at=now + timedelta(seconds=self.lease_seconds))
+                    .returning(_jobs.c.id)
+                ).scalars()
+            )
+            stale = now - timedelta(seconds=max(60.0, 6 * self.lease_seconds))
+            conn.execute(delete(Worker).where(Worker.seen_at < stale))
+        valid_until = started + self.lease_seconds - LEASE_MARGIN
+        for job_id, ctx in list(self._running.items()):
+            if ctx is None:
+                continue
+            if job_id in renewed:
+                ctx.hold_lease_until(valid_until)
+            else:
+                log.warning("job %s: lease lost (settled by another worker); stopping it", job_id)
+                ctx.lose_lease()
+
+    def sweep(self, *, now: datetime | None = None) -> int:
+        """Settle active jobs whose lease expired: fail running ones, release pending ones."""
+        now = now or utcnow()
+        rows = db.session.execute(
+            select(Job.id, Job.status, Job.kind, Job.cancel_requested)
+            .where(
+                Job.status.in_(ACTIVE_STATUSES),
+                Job.lease_expires_at < now,
+                Job.worker_id.is_not(None),
+                Job.worker_id != self.worker_id,
+            )
+            .order_by(Job.id)
+            .limit(SWEEP_BATCH)
+        ).all()
+        db.session.rollback()
+        settled = 0
+        fence = Fence.lease_expired(now)
+        for job_id, status, kind, cancel_requested in rows:
+            if status == JobStatus.PENDING.value and _is_queued(kind) and not cancel_requested:
+                with write_transaction() as conn:
+                    released = conn.execute(
+                        update(_jobs)
+                        .where(_jobs.c.id == job_id, _jobs.c.status == "pending", _jobs.c.lease_expires_at < now)
+                        .values(worker_id=None, lease_expires_at=None)
+                    ).rowcount
+                settled += released
+                continue
+            outcome = (JobStatus.CANCELLED, {}) if cancel_requested else (JobStatus.FAILED, {"error": INTERRUPTED})
+            try:
+                self._finish(job_id, outcome[0], fence=fence, **outcome[1])
+                settled += 1
+            except (FenceRefused, JobGone):
+                pass  # another worker settled it first, or the holder renewed in time
+        return settled
+
+    # -- claiming -----------------------------------------------------------------
+
+    def submitted(self, job_id: int, *, coordinator: bool = False) -> None:
+        """A job was stored as pending: run it here if there is room, or hand it over."""
+        if self.executor == "celery":
+            self.dispatch(job_id)
+        else:
+            self.fill_slots()
+
+    def fill_slots(self) -> None:
+        """Claim pending jobs, oldest first, while this process has free slots."""
+        with self._fill_lock:
+            for coordinator in (True, False):
+                while self._free_slots(coordinator) > 0:
+                    job_id = self.claim(coordinator=coordinator)
+                    if job_id is None:
+                        break
+                    self._start(job_id, coordinator=coordinator)
+
+    def _free_slots(self, coordinator: bool) -> int:
+        with self._lock:
+            if coordinator:
+                return self.max_coordinators - len(self._coordinators)
+            return self.max_concurrent - (len(self._running) - len(self._coordinators))
+
+    def claim(self, job_id: int | None = None, *, coordinator: bool = False) -> int | None:
+        """Take the lease of one pending job (``job_id``, or the oldest unclaimed one)."""
+        now = utcnow()
+        lease = {"worker_id": self.worker_id, "lease_expires_at": now + timedelta(seconds=self.lease_seconds)}
+        if job_id is not None:
+            condition = (
+                (_jobs.c.id == job_id)
+                & (_jobs.c.status == "pending")
+                & (_jobs.c.worker_id.is_(None) | (_jobs.c.lease_expires_at < now))
+            )
+        else:
+            kinds = queued_kind_names(coordinator=coordinator)
+            oldest = (
+                select(_jobs.c.id)
+                .where(_jobs.c.status == "pending", _jobs.c.worker_id.is_(None), _jobs.c.kind.in_(kinds))
+                .order_by(_jobs.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+            condition = (_jobs.c.id == oldest) & (_jobs.c.status == "pending") & _jobs.c.worker_id.is_(None)
+        with write_transaction() as conn:
+            claimed = conn.execute(update(_jobs).where(condition).values(**lease).returning(_jobs.c.id)).scalar()
+        return claimed
+
+    def _start(self, job_id: int, *, coordinator: bool) -> None:
+        with self._lock:
+            self._running[job_id] = None
+            self._done.setdefault(job_id, threading.Event())
+            if coordinator:
+                self._coordinators.add(job_id)
+        socketio.start_background_task(self._run, job_id)
+
+    # -- Celery -------------------------------------------------------------------
+
+    def dispatch(self, job_id: int) -> bool:
+        """Hand a pending job to the Celery workers; False (and it stays pending) if the broker is away."""
+        from .celery_app import send_run_job
+
+        try:
+            send_run_job(job_id)
+        except Exception as exc:
+            if not self._queue_outage_logged:
+                log.error("cannot hand jobs to Celery (%s); they stay pending and are re-sent later", exc)
+                self._queue_outage_logged = True
+            return False
+        if self._queue_outage_logged:
+            log.warning("Celery broker reachable again; pending jobs are being re-sent")
+            self._queue_outage_logged = False
+        with write_transaction() as conn:
+            conn.execute(update(_jobs).where(_jobs.c.id == job_id).values(dispatched_at=utcnow()))
+        return True
+
+    def redispatch_stale(self) -> int:
+        """Re-send pending jobs nobody claimed within ``JOB_REDISPATCH_AFTER`` (lost or released)."""
+        cutoff = utcnow() - timedelta(seconds=self.redispatch_after)
+        job_ids = list(
+            db.session.scalars(
+                select(Job.id)
+                .where(
+                    Job.status == JobStatus.PENDING.value,
+                    Job.worker_id.is_(None),
+                    Job.kind.in_(queued_kind_names(coordinator=False) + queued_kind_names(coordinator=True)),
+                    (Job.dispatched_at.is_(None)) | (Job.dispatched_at < cutoff),
+                )
+                .order_by(Job.id)
+                .limit(SWEEP_BATCH)
+            )
+        )
+        db.session.rollback()
+        return sum(1 for job_id in job_ids if self.dispatch(job_id))
+
+    def run_claimed(self, job_id: int) -> None:
+        """Claim and run one job in the calling thread (a Celery task); no-op if not claimable."""
+        if self.claim(job_id) is None:
+            return
+        with self._lock:
+            self._running[job_id] = None
+            self._done.setdefault(job_id, threading.Event())
+        self._run(job_id)
+
+    # -- cancelling and waiting -------------------------------------------------------
+
+    def _pick_up_cancels(self) -> None:
         running = [job_id for job_id, ctx in list(self._running.items()) if ctx is not None]
         if not running:
             return
         flagged = db.session.scalars(select(Job.id).where(Job.id.in_(running), Job.cancel_requested.is_(True))).all()
+        db.session.rollback()
         for job_id in flagged:
-            ctx = self._running.get(job_id)
-            if ctx is not None:
-                ctx.request_cancel()
+            self.cancel_local(job_id)
 
-    # -- queueing -----------------------------------------------------------------
-
-    def enqueue(self, job_id: int, *, coordinator: bool = False) -> None:
-        """Run the job now if there is room, else keep it pending in the queue."""
+    def cancel_local(self, job_id: int) -> bool:
+        """Signal a job running in this process; False if it does not run here."""
         with self._lock:
-            self._done.setdefault(job_id, threading.Event())
-            (self._coordinator_queue if coordinator else self._queue).append(job_id)
-        self._start_next()
-
-    def _start_next(self) -> None:
-        with self._lock:
-            while self._coordinator_queue and len(self._coordinators) < self.max_coordinators:
-                job_id = self._coordinator_queue.popleft()
-                self._coordinators.add(job_id)
-                self._start(job_id)
-            while self._queue and len(self._running) - len(self._coordinators) < self.max_concurrent:
-                self._start(self._queue.popleft())
-
-    def _start(self, job_id: int) -> None:
-        # Called with the lock held.
-        self._running[job_id] = None
-        socketio.start_background_task(self._run, job_id)
-
-    def cancel_local(self, job_id: int) -> str | None:
-        """Cancel a job of this process: ``"dequeued"``, ``"signalled"`` or None."""
-        with self._lock:
-            queue = next((q for q in (self._queue, self._coordinator_queue) if job_id in q), None)
-            if queue is not None:
-                queue.remove(job_id)
-                event = self._done.pop(job_id, None)
-                if event is not None:
-                    event.set()
-                return "dequeued"
-            if job_id in self._running:
-                ctx = self._running[job_id]
-                if ctx is not None:
-                    ctx.request_cancel()
-                    return "signalled"
-                return "starting"
-        return None
+            if job_id not in self._running:
+                return False
+            ctx = self._running[job_id]
+        if ctx is not None:
+            ctx.request_cancel()
+        return True
 
     def wait(self, job_id: int, timeout: float | None = None) -> bool:
-        """Block (cooperatively) until a job of this process ends; False on timeout."""
-        event = self._done.get(job_id)
-        if event is None:
-            return True
-        waited = 0.0
-        while not event.is_set():
-            if timeout is not None and waited >= timeout:
+        """Block (cooperatively) until a job ends, wherever it runs; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            event = self._done.get(job_id)
+            if event is not None and event.is_set():
+                return True
+            if event is None or job_id not in self._running:
+                status = db.session.scalar(select(Job.status).where(Job.id == job_id))
+                db.session.rollback()
+                if status is None or JobStatus(status) in FINAL_STATUSES:
+                    return True
+            if deadline is not None and time.monotonic() >= deadline:
                 return False
-            socketio.sleep(0.05)
-            waited += 0.05
-        return True
+            socketio.sleep(0.05 if job_id in self._running else 0.2)
 
     def running_ids(self) -> list[int]:
         """Jobs running in this process now."""
@@ -232,14 +378,25 @@ class JobRunner:
                 event = self._done.pop(job_id, None)
             if event is not None:
                 event.set()
-            self._start_next()
+            if self.claims_pending:
+                socketio.start_background_task(self._fill_slots_in_context)
+
+    def _fill_slots_in_context(self) -> None:
+        assert self._app is not None
+        try:
+            with self._app.app_context():
+                self.fill_slots()
+                db.session.remove()
+        except Exception:
+            log.exception("claiming the next job failed")
 
     def _run_in_context(self, job_id: int) -> None:
         job = db.session.get(Job, job_id)
-        if job is None or JobStatus(job.status) in FINAL_STATUSES:
+        if job is None or JobStatus(job.status) in FINAL_STATUSES or job.worker_id != self.worker_id:
             db.session.remove()
             return
         kind = get_kind(job.kind)
+        fence = Fence.held_by(self.worker_id)
         ctx = JobContext(
             job_id=job.id,
             owner_id=job.owner_id,
@@ -247,17 +404,19 @@ class JobRunner:
             params=dict(job.params or {}),
             client_id=job.client_id,
             pipeline=pipeline,
+            fence=fence,
             progress_type=kind.progress_type,
         )
         cancel_early = job.cancel_requested
         db.session.remove()
+        ctx.hold_lease_until(time.monotonic() + self.lease_seconds - LEASE_MARGIN)
         self._running[job_id] = ctx
         if cancel_early:
             ctx.request_cancel()
         status: JobStatus = JobStatus.FAILED
         fields: dict[str, Any] = {}
         try:
-            pipeline.publish_status(job_id, JobStatus.RUNNING.value, started_at=utcnow())
+            pipeline.publish_status(job_id, JobStatus.RUNNING.value, fence=fence, started_at=utcnow())
             ctx.raise_if_cancelled()
             result = kind.run(ctx, ctx.params)
             ctx.raise_if_cancelled()
@@ -266,6 +425,10 @@ class JobRunner:
             status = JobStatus.CANCELLED
         except JobFailed as exc:
             fields = {"error": {"code": exc.code, "message": exc.message}}
+        except (LeaseLost, FenceRefused):
+            log.warning("job %s was settled by another worker; this run stops without writing", job_id)
+            pipeline.forget(job_id)
+            return
         except JobGone:
             log.info("job %s was deleted while running", job_id)
         except Exception as exc:
@@ -273,24 +436,25 @@ class JobRunner:
             fields = {"error": {"code": "job_error", "message": f"{type(exc).__name__}: {exc}"}}
         finally:
             db.session.remove()
-            try:
-                self._finish(job_id, status, **fields)
-            except JobGone:
-                pipeline.forget(job_id)
+        try:
+            self._finish(job_id, status, fence=fence, **fields)
+        except (JobGone, FenceRefused):
+            pipeline.forget(job_id)
 
-    def _finish(self, job_id: int, status: JobStatus, *, only_if_active: bool = False, **fields: Any) -> None:
-        """Publish a job's final status (the last tick goes out first)."""
-        if only_if_active:
-            job = db.session.get(Job, job_id)
-            active = job is not None and job.status in ACTIVE_STATUSES
-            db.session.rollback()
-            if not active:
-                return
+    def _finish(self, job_id: int, status: JobStatus, *, fence: Fence, **fields: Any) -> None:
+        """Publish a job's final status (the last tick goes out first) under ``fence``."""
         pipeline.flush(job_id)
         try:
-            pipeline.publish_status(job_id, status.value, finished_at=utcnow(), **fields)
+            pipeline.publish_status(job_id, status.value, fence=fence, finished_at=utcnow(), **fields)
         finally:
             pipeline.forget(job_id)
+
+
+def _is_queued(kind: str) -> bool:
+    try:
+        return get_kind(kind).queued
+    except Exception:
+        return False
 
 
 def _jsonable(value: Any) -> Any:

@@ -11,7 +11,7 @@ from ..database import commit_session
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
-from ..realtime.pipeline import pipeline
+from ..realtime.pipeline import Fence, FenceRefused, pipeline
 from .registry import get_kind
 from .runner import runner
 
@@ -43,14 +43,13 @@ def submit_job(
         params=clean,
         client_id=client_id,
         parent_id=parent_id,
-        worker_id=runner.worker_id,
         created_at=utcnow(),
     )
     db.session.add(job)
     commit_session()
     pipeline.publish_status(job.id, JobStatus.PENDING.value)
-    db.session.refresh(job)
-    runner.enqueue(job.id, coordinator=job_kind.coordinator)
+    db.session.refresh(job)  # the snapshot as submitted: the run reports itself from here on
+    runner.submitted(job.id, coordinator=job_kind.coordinator)
     return job
 
 
@@ -93,14 +92,20 @@ def job_events(job_id: int, *, after: int = 0, limit: int | None = None) -> list
 
 
 def cancel_job(job: Job) -> Job:
-    """Ask a job to stop; a pending one is cancelled at once, a final one is a conflict."""
+    """Ask a job to stop; a final one is a conflict.
+
+    A pending job nobody holds is cancelled at once; one that runs is told through the
+    ``cancel_requested`` flag, which its holder (any process or worker) polls every
+    ``JOB_CANCEL_POLL_INTERVAL``; a dead holder's job is settled ``cancelled`` by the sweep.
+    """
     if JobStatus(job.status) in FINAL_STATUSES:
         raise Conflict(f"job {job.id} is already {job.status}", code="job_finished")
     job.cancel_requested = True
     commit_session()
-    outcome = runner.cancel_local(job.id)
-    queued_here = job.status == JobStatus.PENDING.value and job.worker_id == runner.worker_id
-    if outcome == "dequeued" or (outcome is None and queued_here):
-        pipeline.publish_status(job.id, JobStatus.CANCELLED.value, finished_at=utcnow())
+    if not runner.cancel_local(job.id):
+        try:
+            pipeline.publish_status(job.id, JobStatus.CANCELLED.value, fence=Fence.unclaimed(), finished_at=utcnow())
+        except FenceRefused:
+            pass  # claimed meanwhile: its holder sees the flag
     db.session.refresh(job)
     return job

@@ -62,8 +62,13 @@ class Job(db.Model):
     client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: The job that started this one (workflow steps, batch cases).
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True)
-    #: The server process that runs or queued it; the start-up sweep reads it.
-    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    #: The worker (process) holding the job's lease: None while pending and unclaimed.
+    worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    #: Until when the holder's lease runs (renewed by its heartbeat); past it, peers may
+    #: fail a running job ``interrupted`` or release a pending one to be claimed again.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: When the job was last handed to an external executor (Celery); re-sent if unclaimed.
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -122,7 +127,8 @@ class JobEvent(db.Model):
 
 
 class Worker(db.Model):
-    """A server process that runs jobs; its heartbeat tells the sweep whether it lives."""
+    """A process that runs jobs (web process or Celery worker), for operators; rows of
+    processes not seen for a while are deleted. Liveness of jobs is their lease, not this."""
 
     __tablename__ = "workers"
 

@@ -35,7 +35,9 @@ def init_realtime(app: Flask) -> None:
     limit = int(app.config["SOCKET_MESSAGE_LIMIT"])
     TolerantPacket.max_event_bytes = limit
     options: dict[str, Any] = {
-        "client_manager": make_client_manager(app.config["MESSAGE_QUEUE_URL"]),
+        "client_manager": make_client_manager(
+            app.config["MESSAGE_QUEUE_URL"], write_only=app.config["ROLE"] == "worker"
+        ),
         "serializer": TolerantPacket,
         "cors_allowed_origins": socketio_origin_check(app.config["CORS_ALLOWED_ORIGINS"]),
         # Engine.IO's own cap stays well above ours so that an oversized event gets an

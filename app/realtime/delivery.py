@@ -243,10 +243,16 @@ class HeraldRedisManager(_LedgerFilterMixin, socketio.RedisManager):
             _deliver_plain(message.get("event", ""), payload, message.get("room"))
 
 
-def make_client_manager(message_queue_url: str | None) -> socketio.Manager:
-    """The client manager for Flask-SocketIO: Redis-backed when a queue URL is set."""
+def make_client_manager(message_queue_url: str | None, *, write_only: bool = False) -> socketio.Manager:
+    """The client manager for Flask-SocketIO: Redis-backed when a queue URL is set.
+
+    ``write_only`` is for processes without clients (Celery workers): they publish through
+    the queue and never listen.
+    """
     if message_queue_url:
         if not message_queue_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("MESSAGE_QUEUE_URL must be a redis:// URL")
-        return HeraldRedisManager(message_queue_url, channel="herald")
+        return HeraldRedisManager(message_queue_url, channel="herald", write_only=write_only)
+    if write_only:
+        raise ValueError("a worker needs MESSAGE_QUEUE_URL to reach the web processes' clients")
     return HeraldManager()

@@ -7,20 +7,27 @@ so the coalescer keeps only the latest per job and emits at most one per interva
 latest also rides along with every durable write and is persisted every
 ``PROGRESS_PERSIST_INTERVAL``.
 
+Every durable write is *fenced*: the same UPDATE that takes the next seq also checks that
+the writer may still write (:class:`Fence`) — the job is active and held by the writer's
+lease — so a worker that lost its job (paused past its lease, then swept by a peer) can
+never append after the terminal event. A refused write raises :class:`FenceRefused`.
+
 Adapters (seed dialects) may derive extra emits from a message; they never write.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Update, bindparam, insert, update
+from sqlalchemy import ColumnElement, Update, bindparam, insert, select, true, update
 
 from ..database import write_transaction
 from ..extensions import socketio
@@ -38,32 +45,91 @@ class JobGone(LookupError):
     """The job row no longer exists (deleted while running)."""
 
 
+class FenceRefused(RuntimeError):
+    """The writer may no longer write this job (finished, or held by someone else)."""
+
+    def __init__(self, job_id: int, status: str, holder: str | None) -> None:
+        super().__init__(f"job {job_id} is {status}, held by {holder or 'nobody'}: write refused")
+        self.job_id = job_id
+        self.status = status
+        self.holder = holder
+
+
+ACTIVE_STATUSES = ("pending", "running")
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Who may append to a job's history; checked inside the write that takes the seq.
+
+    Build one with :meth:`held_by` (the job's runner), :meth:`unclaimed` (cancelling a job
+    nobody holds yet) or :meth:`lease_expired` (a peer settling a dead worker's job). The
+    bare ``Fence()`` only asks that the row exists (a job's very first event).
+    """
+
+    mode: str = "none"
+    holder: str | None = None
+    now: datetime | None = None
+
+    @classmethod
+    def held_by(cls, worker_id: str) -> Fence:
+        return cls("held", holder=worker_id)
+
+    @classmethod
+    def unclaimed(cls) -> Fence:
+        return cls("unclaimed")
+
+    @classmethod
+    def lease_expired(cls, now: datetime) -> Fence:
+        return cls("expired", now=now)
+
+    def params(self) -> dict[str, Any]:
+        """Bind values for the fence's condition."""
+        return {"_holder": self.holder} if self.mode == "held" else {"_now": self.now} if self.mode == "expired" else {}
+
+
 _jobs = Job.__table__
 _events = JobEvent.__table__
 #: Durable-event insert; Core compiles it once and reuses it (no ORM work per event).
 _INSERT_EVENT = insert(_events)
 #: Progress-only row update, run as one executemany for every job behind.
-_SAVE_PROGRESS = update(_jobs).where(_jobs.c.id == bindparam("_job_id")).values(progress=bindparam("_progress"))
-_next_seq_statements: dict[frozenset[str], Update] = {}
+_SAVE_PROGRESS = (
+    update(_jobs)
+    .where((_jobs.c.id == bindparam("_job_id")) & _jobs.c.status.in_(ACTIVE_STATUSES))
+    .values(progress=bindparam("_progress"))
+)
+_next_seq_statements: dict[tuple[frozenset[str], str], Update] = {}
 
 
-def _next_seq_statement(columns: frozenset[str]) -> Update:
-    """``last_seq + 1`` plus these snapshot columns, built once per column set.
+def _fence_condition(mode: str) -> ColumnElement[bool]:
+    active = _jobs.c.status.in_(ACTIVE_STATUSES)
+    if mode == "held":
+        return active & (_jobs.c.worker_id == bindparam("_holder"))
+    if mode == "unclaimed":
+        return (_jobs.c.status == "pending") & _jobs.c.worker_id.is_(None)
+    if mode == "expired":
+        return active & (_jobs.c.lease_expires_at < bindparam("_now"))
+    return true()
+
+
+def _next_seq_statement(columns: frozenset[str], fence_mode: str) -> Update:
+    """``last_seq + 1`` plus these snapshot columns under a fence, built once per shape.
 
     Building an ORM ``update(Job).values(...)`` costs more than the SQLite write itself
     (coercion and cache-key work on every call); a prepared Core statement with bind
     parameters skips all of it.
     """
-    statement = _next_seq_statements.get(columns)
+    key = (columns, fence_mode)
+    statement = _next_seq_statements.get(key)
     if statement is None:
         snapshot = {_jobs.c[name]: bindparam(f"_v_{name}") for name in columns}
         statement = (
             update(_jobs)
-            .where(_jobs.c.id == bindparam("_job_id"))
+            .where((_jobs.c.id == bindparam("_job_id")) & _fence_condition(fence_mode))
             .values({_jobs.c.last_seq: _jobs.c.last_seq + 1, **snapshot})
             .returning(_jobs.c.last_seq, _jobs.c.owner_id)
         )
-        _next_seq_statements[columns] = statement
+        _next_seq_statements[key] = statement
     return statement
 
 
@@ -82,6 +148,9 @@ class ProgressState:
     extra_rooms: tuple[str, ...] = ()
     dirty: bool = False
     unsaved: bool = False
+    #: ``time.monotonic()`` until which this process surely holds the job's lease; past it
+    #: ticks are dropped (a peer may have ended the job: nothing may follow its end).
+    lease_until: float = math.inf
     started: float = field(default_factory=time.monotonic)
     rate: float | None = None
     _rate_mark: tuple[float, float] | None = None
@@ -146,9 +215,19 @@ class Pipeline:
     # -- durable events -------------------------------------------------------------
 
     def publish(
-        self, job_id: int, type_: str, data: dict[str, Any], *, snapshot: dict[str, Any] | None = None
+        self,
+        job_id: int,
+        type_: str,
+        data: dict[str, Any],
+        *,
+        snapshot: dict[str, Any] | None = None,
+        fence: Fence = Fence(),
     ) -> Message:
-        """Commit a durable event (and snapshot changes) with the next seq, then emit it."""
+        """Commit a durable event (and snapshot changes) with the next seq, then emit it.
+
+        Raises :class:`FenceRefused` when ``fence`` does not hold, :class:`JobGone` when the
+        row is missing; nothing is written or sent then.
+        """
         state = self._states.get(job_id)
         if state is not None and state.dirty:
             self._flush_one(state, time.monotonic())
@@ -157,12 +236,15 @@ class Pipeline:
             values["progress"] = state.last_payload
             state.unsaved = False
         moment = utcnow()
-        statement = _next_seq_statement(frozenset(values))
+        statement = _next_seq_statement(frozenset(values), fence.mode)
         with write_transaction() as conn:
             params = {f"_v_{name}": value for name, value in values.items()}
-            row = conn.execute(statement, {"_job_id": job_id, **params}).first()
+            row = conn.execute(statement, {"_job_id": job_id, **params, **fence.params()}).first()
             if row is None:
-                raise JobGone(job_id)
+                current = conn.execute(select(_jobs.c.status, _jobs.c.worker_id).where(_jobs.c.id == job_id)).first()
+                if current is None:
+                    raise JobGone(job_id)
+                raise FenceRefused(job_id, current.status, current.worker_id)
             seq, owner_id = row
             event = {"job_id": job_id, "seq": seq, "type": type_, "data": data, "created_at": moment}
             conn.execute(_INSERT_EVENT, event)
@@ -170,12 +252,17 @@ class Pipeline:
         self._emit(message, owner_id, (job_room(job_id), user_jobs_room(owner_id)))
         return message
 
-    def publish_status(self, job_id: int, status: str, **fields: Any) -> Message:
-        """A ``job_status`` event; ``fields`` go into both the snapshot and the data."""
+    def publish_status(self, job_id: int, status: str, *, fence: Fence = Fence(), **fields: Any) -> Message:
+        """A ``job_status`` event; ``fields`` go into both the snapshot and the data.
+
+        A final status also ends the lease (the row keeps ``worker_id``: who ran it).
+        """
         data = {"status": status}
         data.update({k: v for k, v in fields.items() if k in ("result", "error", "message")})
         snapshot: dict[str, Any] = {"status": status, **fields}
-        return self.publish(job_id, "job_status", data, snapshot=snapshot)
+        if status not in ACTIVE_STATUSES:
+            snapshot["lease_expires_at"] = None
+        return self.publish(job_id, "job_status", data, snapshot=snapshot, fence=fence)
 
     # -- progress ticks ------------------------------------------------------------
 
@@ -213,6 +300,8 @@ class Pipeline:
     def _flush_one(self, state: ProgressState, now: float) -> None:
         state.dirty = False
         self._dirty.discard(state)
+        if now > state.lease_until:
+            return
         data = state.payload(now)
         state.unsaved = True
         message = make_message(state.type, data, job_id=state.job_id)
@@ -252,7 +341,8 @@ class Pipeline:
 
     def _persist_progress(self) -> None:
         """Write the latest tick of each job whose row is behind (one short transaction)."""
-        pending = [s for s in list(self._states.values()) if s.unsaved and s.last_payload]
+        now = time.monotonic()
+        pending = [s for s in list(self._states.values()) if s.unsaved and s.last_payload and now <= s.lease_until]
         if not pending or self._app is None:
             return
         try:

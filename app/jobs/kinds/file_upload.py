@@ -18,6 +18,7 @@ from ..registry import job_kind
     title="File upload",
     progress_type="file_upload_progress",
     submittable=False,
+    queued=False,
     schema={
         "properties": {
             "upload_id": {"type": "string"},
