@@ -96,7 +96,8 @@ class HeraldClient:
         """Yield the job's messages with ``seq > after`` and progress ticks until it ends.
 
         A dropped connection is re-opened (growing delay, up to ``max_reconnects`` times in
-        a row) and re-subscribed with the last seq seen: no event is lost or repeated.
+        a row) and re-subscribed with the last seq seen; a gap in seqs re-subscribes from
+        the last contiguous one: no event is lost, repeated or out of order.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         last_seq = after
@@ -118,6 +119,7 @@ class HeraldClient:
                 error = (ack or {}).get("error") or {}
                 raise HeraldClientError(str(error.get("message", "subscribe refused")), code=str(error.get("code")))
             failures = 0
+            early: dict[int, dict[str, Any]] = {}  # events that arrived ahead of a gap
             try:
                 while True:
                     if deadline is not None and time.monotonic() > deadline:
@@ -131,15 +133,33 @@ class HeraldClient:
                     if not isinstance(message, dict) or message.get("job_id") != job_id:
                         continue
                     seq = message.get("seq")
-                    if seq is not None:
-                        if seq <= last_seq:
-                            continue
-                        last_seq = seq
-                    yield message
-                    if message.get("type") == "job_status" and message["data"].get("status") in FINAL_STATUSES:
-                        return
+                    if seq is None:
+                        yield message
+                        continue
+                    if seq <= last_seq or seq in early:
+                        continue
+                    if seq > last_seq + 1:
+                        # An event went missing (the server's queue was away): keep this one
+                        # and ask for everything after the last contiguous seq.
+                        early[seq] = message
+                        sio.call("subscribe", {"job_id": job_id, "last_seq": last_seq}, timeout=15)
+                        continue
+                    for event in self._in_order(message, early):
+                        last_seq = event["seq"]
+                        yield event
+                        if event.get("type") == "job_status" and event["data"].get("status") in FINAL_STATUSES:
+                            return
             finally:
                 self._close(sio)
+
+    @staticmethod
+    def _in_order(message: dict[str, Any], early: dict[int, dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """``message``, then the early arrivals it makes contiguous."""
+        yield message
+        seq = message["seq"] + 1
+        while seq in early:
+            yield early.pop(seq)
+            seq += 1
 
     @staticmethod
     def _socket() -> tuple[socketio.Client, queue.Queue[Any]]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask import Flask
 
 from ..extensions import socketio
-from .delivery import make_client_manager
+from .delivery import HeraldRedisManager, make_client_manager
 from .origins import socketio_origin_check
 from .packets import TolerantPacket
 from .pipeline import pipeline
@@ -31,6 +32,7 @@ class StripWebSocketCompression:
 def init_realtime(app: Flask) -> None:
     """Bind Flask-SocketIO with Herald's client manager, limits and handlers."""
     from . import events  # noqa: F401  (registers the Socket.IO handlers)
+    from .subscriptions import catch_up
 
     limit = int(app.config["SOCKET_MESSAGE_LIMIT"])
     TolerantPacket.max_event_bytes = limit
@@ -50,6 +52,9 @@ def init_realtime(app: Flask) -> None:
     }
     if app.config["SOCKETIO_ASYNC_MODE"]:
         options["async_mode"] = app.config["SOCKETIO_ASYNC_MODE"]
+    manager = options["client_manager"]
+    if isinstance(manager, HeraldRedisManager):
+        manager.on_recovered = partial(catch_up, app)
     socketio.init_app(app, **options)
     pipeline.init_app(app)
     from .dialects import api_tests

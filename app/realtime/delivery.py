@@ -15,6 +15,7 @@ cannot do:
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from .messages import Message, is_progress
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -66,6 +69,20 @@ class Ledger:
             if latest_progress is not None:
                 due.append(latest_progress)
             return due
+
+    def hold_all(self) -> list[tuple[Any, int, int]]:
+        """Start holding live messages of every live subscription; ``(conn, job_id, last_seq)`` each.
+
+        Used after a message-queue outage: the caller replays each from the database
+        (:func:`subscriptions.catch_up`) and releases with :meth:`finish_replay`.
+        """
+        with self._lock:
+            held = []
+            for (conn, job_id), sub in self._subs.items():
+                if sub.held is None:
+                    sub.held = []
+                    held.append((conn, job_id, sub.last_seq))
+            return held
 
     def forget(self, conn: Any, job_id: int | None = None) -> None:
         """Drop a connection's state for one job, or all of it."""
@@ -229,18 +246,71 @@ class HeraldManager(_LedgerFilterMixin, socketio.Manager):
 
 
 class HeraldRedisManager(_LedgerFilterMixin, socketio.RedisManager):
-    """Redis-backed client manager: every process delivers to its own connections."""
+    """Redis-backed client manager: every process delivers to its own connections.
 
-    def _handle_emit(self, message):  # type: ignore[no-untyped-def]
-        data = message.get("data")
-        payload = data[0] if isinstance(data, list) and len(data) == 1 else data
-        _current.message = payload if isinstance(payload, dict) else None
+    Redis pub/sub forgets what a disconnected listener missed, so an outage is handled
+    here: its cause is logged once and its end once (not once per event), ``health``
+    says ``degraded`` meanwhile, reconnection is retried every ``RETRY_MAX`` seconds at
+    most, and before listening again every subscription of this process is held and
+    ``on_recovered(held)`` replays what it missed from the database.
+    """
+
+    #: Longest pause between reconnection attempts (python-socketio's own grows to 60 s).
+    RETRY_MAX = 1.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Why listening or publishing last failed; None once it works again.
+        self.listen_error: str | None = None
+        self.publish_error: str | None = None
+        #: Called with the held subscriptions (``Ledger.hold_all()``) once listening again.
+        self.on_recovered: Callable[[list[tuple[Any, int, int]]], None] | None = None
+        self._held: list[tuple[Any, int, int]] = []
+
+    @property
+    def outage(self) -> str | None:
+        """Why the queue does not work now (for ``/health``), or None."""
+        return self.listen_error or self.publish_error
+
+    def _publish(self, data):  # type: ignore[no-untyped-def]
         try:
-            super()._handle_emit(message)
-        finally:
-            _current.message = None
-        if message.get("namespace", "/") in ("/", None):
-            _deliver_plain(message.get("event", ""), payload, message.get("room"))
+            if not self.connected:
+                self._redis_connect()
+            result = self.redis.publish(self.channel, self.json.dumps(data))
+        except Exception as exc:
+            self.connected = False
+            if self.publish_error is None:
+                log.error("cannot publish to the message queue (%s); other processes catch up when it is back", exc)
+            self.publish_error = f"publish failed: {exc}"
+            return None
+        if self.publish_error is not None:
+            log.warning("publishing to the message queue works again")
+            self.publish_error = None
+        return result
+
+    def _redis_listen_with_retries(self):  # type: ignore[no-untyped-def]
+        retry = 0.1
+        while True:
+            try:
+                self._redis_connect()
+                if self.listen_error is not None:
+                    self._held += ledger.hold_all()  # before subscribing: nothing may slip past
+                self.pubsub.subscribe(self.channel)
+                if self.listen_error is not None:
+                    log.warning("listening to the message queue again; catching up this process's subscriptions")
+                    self.listen_error = None
+                    held, self._held = self._held, []
+                    if held and self.on_recovered is not None:
+                        self.server.start_background_task(self.on_recovered, held)
+                retry = 0.1
+                yield from self.pubsub.listen()
+            except Exception as exc:
+                self.connected = False
+                if self.listen_error is None:
+                    log.error("cannot listen to the message queue (%s); retrying every %g s", exc, self.RETRY_MAX)
+                self.listen_error = f"listening failed: {exc}"
+                self.server.sleep(retry)
+                retry = min(retry * 2, self.RETRY_MAX)
 
 
 def make_client_manager(message_queue_url: str | None, *, write_only: bool = False) -> socketio.Manager:

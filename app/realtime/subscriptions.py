@@ -6,13 +6,18 @@ releases only those the replay did not cover: no gap, no duplicate, in seq order
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
+
+from flask import Flask
 
 from ..extensions import db, socketio
 from ..jobs.service import get_owned_job, job_events, job_snapshot
 from .delivery import ledger
 from .messages import Message, make_message
+
+log = logging.getLogger(__name__)
 
 #: Events replayed per database read (the connection yields between pages).
 REPLAY_PAGE = 500
@@ -69,3 +74,42 @@ def unsubscribe_job(conn: Any, job_id: int, *, leave: Callable[[], None]) -> Non
     """Stop delivering a job to ``conn``."""
     leave()
     ledger.forget(conn, job_id)
+
+
+def catch_up(app: Flask, held: list[tuple[Any, int, int]]) -> None:
+    """Replay what held subscriptions missed (a message-queue outage), then release them.
+
+    ``held`` comes from ``Ledger.hold_all()``: each ``(conn, job_id, last_seq)`` has been
+    holding its live messages since before the queue was listened to again, so the
+    database replay and the live stream meet without a gap or a duplicate.
+    """
+    with app.app_context():
+        for conn, job_id, last_seq in held:
+            send = _sender(conn)
+            replayed = last_seq
+            try:
+                while True:
+                    page = job_events(job_id, after=replayed, limit=REPLAY_PAGE)
+                    if not page:
+                        break
+                    for event in page:
+                        send(event.to_message())
+                    replayed = page[-1].seq
+                    socketio.sleep(0)
+            except Exception:
+                log.exception("catching up job %s after a queue outage failed", job_id)
+            finally:
+                db.session.rollback()
+                for message in ledger.finish_replay(conn, job_id, replayed):
+                    send(message)
+
+
+def _sender(conn: Any) -> Callable[[Message], None]:
+    """How to send one message straight to a connection of either transport."""
+    if isinstance(conn, str):  # a Socket.IO sid
+
+        def send(message: Message) -> None:
+            socketio.server.emit(message["type"], message, to=conn, namespace="/", ignore_queue=True)
+
+        return send
+    return lambda message: conn.send_batch((), [message])

@@ -226,6 +226,12 @@ export class HeraldConnection {
       const entry = this.jobs.get(message.job_id);
       if (message.seq != null) {
         if (message.seq <= entry.lastSeq) return; // already seen (replay overlap)
+        if (message.seq > entry.lastSeq + 1) {
+          // A durable event went missing (e.g. the server's message queue was away): ask for
+          // everything after the last contiguous seq; the replay brings this one again.
+          if (!entry.resyncing) this._resubscribe(message.job_id, entry);
+          return;
+        }
         entry.lastSeq = message.seq;
       }
       for (const handler of entry.handlers) handler(message);
@@ -237,7 +243,9 @@ export class HeraldConnection {
 
   _resubscribe(jobId, entry) {
     const payload = { job_id: jobId, last_seq: entry.lastSeq };
+    entry.resyncing = true;
     this.socket.emit("subscribe", payload, (ack) => {
+      entry.resyncing = false;
       if (ack?.ok && ack.job) for (const handler of entry.snapshotHandlers) handler(ack.job);
     });
   }
@@ -245,7 +253,8 @@ export class HeraldConnection {
   /**
    * Follow a job from ``lastSeq`` (0: its whole history is replayed first): handler(message)
    * for each new event, exactly once and in seq order; onSnapshot(job) after each
-   * (re)subscribe. After a reconnect the subscription resumes from the last seq seen.
+   * (re)subscribe. After a reconnect the subscription resumes from the last seq seen, and
+   * a gap in seqs (an event that never arrived) re-subscribes from the last contiguous one.
    */
   subscribe(jobId, handler, { lastSeq = 0, onSnapshot } = {}) {
     jobId = Number(jobId);
