@@ -12,17 +12,25 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from flask.testing import FlaskClient
+from werkzeug.datastructures import FileStorage
+from werkzeug.test import encode_multipart
 
 from tests.helpers import wait_for
 
 
 def upload_bytes(client: FlaskClient, token: str, content: bytes, filename: str, upload_id: str) -> dict[str, Any]:
-    """Upload through the real route; returns the upload."""
+    """Upload through the real route; returns the upload.
+
+    The body is encoded in memory: for bodies over 500 KB the test client's own encoder
+    spools to a temporary file that it never closes (an unraisable ResourceWarning)."""
+    boundary, body = encode_multipart(
+        {"upload_id": upload_id, "file": FileStorage(io.BytesIO(content), filename=filename)}
+    )
     response = client.post(
         "/api/uploads",
-        data={"upload_id": upload_id, "file": (io.BytesIO(content), filename)},
+        data=body,
         headers={"Authorization": f"Bearer {token}"},
-        content_type="multipart/form-data",
+        content_type=f"multipart/form-data; boundary={boundary}",
     )
     assert response.status_code == 201, response.get_json()
     return dict(response.get_json()["upload"])
@@ -90,15 +98,23 @@ def workbook_parts() -> dict[str, bytes]:
     }
 
 
-def write_xlsx(path: Path, rows: Iterable[Sequence[str | int | float]]) -> None:
+def write_xlsx(
+    path: Path, rows: Iterable[Sequence[str | int | float]], *, dimension: str | None = None, last_row: str = ""
+) -> None:
     """A workbook whose first sheet holds ``rows``; text goes through the shared strings, as
-    Excel writes it, and the sheet is streamed into the zip so that big files stay cheap."""
+    Excel writes it, and the sheet is streamed into the zip so that big files stay cheap.
+
+    ``dimension`` is the sheet's declared range (``A1:B30000000``); ``last_row`` is raw
+    XML written after the rows (``<row r="30000000"/>``: openpyxl makes up the gap)."""
     strings: dict[str, int] = {}
+    declared = f'<dimension ref="{dimension}"/>' if dimension else ""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, content in workbook_parts().items():
             archive.writestr(name, content)
         with archive.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as sheet:
-            sheet.write(f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{MAIN_NS}"><sheetData>'.encode())
+            sheet.write(
+                f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{MAIN_NS}">{declared}<sheetData>'.encode()
+            )
             for number, row in enumerate(rows, start=1):
                 cells = []
                 for column, value in enumerate(row, start=1):
@@ -109,7 +125,7 @@ def write_xlsx(path: Path, rows: Iterable[Sequence[str | int | float]]) -> None:
                     else:
                         cells.append(f'<c r="{ref}"><v>{value}</v></c>')
                 sheet.write(f'<row r="{number}">{"".join(cells)}</row>'.encode())
-            sheet.write(b"</sheetData></worksheet>")
+            sheet.write(f"{last_row}</sheetData></worksheet>".encode())
         with archive.open(SHARED_STRINGS, "w", force_zip64=True) as shared:
             shared.write(f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{MAIN_NS}">'.encode())
             for text in strings:
