@@ -397,15 +397,14 @@ class XlsxReader(TableReader):
         pause: Callable[[], None] = _stay,
         in_thread: Callable[[Callable[[], Any]], Any] = _call_here,
     ) -> None:
-        from openpyxl import load_workbook
-
         check_xlsx_archive(path, limits)
         self._limits = limits
         self._pause = pause
         self._fh = open(path, "rb")  # noqa: SIM115  (a file object: the stored name has no .xlsx)
         try:
-            # Opening parses the whole shared-strings part in one loop that never yields.
-            self._book = in_thread(lambda: load_workbook(self._fh, read_only=True, data_only=True))
+            # Importing openpyxl takes ~0.1 s, and opening parses the whole shared-strings
+            # part in one loop that never yields: neither may hold the caller's loop.
+            self._book = in_thread(self._open_workbook)
         except Exception as exc:
             self._fh.close()
             raise BrokenFile(f"not a readable XLSX workbook: {exc}", line=None) from None
@@ -426,6 +425,11 @@ class XlsxReader(TableReader):
             first = first[:-1]
         self.header = _check_header(list(first))
         self.max_row = sheet.max_row
+
+    def _open_workbook(self) -> Any:
+        from openpyxl import load_workbook
+
+        return load_workbook(self._fh, read_only=True, data_only=True)
 
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
         width, pause = len(self.header), self._pause
