@@ -131,6 +131,27 @@ class Config:
     ARTIFACT_DIR = os.environ.get("ARTIFACT_DIR", str(INSTANCE_DIR / "artifacts"))
     MAX_UPLOAD_BYTES = _int("MAX_UPLOAD_BYTES", 100 * 1024 * 1024)
     UPLOAD_ALLOWED_EXTENSIONS = _list("UPLOAD_ALLOWED_EXTENSIONS", "csv,jsonl,json,txt,xlsx")
+    #: Most rows one import reads, in any format. Blank lines and empty sheet rows count too,
+    #: so a sheet declaring 30 million empty rows fails instead of spinning through them.
+    IMPORT_MAX_ROWS = _int("IMPORT_MAX_ROWS", 10_000_000)
+    #: Most characters in one CSV record or JSON line. The csv module builds a record's whole
+    #: list of fields before the column count can be checked: 1 MiB keeps that list (and the
+    #: memory of one bad line) to some tens of megabytes while leaving room for 512 columns
+    #: of 2 KiB each.
+    IMPORT_MAX_RECORD_CHARS = _int("IMPORT_MAX_RECORD_CHARS", 1024 * 1024)
+    #: XLSX: most bytes all zip members may inflate to, by their declared sizes. A workbook
+    #: is XML, 5-15 times its zipped size: 256 MiB admits a full 100 MiB upload of ordinary
+    #: sheets (about a million rows of ten cells) and refuses gigabyte bombs before parsing.
+    IMPORT_XLSX_MAX_UNCOMPRESSED_BYTES = _int("IMPORT_XLSX_MAX_UNCOMPRESSED_BYTES", 256 * 1024 * 1024)
+    #: XLSX: most bytes of the parts openpyxl keeps whole in memory (every member but the
+    #: worksheets, which are streamed: shared strings, styles …). Held as Python objects they
+    #: cost 5-10 times their size; 64 MiB is about a million rows of three distinct texts.
+    IMPORT_XLSX_MAX_HELD_BYTES = _int("IMPORT_XLSX_MAX_HELD_BYTES", 64 * 1024 * 1024)
+    #: XLSX: highest inflated/zipped ratio of any member over 1 MiB. Real sheets deflate
+    #: 5-20 times, very repetitive ones up to ~50; deflate itself tops out near 1,000.
+    IMPORT_XLSX_MAX_RATIO = _float("IMPORT_XLSX_MAX_RATIO", 100.0)
+    #: XLSX: most members in the zip (a workbook with a few sheets has a dozen or two).
+    IMPORT_XLSX_MAX_MEMBERS = _int("IMPORT_XLSX_MAX_MEMBERS", 1000)
     API_TEST_ALLOWED_HOSTS = _list("API_TEST_ALLOWED_HOSTS", "localhost,127.0.0.1,::1")
 
     #: Create and print a demo login when serving (development only).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
 from typing import Any
@@ -51,6 +52,11 @@ def on_serving(app: Flask) -> None:
         settled = reconcile_interrupted_uploads()
         if settled:
             log.warning("settled %d upload(s) interrupted by a stopped server", settled)
+    # A full garbage collection walks every tracked object and holds the event loop while
+    # it does: with the app's start-up objects (modules, mappings) frozen out of it, the
+    # collections an import's allocations trigger took ~50 ms less each (ping p99 during a
+    # 40,000-row XLSX import: 110-130 ms before, about 50 ms after).
+    gc.freeze()
 
 
 def serve(app: Flask) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
-from tests.data_helpers import run_job, upload_bytes
+from tests.data_helpers import run_job, upload_bytes, write_shared_strings_bomb, write_xlsx
 
 GOOD_AND_BAD = (
     b"city,amount,ok\n"
@@ -159,3 +161,74 @@ def test_final_import_progress_is_100_percent_with_counts_that_add_up(client, au
     assert progress["processed_rows"] == progress["total_rows"] == 5
     assert progress["imported_rows"] + progress["rejected_rows"] == progress["processed_rows"]
     assert len(progress["errors"]) == progress["rejected_rows"] == 2
+
+
+# -- limits: the job fails with a clear code, nothing stays behind, the upload is untouched -
+
+
+def stored_files(app) -> dict[str, str]:
+    """sha256 of every stored upload, by file name."""
+    folder = Path(app.config["UPLOAD_DIR"])
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in folder.iterdir()}
+
+
+def test_xlsx_bomb_fails_the_import_as_file_too_large_and_leaves_nothing(app, client, auth, tmp_path):
+    token = auth.token_for("alice")
+    write_shared_strings_bomb(tmp_path / "bomb.xlsx")
+    upload_bytes(client, token, (tmp_path / "bomb.xlsx").read_bytes(), "bomb.xlsx", "bomb")
+    before = stored_files(app)
+    job = run_job(client, token, "data_import", {"upload_id": "bomb", "dataset": "bomb"}, timeout=10)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "file_too_large"
+    assert "IMPORT_XLSX_MAX_RATIO" in job["error"]["message"] and "rolled back" in job["error"]["message"]
+    assert client.get("/api/datasets/bomb", headers=auth.headers(token)).status_code == 404
+    assert stored_files(app) == before
+
+
+def test_rows_past_the_limit_fail_the_import_and_roll_back(app, client, auth):
+    app.config["IMPORT_MAX_ROWS"] = 1000
+    token = auth.token_for("alice")
+    upload_bytes(client, token, b"n\n" + b"1\n" * 1001, "long.csv", "long")
+    job = run_job(client, token, "data_import", {"upload_id": "long", "dataset": "long"})
+    assert job["status"] == "failed" and job["error"]["code"] == "file_too_large"
+    assert "more than 1,000 rows (IMPORT_MAX_ROWS)" in job["error"]["message"]
+    assert client.get("/api/datasets/long", headers=auth.headers(token)).status_code == 404
+
+
+def test_append_past_the_row_limit_leaves_the_dataset_as_it_was(app, client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, b"n\n1\n", "ok.csv", "ok")
+    upload_bytes(client, token, b"n\n" + b"2\n" * 1001, "long.csv", "long")
+    run_job(client, token, "data_import", {"upload_id": "ok", "dataset": "d"})
+    app.config["IMPORT_MAX_ROWS"] = 1000
+    job = run_job(client, token, "data_import", {"upload_id": "long", "dataset": "d", "mode": "append"})
+    assert job["error"]["code"] == "file_too_large"
+    assert rows_of(client, token, "d") == [{"n": 1}]
+
+
+def test_csv_row_of_a_million_columns_fails_the_import_as_file_too_large(client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, b"a,b\n1,2\n" + b"1," * 999_999 + b"1\n", "wide.csv", "wide")
+    job = run_job(client, token, "data_import", {"upload_id": "wide", "dataset": "wide"})
+    assert job["status"] == "failed" and job["error"]["code"] == "file_too_large"
+    assert "line 3: a record is longer than 1,048,576 characters" in job["error"]["message"]
+    assert client.get("/api/datasets/wide", headers=auth.headers(token)).status_code == 404
+
+
+def test_xlsx_that_is_not_a_zip_fails_as_a_broken_file(client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, b"name,score\na,1\n", "fake.xlsx", "fake")
+    job = run_job(client, token, "data_import", {"upload_id": "fake", "dataset": "fake"})
+    assert job["status"] == "failed" and job["error"]["code"] == "broken_file"
+    assert "not a zip archive" in job["error"]["message"]
+
+
+def test_workbook_with_shared_strings_imports(client, auth, tmp_path):
+    token = auth.token_for("alice")
+    rows = [["city", "qty"]] + [[f"city {i % 7}", i] for i in range(1000)]
+    write_xlsx(tmp_path / "cities.xlsx", rows)
+    upload_bytes(client, token, (tmp_path / "cities.xlsx").read_bytes(), "cities.xlsx", "cities")
+    job = run_job(client, token, "data_import", {"upload_id": "cities", "dataset": "cities"})
+    assert job["status"] == "completed", job["error"]
+    assert job["result"]["imported_rows"] == 1000
+    assert rows_of(client, token, "cities")[-1] == {"city": "city 5", "qty": 999}

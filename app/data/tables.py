@@ -3,8 +3,14 @@
 A reader yields ``(line, values)`` with ``line`` the row's file line (the CSV header is
 line 1) and ``values`` in header order. Nothing reads a whole file into memory. A file
 that cannot be read as a table (bad encoding, wrong column count, no header) raises
-:class:`BrokenFile`; a row whose values do not fit the column types raises
-:class:`RowRejected` from :func:`convert_row` and is only reported.
+:class:`BrokenFile`; one past a :class:`TableLimits` bound (too many rows, a record too
+long, an XLSX zip that inflates too far) raises its subclass :class:`FileTooLarge`; a row
+whose values do not fit the column types raises :class:`RowRejected` from
+:func:`convert_row` and is only reported.
+
+Readers call ``pause()`` once per row, skipped rows included, so that a job can let other
+greenlets in; the XLSX reader opens the workbook through ``in_thread`` because openpyxl
+parses the shared strings in one loop that cannot yield.
 """
 
 from __future__ import annotations
@@ -12,10 +18,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Callable, Iterator
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import chain
-from typing import Any
+from typing import IO, Any, TypeVar
+
+T = TypeVar("T")
 
 #: The column types a dataset knows.
 COLUMN_TYPES = ("string", "integer", "number", "boolean")
@@ -39,6 +48,33 @@ class BrokenFile(Exception):
         super().__init__(message)
         self.message = message
         self.line = line
+
+
+class FileTooLarge(BrokenFile):
+    """The file goes past an import limit (rows, record length, inflated size)."""
+
+
+@dataclass(frozen=True)
+class TableLimits:
+    """The bounds one import works within (``IMPORT_*`` settings)."""
+
+    max_rows: int
+    max_record_chars: int
+    xlsx_max_uncompressed_bytes: int
+    xlsx_max_held_bytes: int
+    xlsx_max_ratio: float
+    xlsx_max_members: int
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> TableLimits:
+        return cls(
+            max_rows=int(config["IMPORT_MAX_ROWS"]),
+            max_record_chars=int(config["IMPORT_MAX_RECORD_CHARS"]),
+            xlsx_max_uncompressed_bytes=int(config["IMPORT_XLSX_MAX_UNCOMPRESSED_BYTES"]),
+            xlsx_max_held_bytes=int(config["IMPORT_XLSX_MAX_HELD_BYTES"]),
+            xlsx_max_ratio=float(config["IMPORT_XLSX_MAX_RATIO"]),
+            xlsx_max_members=int(config["IMPORT_XLSX_MAX_MEMBERS"]),
+        )
 
 
 class RowRejected(Exception):
@@ -72,7 +108,16 @@ def format_of(filename: str) -> str | None:
     return {"csv": "csv", "txt": "csv", "jsonl": "jsonl", "json": "jsonl", "xlsx": "xlsx"}.get(ext)
 
 
-def estimate_rows(path: str, fmt: str) -> int | None:
+def _stay() -> None:
+    """The default ``pause``: nothing else is waiting for this thread."""
+
+
+def _call_here(call: Callable[[], T]) -> T:
+    """The default ``in_thread``: run the call right here."""
+    return call()
+
+
+def estimate_rows(path: str, fmt: str, pause: Callable[[], None] = _stay) -> int | None:
     """A fast row-count estimate (newlines) so progress has a total before parsing."""
     if fmt == "xlsx":
         return None
@@ -80,6 +125,7 @@ def estimate_rows(path: str, fmt: str) -> int | None:
     last = b"\n"
     with open(path, "rb") as fh:
         while block := fh.read(1 << 20):
+            pause()
             newlines += block.count(b"\n")
             last = block[-1:]
     lines = newlines + (0 if last == b"\n" else 1)
@@ -126,12 +172,58 @@ def _check_header(names: list[str]) -> list[str]:
     return clean
 
 
+class _RecordLines:
+    """Physical lines of a text file for ``csv.reader``, refusing a record (one or more
+    lines, as quoted fields may hold line breaks) longer than ``limit`` characters.
+
+    ``readline`` with a size never reads past the budget, so a 100 MB line costs no more
+    memory than the limit; csv would otherwise build its whole list of fields first.
+    """
+
+    def __init__(self, fh: IO[str], limit: int) -> None:
+        self._fh = fh
+        self._limit = limit
+        self._used = 0
+        #: Physical lines handed out so far.
+        self.line = 0
+
+    def __iter__(self) -> _RecordLines:
+        return self
+
+    def __next__(self) -> str:
+        text = self._fh.readline(self._limit - self._used + 1)
+        if not text:
+            raise StopIteration
+        self.line += 1
+        self._used += len(text)
+        if self._used > self._limit:
+            raise FileTooLarge(
+                f"line {self.line}: a record is longer than {self._limit:,} characters (IMPORT_MAX_RECORD_CHARS)",
+                line=self.line,
+            )
+        return text
+
+    def next_record(self) -> None:
+        """The record read so far is complete: the next one starts with the whole budget."""
+        self._used = 0
+
+
+def _too_many_rows(line: int, limits: TableLimits) -> FileTooLarge:
+    return FileTooLarge(
+        f"line {line}: the file has more than {limits.max_rows:,} rows (IMPORT_MAX_ROWS)",
+        line=line,
+    )
+
+
 class CsvReader(TableReader):
     """UTF-8 CSV (BOM allowed) with a header row; every row must have the header's width."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, limits: TableLimits, pause: Callable[[], None] = _stay) -> None:
         self._fh = open(path, encoding="utf-8-sig", errors="strict", newline="")  # noqa: SIM115
-        self._reader = csv.reader(self._fh)
+        self._limits = limits
+        self._pause = pause
+        self._lines = _RecordLines(self._fh, limits.max_record_chars)
+        self._reader = csv.reader(self._lines)
         try:
             first = next(self._reader)
         except StopIteration:
@@ -143,13 +235,22 @@ class CsvReader(TableReader):
         except csv.Error as exc:
             self.close()
             raise BrokenFile(f"line 1: {exc}", line=1) from None
+        except FileTooLarge:
+            self.close()
+            raise
+        self._lines.next_record()
         self.header = _check_header(first)
 
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
-        reader = self._reader
+        reader, lines, pause = self._reader, self._lines, self._pause
         width = len(self.header)
+        last_row = self._limits.max_rows + 1  # the header is line 1
         try:
-            for values in reader:
+            for records, values in enumerate(reader, start=2):
+                lines.next_record()
+                pause()
+                if records > last_row:
+                    raise _too_many_rows(reader.line_num, self._limits)
                 if len(values) != width:
                     if not values:
                         continue  # a blank line
@@ -171,26 +272,42 @@ class CsvReader(TableReader):
 class JsonLinesReader(TableReader):
     """One JSON object per line; the columns are the keys of the first objects, in order."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, limits: TableLimits, pause: Callable[[], None] = _stay) -> None:
         self._fh = open(path, encoding="utf-8-sig", errors="strict")  # noqa: SIM115
+        self._limits = limits
+        self._pause = pause
         self._buffered: list[tuple[int, Any]] = []
         keys: dict[str, None] = {}
         self._lines = self._numbered()
-        for line, obj in self._lines:
-            self._buffered.append((line, obj))
-            if isinstance(obj, dict):
-                keys.update(dict.fromkeys(str(k) for k in obj))
-            if len(self._buffered) >= INFER_ROWS:
-                break
+        try:
+            for line, obj in self._lines:
+                self._buffered.append((line, obj))
+                if isinstance(obj, dict):
+                    keys.update(dict.fromkeys(str(k) for k in obj))
+                if len(self._buffered) >= INFER_ROWS:
+                    break
+        except BrokenFile:
+            self.close()
+            raise
         if not keys:
             self.close()
             raise BrokenFile("no JSON object found in the first lines", line=1)
         self.header = _check_header(list(keys))
 
     def _numbered(self) -> Iterator[tuple[int, Any]]:
+        limit, pause = self._limits.max_record_chars, self._pause
         line = 0
         try:
-            for line, text in enumerate(self._fh, start=1):  # noqa: B007
+            while text := self._fh.readline(limit + 1):  # a size: a huge line is never read whole
+                line += 1
+                pause()
+                if len(text) > limit:
+                    raise FileTooLarge(
+                        f"line {line}: the line is longer than {limit:,} characters (IMPORT_MAX_RECORD_CHARS)",
+                        line=line,
+                    )
+                if line > self._limits.max_rows:
+                    raise _too_many_rows(line, self._limits)
                 if not text.strip():
                     continue
                 try:
@@ -221,19 +338,83 @@ class JsonLinesReader(TableReader):
         self._fh.close()
 
 
+#: Members smaller than this are not ratio-checked: a tiny, very regular part (an empty
+#: style sheet) may deflate 100 times and can do no harm.
+RATIO_CHECKED_FROM = 1024 * 1024
+#: Zip members openpyxl streams row by row in read-only mode; every other part it parses
+#: whole and keeps (shared strings) or builds into objects (styles, workbook, theme).
+WORKSHEET_PREFIX = "xl/worksheets/"
+
+
+def check_xlsx_archive(path: str, limits: TableLimits) -> None:
+    """Refuse an XLSX whose zip would inflate past the limits, from its central directory
+    alone, before openpyxl reads a byte of XML (raises :class:`BrokenFile`).
+
+    Declared sizes are a safe upper bound because openpyxl reads every part through
+    ``zipfile``: ``ZipExtFile`` starts ``_left`` at the member's declared ``file_size``,
+    cuts every decompressed piece to ``data[:self._left]`` and sets EOF once ``_left``
+    reaches zero (CPython 3.11 ``ZipExtFile._read1``). A member that really inflates
+    further is truncated there (and fails its CRC); it never yields more than declared.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError):
+        raise BrokenFile("not an XLSX workbook: the file is not a zip archive") from None
+    if len(members) > limits.xlsx_max_members:
+        raise FileTooLarge(
+            f"the workbook has {len(members):,} zip members; at most {limits.xlsx_max_members:,}"
+            " are allowed (IMPORT_XLSX_MAX_MEMBERS)"
+        )
+    for member in members:
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > RATIO_CHECKED_FROM and ratio > limits.xlsx_max_ratio:
+            raise FileTooLarge(
+                f"zip member {member.filename!r} inflates {ratio:,.0f} times ({member.file_size:,} bytes);"
+                f" at most {limits.xlsx_max_ratio:,.0f} times is allowed (IMPORT_XLSX_MAX_RATIO)"
+            )
+    total = sum(member.file_size for member in members)
+    if total > limits.xlsx_max_uncompressed_bytes:
+        raise FileTooLarge(
+            f"the workbook inflates to {total:,} bytes; at most {limits.xlsx_max_uncompressed_bytes:,}"
+            " are allowed (IMPORT_XLSX_MAX_UNCOMPRESSED_BYTES)"
+        )
+    held = sum(member.file_size for member in members if not member.filename.startswith(WORKSHEET_PREFIX))
+    if held > limits.xlsx_max_held_bytes:
+        raise FileTooLarge(
+            f"the workbook's shared strings, styles and other parts read whole inflate to {held:,} bytes;"
+            f" at most {limits.xlsx_max_held_bytes:,} are allowed (IMPORT_XLSX_MAX_HELD_BYTES)"
+        )
+
+
 class XlsxReader(TableReader):
     """The first sheet of a workbook, read-only (streamed); row 1 is the header."""
 
-    def __init__(self, path: str) -> None:
-        from openpyxl import load_workbook
-
+    def __init__(
+        self,
+        path: str,
+        limits: TableLimits,
+        pause: Callable[[], None] = _stay,
+        in_thread: Callable[[Callable[[], Any]], Any] = _call_here,
+    ) -> None:
+        check_xlsx_archive(path, limits)
+        self._limits = limits
+        self._pause = pause
         self._fh = open(path, "rb")  # noqa: SIM115  (a file object: the stored name has no .xlsx)
         try:
-            self._book = load_workbook(self._fh, read_only=True, data_only=True)
+            # Importing openpyxl takes ~0.1 s, and opening parses the whole shared-strings
+            # part in one loop that never yields: neither may hold the caller's loop.
+            self._book = in_thread(self._open_workbook)
         except Exception as exc:
             self._fh.close()
             raise BrokenFile(f"not a readable XLSX workbook: {exc}", line=None) from None
         sheet = self._book.worksheets[0]
+        declared_rows = (sheet.max_row or 1) - 1
+        if declared_rows > limits.max_rows:
+            self.close()
+            raise FileTooLarge(
+                f"the sheet declares {declared_rows:,} rows; at most {limits.max_rows:,} are allowed (IMPORT_MAX_ROWS)"
+            )
         self._rows = sheet.iter_rows(values_only=True)
         try:
             first = next(self._rows)
@@ -245,9 +426,18 @@ class XlsxReader(TableReader):
         self.header = _check_header(list(first))
         self.max_row = sheet.max_row
 
+    def _open_workbook(self) -> Any:
+        from openpyxl import load_workbook
+
+        return load_workbook(self._fh, read_only=True, data_only=True)
+
     def rows(self) -> Iterator[tuple[int, list[Any]]]:
-        width = len(self.header)
+        width, pause = len(self.header), self._pause
+        last_row = self._limits.max_rows + 1  # the header is row 1
         for line, values in enumerate(self._rows, start=2):
+            pause()
+            if line > last_row:  # openpyxl makes up the rows a sheet skips: they count
+                raise _too_many_rows(line, self._limits)
             cells = list(values)
             if all(v is None for v in cells):
                 continue
@@ -262,14 +452,25 @@ class XlsxReader(TableReader):
         self._fh.close()
 
 
-def open_table(path: str, fmt: str) -> TableReader:
-    """Open ``path`` as a table of format ``fmt`` (raises :class:`BrokenFile`)."""
+def open_table(
+    path: str,
+    fmt: str,
+    limits: TableLimits,
+    *,
+    pause: Callable[[], None] = _stay,
+    in_thread: Callable[[Callable[[], Any]], Any] = _call_here,
+) -> TableReader:
+    """Open ``path`` as a table of format ``fmt`` (raises :class:`BrokenFile`).
+
+    ``pause`` is called once per row; ``in_thread`` runs a call that cannot yield (opening
+    a workbook) where it does not hold up the caller's event loop.
+    """
     if fmt == "csv":
-        return CsvReader(path)
+        return CsvReader(path, limits, pause)
     if fmt == "jsonl":
-        return JsonLinesReader(path)
+        return JsonLinesReader(path, limits, pause)
     if fmt == "xlsx":
-        return XlsxReader(path)
+        return XlsxReader(path, limits, pause, in_thread)
     raise BrokenFile(f"unknown format {fmt!r}")
 
 

@@ -2,10 +2,11 @@
 
 Bad rows are counted and reported (first 100, with file line, column and reason) and never
 stop the import. A broken file (bad encoding, wrong column count, no header) fails the job
-with code ``broken_file`` and rolls back: the rows written so far never become visible and
-are deleted, and a dataset this import created is removed again. Cancelling rolls back
-the same way. Importing into an existing dataset needs ``mode: append|replace`` (409
-``dataset_exists`` at submit time otherwise).
+with code ``broken_file``, a file past an ``IMPORT_*`` limit (too many rows, a record too
+long, an XLSX that would inflate too far) with ``file_too_large``; both roll back: the
+rows written so far never become visible and are deleted, and a dataset this import
+created is removed again. Cancelling rolls back the same way. Importing into an existing
+dataset needs ``mode: append|replace`` (409 ``dataset_exists`` at submit time otherwise).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 from collections.abc import Callable
 from itertools import islice
 from typing import Any
+
+from flask import current_app
 
 from ...data.datasets import (
     DATASET_NAME_PATTERN,
@@ -31,7 +34,9 @@ from ...data.tables import (
     BrokenFile,
     Column,
     CsvReader,
+    FileTooLarge,
     RowRejected,
+    TableLimits,
     TableReader,
     estimate_rows,
     format_of,
@@ -116,11 +121,12 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     if not os.path.exists(path):
         raise JobFailed(f"the file of upload {params['upload_id']!r} is gone", code="upload_missing")
 
-    estimate = estimate_rows(path, fmt)
+    limits = TableLimits.from_config(current_app.config)
+    estimate = estimate_rows(path, fmt, ctx.yield_if_due)
     dataset_id: int | None = existing_id
     created = False
     try:
-        with open_table(path, fmt) as table:
+        with open_table(path, fmt, limits, pause=ctx.yield_if_due, in_thread=ctx.run_in_thread) as table:
             if estimate is None:
                 estimate = max(0, int(getattr(table, "max_row", 1) or 1) - 1)
             rows = table.rows()
@@ -138,6 +144,8 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         discard_import_rows([ctx.job_id])
         if created and dataset_id is not None:
             delete_dataset_if_empty(dataset_id)
+        if isinstance(exc, FileTooLarge):
+            raise JobFailed(f"file too large, import rolled back: {exc.message}", code="file_too_large") from None
         if isinstance(exc, BrokenFile):
             raise JobFailed(f"broken file, import rolled back: {exc.message}", code="broken_file") from None
         raise
