@@ -2,7 +2,8 @@
 
 import os
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
+#: Loopback unless ``HOST`` says otherwise (the Docker image sets ``HOST=0.0.0.0``).
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 worker_class = "eventlet"
 workers = 1
 #: Open connections per worker; matches MAX_CONNECTIONS for ``python wsgi.py``.

@@ -75,6 +75,10 @@ class Config:
     #: Origins allowed for Socket.IO and plain WebSocket handshakes; empty = same origin only.
     CORS_ALLOWED_ORIGINS = _list("CORS_ALLOWED_ORIGINS", "")
 
+    #: Reverse proxies in front of Herald (nginx: 1) whose ``X-Forwarded-For/-Proto/-Host``
+    #: are believed; 0 (default) believes none, so clients cannot forge them.
+    TRUSTED_PROXIES = _int("TRUSTED_PROXIES", 0)
+
     HOST = os.environ.get("HOST", "127.0.0.1")
     PORT = _int("PORT", 5000)
 

@@ -11,10 +11,12 @@ from typing import Any
 
 
 def own_origin(environ: dict[str, Any]) -> str:
-    """``scheme://host`` of the request as the client addressed it."""
-    scheme = environ.get("HTTP_X_FORWARDED_PROTO", environ.get("wsgi.url_scheme", "http")).split(",")[0].strip()
-    host = environ.get("HTTP_X_FORWARDED_HOST", environ.get("HTTP_HOST", "")).split(",")[0].strip()
-    return f"{scheme}://{host}"
+    """``scheme://host`` of the request as the client addressed it.
+
+    ``X-Forwarded-*`` headers are believed only through ``TRUSTED_PROXIES`` (werkzeug's
+    ``ProxyFix`` rewrites the environ before this runs); a client cannot forge them.
+    """
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
 
 
 def origin_allowed(origin: str | None, environ: dict[str, Any], allowed: Iterable[str]) -> bool:
