@@ -11,6 +11,7 @@ from .delivery import make_client_manager
 from .origins import socketio_origin_check
 from .packets import TolerantPacket
 from .pipeline import pipeline
+from .queue_health import init_queue_probe
 
 
 class StripWebSocketCompression:
@@ -35,7 +36,7 @@ def init_realtime(app: Flask) -> None:
     limit = int(app.config["SOCKET_MESSAGE_LIMIT"])
     TolerantPacket.max_event_bytes = limit
     options: dict[str, Any] = {
-        "client_manager": make_client_manager(app.config["MESSAGE_QUEUE_URL"]),
+        "client_manager": make_client_manager(app.config["MESSAGE_QUEUE_URL"], app.config["MESSAGE_QUEUE_CHANNEL"]),
         "serializer": TolerantPacket,
         "cors_allowed_origins": socketio_origin_check(app.config["CORS_ALLOWED_ORIGINS"]),
         # Engine.IO's own cap stays well above ours so that an oversized event gets an
@@ -49,6 +50,7 @@ def init_realtime(app: Flask) -> None:
     if app.config["SOCKETIO_ASYNC_MODE"]:
         options["async_mode"] = app.config["SOCKETIO_ASYNC_MODE"]
     socketio.init_app(app, **options)
+    init_queue_probe(app)
     pipeline.init_app(app)
     from .dialects import api_tests
 

@@ -243,10 +243,10 @@ class HeraldRedisManager(_LedgerFilterMixin, socketio.RedisManager):
             _deliver_plain(message.get("event", ""), payload, message.get("room"))
 
 
-def make_client_manager(message_queue_url: str | None) -> socketio.Manager:
+def make_client_manager(message_queue_url: str | None, channel: str = "herald") -> socketio.Manager:
     """The client manager for Flask-SocketIO: Redis-backed when a queue URL is set."""
     if message_queue_url:
         if not message_queue_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("MESSAGE_QUEUE_URL must be a redis:// URL")
-        return HeraldRedisManager(message_queue_url, channel="herald")
+        return HeraldRedisManager(message_queue_url, channel=channel)
     return HeraldManager()
