@@ -163,10 +163,27 @@ def launch(tmp_path: Path, server_class: type[ServerProcess] = ServerProcess, **
         },
     )
     proc.start()
+    _running.append(proc)
     yield proc
+    _running.remove(proc)
     proc.stop()
     if postgres is not None and database is not None:
         postgres.drop_database(database)
+
+
+#: Servers started by ``launch()`` that are still up (their log goes with a failure).
+_running: list[ServerProcess] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report carries the end of each running server's log (tracebacks)."""
+    report = yield
+    if report.failed:
+        for proc in _running:
+            tail = proc.log_path.read_text(errors="replace")[-4000:] if proc.log_path.exists() else ""
+            report.sections.append((f"server log {proc.log_path}", tail))
+    return report
 
 
 @pytest.fixture(scope="session")
