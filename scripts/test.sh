@@ -54,5 +54,5 @@ if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium || echo "no /usr/bin/chromium: the browser tests will skip" >&2
 fi
 SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/e2e
-stage "done"
-echo "== total: $((SECONDS - START)) s"
+echo "-- $STAGE: $((SECONDS - stage_start)) s"
+echo "== all stages passed in $((SECONDS - START)) s"
