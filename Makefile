@@ -24,7 +24,7 @@ run: $(VENV)/.runtime
 	HERALD_ENV=development $(BIN)/flask --app wsgi db upgrade
 	HERALD_ENV=development HOST=$(HOST) PORT=$(PORT) $(BIN)/python wsgi.py
 
-## test: lint, unit and integration tests (eventlet, then gevent), browser tests (Chromium)
+## test: lint, unit and integration tests (eventlet on SQLite and on PostgreSQL + Redis, gevent), browser tests
 test: $(VENV)/.dev
 	bash scripts/test.sh
 

@@ -14,6 +14,14 @@ timeout = 60
 graceful_timeout = 10
 
 
+def post_fork(server, worker):  # type: ignore[no-untyped-def]
+    """With ``-k gevent``, make psycopg2 yield to gevent (the eventlet worker's patch does)."""
+    if "gevent" in type(worker).__module__:
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
+
+
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
     """Start-up work that needs tables runs once the worker serves."""
     from app.serving import on_serving, raise_file_limit

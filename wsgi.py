@@ -2,6 +2,8 @@
 
 Monkey-patching happens only when this file serves (``python wsgi.py``); gunicorn's
 eventlet worker patches by itself, and ``flask --app wsgi db upgrade`` runs unpatched.
+``eventlet.monkey_patch()`` also makes psycopg2 (PostgreSQL) yield while it waits; gevent's
+``patch_all()`` does not, so psycogreen's wait callback is installed with it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ elif __name__ == "__main__" and os.environ.get("SOCKETIO_ASYNC_MODE") == "gevent
     from gevent import monkey
 
     monkey.patch_all()
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()
 
 from app import create_app  # noqa: E402
 from app.serving import serve  # noqa: E402

@@ -52,6 +52,23 @@ def _list(name: str, default: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+#: The PostgreSQL driver Herald uses: psycopg2, which eventlet's monkey-patching (and
+#: psycogreen under gevent) makes cooperative. SQLAlchemy 2.1 would pick psycopg 3 for a
+#: bare ``postgresql://``, whose wait loop blocks every greenlet of the process.
+POSTGRES_DRIVER = "postgresql+psycopg2"
+
+
+def database_uri(url: str) -> str:
+    """Point a bare ``postgresql://`` or ``postgres://`` URL at Herald's driver (psycopg2).
+
+    URLs that name a driver (``postgresql+psycopg://``) and other databases are kept.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in {"postgresql", "postgres"}:
+        return f"{POSTGRES_DRIVER}://{rest}"
+    return url
+
+
 class Config:
     """Production defaults: nothing secret has a default, limits are conservative."""
 
@@ -65,11 +82,14 @@ class Config:
     JWT_REFRESH_TOKEN_EXPIRES = _int("JWT_REFRESH_TOKEN_DAYS", 14) * 86400
     JWT_ERROR_MESSAGE_KEY = "message"
 
+    #: ``postgresql://`` and ``postgres://`` are mapped to psycopg2 (see ``database_uri``).
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'herald.db'}")
     SQLALCHEMY_ENGINE_OPTIONS: dict[str, Any] = {"pool_pre_ping": True}
 
     #: Optional Redis URL; when set, Flask-SocketIO fans events out through it.
     MESSAGE_QUEUE_URL = os.environ.get("MESSAGE_QUEUE_URL") or None
+    #: Redis pub/sub channel of the message queue; every process of one deployment shares it.
+    MESSAGE_QUEUE_CHANNEL = os.environ.get("MESSAGE_QUEUE_CHANNEL") or "herald"
     #: ``eventlet`` (deployed), ``gevent`` or ``threading``; None lets Flask-SocketIO pick.
     SOCKETIO_ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE") or None
     #: Origins allowed for Socket.IO and plain WebSocket handshakes; empty = same origin only.
@@ -220,5 +240,6 @@ def load_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config = CONFIGS[env_name]()
     for key, value in (overrides or {}).items():
         setattr(config, key, value)
+    config.SQLALCHEMY_DATABASE_URI = database_uri(config.SQLALCHEMY_DATABASE_URI)
     config.validate()
     return {key: getattr(config, key) for key in dir(config) if key.isupper()}

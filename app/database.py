@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Connection, event, make_url
+from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.engine import Engine
 
 from .extensions import db
@@ -69,6 +69,23 @@ def ensure_sqlite_folder(database_uri: str) -> None:
     url = make_url(database_uri)
     if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
         Path(url.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+
+
+#: Longest the ``/health`` database check may run on PostgreSQL, in milliseconds.
+HEALTH_STATEMENT_TIMEOUT_MS = 1000
+
+
+def check_database() -> dict[str, Any]:
+    """``{"status": "ok"}``, or ``degraded`` with the reason: one ``SELECT 1``, bounded in time."""
+    try:
+        with db.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text(f"SET LOCAL statement_timeout = {HEALTH_STATEMENT_TIMEOUT_MS}"))
+            connection.execute(text("SELECT 1"))
+            connection.rollback()
+    except Exception as exc:  # any failure means the database is not usable
+        return {"status": "degraded", "reason": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"}
+    return {"status": "ok"}
 
 
 def init_database(app: Flask) -> None:

@@ -39,6 +39,9 @@ def raise_file_limit(wanted: int) -> int:
 
 def on_serving(app: Flask) -> None:
     """Start-up work that needs the tables: the demo login, the sweep, the heartbeat."""
+    from .realtime.queue_health import log_queue_at_start
+
+    log_queue_at_start(app)
     with app.app_context():
         if app.config["DEMO_USER"]:
             from .cli import ensure_demo_user

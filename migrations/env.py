@@ -1,8 +1,10 @@
 import logging
+from contextlib import contextmanager
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import text
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -51,6 +53,28 @@ def get_metadata():
     return target_db.metadata
 
 
+#: PostgreSQL advisory lock key held while migrating ("herald" as a 64-bit integer), so
+#: that processes started together (several containers, each running ``db upgrade``)
+#: migrate one after the other instead of racing on the same DDL and alembic_version.
+MIGRATION_LOCK_KEY = 0x68657261_6C64
+
+
+@contextmanager
+def migration_lock(connection):
+    """Hold a session advisory lock on PostgreSQL while migrating; a no-op elsewhere."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+    connection.commit()  # the lock is per session: it outlives this transaction
+    try:
+        yield
+    finally:
+        connection.rollback()  # a failed migration leaves the transaction aborted
+        connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
+
+
 def run_migrations_offline():
     """Run migrations in 'offline' mode.
 
@@ -94,7 +118,7 @@ def run_migrations_online():
 
     connectable = get_engine()
 
-    with connectable.connect() as connection:
+    with connectable.connect() as connection, migration_lock(connection):
         context.configure(connection=connection, target_metadata=get_metadata(), render_item=render_item, **conf_args)
 
         with context.begin_transaction():

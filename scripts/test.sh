@@ -1,30 +1,58 @@
 #!/usr/bin/env bash
 # The whole test run behind `make test`: lint, in-process tests, then the real-server
-# integration tests under eventlet (deployed mode) and gevent, then the browser tests.
+# integration tests under eventlet (deployed mode) on SQLite and on PostgreSQL + Redis,
+# under gevent (SQLite), then the browser tests. Each stage prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
+START=$SECONDS
+stage_start=$SECONDS
+stage() {
+  if [ -n "${STAGE:-}" ]; then echo "-- $STAGE: $((SECONDS - stage_start)) s"; fi
+  STAGE="$1"
+  stage_start=$SECONDS
+  echo "== $1"
+}
 
-echo "== ruff"
+apt_install() {
+  # Debian packages for a stage, installed when missing (as root; like chromium below).
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else
+    echo "missing $*: install them as root (apt-get install $*)" >&2
+    return 1
+  fi
+}
+
+stage "ruff"
 $BIN/ruff check .
 $BIN/ruff format --check .
 
-echo "== unit and in-process tests (threading mode)"
+stage "unit and in-process tests (threading mode)"
 $BIN/pytest -q -p no:cacheprovider tests --ignore=tests/integration --ignore=tests/e2e
 
-echo "== integration tests, eventlet"
-SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/integration
+# Real PostgreSQL 15 and Redis, started by the tests themselves (tests/engines.py); no
+# system service is used. The engine proofs (test_engines.py) start their own servers.
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ] || ! command -v redis-server >/dev/null; then
+  apt_install postgresql-15 redis-server
+fi
 
-echo "== integration tests, gevent"
+stage "integration tests, eventlet, SQLite"
+# test_engines.py starts its own PostgreSQL: it runs in the two passes below, not here.
+SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/integration \
+  --ignore=tests/integration/test_engines.py
+
+stage "integration tests, eventlet, PostgreSQL + Redis"
+HERALD_TEST_ENGINES=postgres-redis SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/integration
+
+stage "integration tests, gevent, SQLite (engine proofs on PostgreSQL)"
 SOCKETIO_ASYNC_MODE=gevent $BIN/pytest -q -p no:cacheprovider tests/integration -m "not eventlet_only"
 
-echo "== browser tests (Playwright + Debian chromium, eventlet server)"
+stage "browser tests (Playwright + Debian chromium, eventlet server)"
 if [ ! -x /usr/bin/chromium ]; then
   # Playwright's own browser download is not used (nor reachable): Debian's chromium is.
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "no /usr/bin/chromium and not root: install Debian's chromium; the browser tests will skip" >&2
-  fi
+  apt_install chromium || echo "no /usr/bin/chromium: the browser tests will skip" >&2
 fi
 SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/e2e
+echo "-- $STAGE: $((SECONDS - stage_start)) s"
+echo "== all stages passed in $((SECONDS - START)) s"

@@ -18,13 +18,26 @@ def openapi() -> dict[str, Any]:
     return openapi_document(current_app)
 
 
-def health() -> dict[str, Any]:
-    """Liveness: status, async mode and open connections of this process."""
+def health() -> tuple[dict[str, Any], int]:
+    """Readiness: the database and the message queue, each on its own; 503 when one is degraded.
+
+    Also the async mode, open connections and worker id of this process.
+    """
+    from ..database import check_database
     from ..realtime.connections import connection_counts
 
-    return {
-        "status": "ok",
+    database = check_database()
+    message_queue = current_app.extensions["herald_queue_probe"].check()
+    outage = getattr(socketio.server.manager, "outage", None)  # Redis answers, but this process's link is broken
+    if outage and message_queue["status"] == "ok":
+        message_queue = {**message_queue, "status": "degraded", "reason": outage}
+    degraded = database["status"] == "degraded" or message_queue["status"] == "degraded"
+    body = {
+        "status": "degraded" if degraded else "ok",
+        "database": database,
+        "message_queue": message_queue,
         "async_mode": socketio.async_mode,
         "connections": connection_counts(),
         "worker_id": current_app.extensions["herald_runner"].worker_id,
     }
+    return body, 503 if degraded else 200

@@ -302,6 +302,12 @@ class UploadReceiver:
             status="receiving",
             created_at=utcnow(),
         )
+        # The temp file exists before the row does: a "receiving" row always has its file,
+        # even when a PostgreSQL commit yields and the process dies right after it.
+        directory = current_app.config["UPLOAD_DIR"]
+        os.makedirs(directory, exist_ok=True)
+        self._temp_path = os.path.join(directory, upload.stored_name + ".part")
+        self._file = open(self._temp_path, "xb")  # noqa: SIM115  (closed in _finish_file/_fail)
         db.session.add(job)
         db.session.add(upload)
         try:
@@ -309,7 +315,7 @@ class UploadReceiver:
             upload.job_id = job.id
             commit_session()
         except IntegrityError:
-            db.session.rollback()
+            db.session.rollback()  # receive() -> _fail() removes the temp file
             raise Conflict(f"upload {upload_id!r} already exists", code="upload_exists") from None
         self.upload, self.job_id = upload, job.id
         self.fence = Fence.held_by(runner.worker_id)
@@ -338,10 +344,6 @@ class UploadReceiver:
             total_bytes=self.total_bytes,
         )
         self.ctx = ctx
-        directory = current_app.config["UPLOAD_DIR"]
-        os.makedirs(directory, exist_ok=True)
-        self._temp_path = os.path.join(directory, upload.stored_name + ".part")
-        self._file = open(self._temp_path, "xb")  # noqa: SIM115  (closed in _finish_file/_fail)
 
     def _write(self, data: bytes) -> None:
         if data and self._file is not None:

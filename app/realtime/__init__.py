@@ -12,6 +12,7 @@ from .delivery import HeraldRedisManager, make_client_manager
 from .origins import socketio_origin_check
 from .packets import TolerantPacket
 from .pipeline import pipeline
+from .queue_health import init_queue_probe
 
 
 class StripWebSocketCompression:
@@ -38,7 +39,9 @@ def init_realtime(app: Flask) -> None:
     TolerantPacket.max_event_bytes = limit
     options: dict[str, Any] = {
         "client_manager": make_client_manager(
-            app.config["MESSAGE_QUEUE_URL"], write_only=app.config["ROLE"] == "worker"
+            app.config["MESSAGE_QUEUE_URL"],
+            app.config["MESSAGE_QUEUE_CHANNEL"],
+            write_only=app.config["ROLE"] == "worker",
         ),
         "serializer": TolerantPacket,
         "cors_allowed_origins": socketio_origin_check(app.config["CORS_ALLOWED_ORIGINS"]),
@@ -56,6 +59,7 @@ def init_realtime(app: Flask) -> None:
     if isinstance(manager, HeraldRedisManager):
         manager.on_recovered = partial(catch_up, app)
     socketio.init_app(app, **options)
+    init_queue_probe(app)
     pipeline.init_app(app)
     from .dialects import api_tests
 

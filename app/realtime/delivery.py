@@ -272,6 +272,17 @@ class HeraldRedisManager(_LedgerFilterMixin, socketio.RedisManager):
         """Why the queue does not work now (for ``/health``), or None."""
         return self.listen_error or self.publish_error
 
+    def _handle_emit(self, message):  # type: ignore[no-untyped-def]
+        data = message.get("data")
+        payload = data[0] if isinstance(data, list) and len(data) == 1 else data
+        _current.message = payload if isinstance(payload, dict) else None
+        try:
+            super()._handle_emit(message)
+        finally:
+            _current.message = None
+        if message.get("namespace", "/") in ("/", None):
+            _deliver_plain(message.get("event", ""), payload, message.get("room"))
+
     def _publish(self, data):  # type: ignore[no-untyped-def]
         try:
             if not self.connected:
@@ -313,7 +324,9 @@ class HeraldRedisManager(_LedgerFilterMixin, socketio.RedisManager):
                 retry = min(retry * 2, self.RETRY_MAX)
 
 
-def make_client_manager(message_queue_url: str | None, *, write_only: bool = False) -> socketio.Manager:
+def make_client_manager(
+    message_queue_url: str | None, channel: str = "herald", *, write_only: bool = False
+) -> socketio.Manager:
     """The client manager for Flask-SocketIO: Redis-backed when a queue URL is set.
 
     ``write_only`` is for processes without clients (Celery workers): they publish through
@@ -322,7 +335,7 @@ def make_client_manager(message_queue_url: str | None, *, write_only: bool = Fal
     if message_queue_url:
         if not message_queue_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("MESSAGE_QUEUE_URL must be a redis:// URL")
-        return HeraldRedisManager(message_queue_url, channel="herald", write_only=write_only)
+        return HeraldRedisManager(message_queue_url, channel=channel, write_only=write_only)
     if write_only:
         raise ValueError("a worker needs MESSAGE_QUEUE_URL to reach the web processes' clients")
     return HeraldManager()

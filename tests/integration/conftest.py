@@ -1,7 +1,10 @@
 """The real server (``python wsgi.py``) as a subprocess on a free loopback port.
 
 The async mode comes from ``SOCKETIO_ASYNC_MODE`` (``eventlet`` by default; CI runs this
-folder again under ``gevent``).
+folder again under ``gevent``). The engines come from ``HERALD_TEST_ENGINES``: ``sqlite``
+(default: an SQLite file per test, no message queue) or ``postgres-redis`` (a fresh
+PostgreSQL database per test, copied from a migrated template, and the real Redis as
+``MESSAGE_QUEUE_URL`` with a channel of its own per test).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +23,18 @@ from typing import Any
 import pytest
 import requests
 
+from tests.engines import EngineUnavailable, PostgresServer, RedisServer
+
 ROOT = Path(__file__).resolve().parents[2]
+
 ASYNC_MODE = os.environ.get("SOCKETIO_ASYNC_MODE", "eventlet")
+#: ``sqlite`` or ``postgres-redis``: what ``launch()`` gives each test's server.
+ENGINES = os.environ.get("HERALD_TEST_ENGINES", "sqlite")
+if ENGINES not in {"sqlite", "postgres-redis"}:
+    raise RuntimeError(f"HERALD_TEST_ENGINES must be sqlite or postgres-redis, got {ENGINES!r}")
 PASSWORD = "password123"
+#: The session's shared servers when ``ENGINES`` is ``postgres-redis`` (set by ``_engines``).
+_shared: dict[str, Any] = {}
 
 
 def free_port() -> int:
@@ -44,6 +57,9 @@ def prepare_database(database_url: str, usernames: list[str]) -> None:
         upgrade(directory=str(ROOT / "migrations"))
         for name in usernames:
             create_user(name, PASSWORD)
+        from app.extensions import db
+
+        db.engine.dispose()  # no connection left behind (a PostgreSQL template must have none)
 
 
 class ServerProcess:
@@ -68,7 +84,8 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, *, healthy: bool = True) -> None:
+        """Start and wait for ``/health``: a 200, or with ``healthy=False`` any answer (a 503)."""
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, self.script], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
@@ -78,7 +95,7 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if requests.get(self.url + "/health", timeout=1).ok:
+                if requests.get(self.url + "/health", timeout=1).ok or not healthy:
                     return
             except requests.RequestException:
                 pass
@@ -118,21 +135,109 @@ class ServerProcess:
 
 
 def launch(tmp_path: Path, server_class: type[ServerProcess] = ServerProcess, **env: str) -> Iterator[Any]:
-    """Fixture body: a fresh database (users alice and bob) and a server with extra environment."""
-    database_url = f"sqlite:///{tmp_path / 'herald.db'}"
-    prepare_database(database_url, ["alice", "bob"])
+    """Fixture body: a fresh database (users alice and bob) and a server with extra environment.
+
+    The database and message queue follow ``HERALD_TEST_ENGINES`` (see the module docstring).
+    """
+    engines: dict[str, str] = {}
+    postgres: PostgresServer | None = _shared.get("postgres")
+    database = None
+    if ENGINES == "postgres-redis":
+        assert postgres is not None, "the _engines fixture starts PostgreSQL and Redis first"
+        database = postgres.create_database(template=_shared["template"])
+        engines = {
+            "DATABASE_URL": postgres.url(database),
+            "MESSAGE_QUEUE_URL": _shared["redis"].url(),
+            "MESSAGE_QUEUE_CHANNEL": f"herald-test-{uuid.uuid4().hex[:12]}",
+        }
+    else:
+        engines = {"DATABASE_URL": f"sqlite:///{tmp_path / 'herald.db'}"}
+        prepare_database(engines["DATABASE_URL"], ["alice", "bob"])
     proc = server_class(
         tmp_path,
         {
-            "DATABASE_URL": database_url,
+            **engines,
             "UPLOAD_DIR": str(tmp_path / "uploads"),
             "ARTIFACT_DIR": str(tmp_path / "artifacts"),
             **env,
         },
     )
     proc.start()
+    _running.append(proc)
     yield proc
+    _running.remove(proc)
     proc.stop()
+    if postgres is not None and database is not None:
+        postgres.drop_database(database)
+
+
+#: Servers started by ``launch()`` that are still up (their log goes with a failure).
+_running: list[ServerProcess] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report carries the end of each running server's log (tracebacks)."""
+    report = yield
+    if report.failed:
+        for proc in _running:
+            tail = proc.log_path.read_text(errors="replace")[-4000:] if proc.log_path.exists() else ""
+            report.sections.append((f"server log {proc.log_path}", tail))
+    return report
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` for the whole session (skips when it is not installed)."""
+    try:
+        redis = RedisServer()
+    except EngineUnavailable as exc:
+        _unavailable(str(exc))
+    yield redis.start()
+    redis.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL 15 cluster for the whole session (skips when it is not installed)."""
+    try:
+        postgres = PostgresServer()
+    except EngineUnavailable as exc:
+        _unavailable(str(exc))
+    yield postgres.start()
+    postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server: PostgresServer) -> str:
+    """A migrated database with users alice and bob; each test gets a copy of it."""
+    name = postgres_server.create_database("herald_template")
+    prepare_database(postgres_server.url(name), ["alice", "bob"])
+    return name
+
+
+@pytest.fixture
+def postgres_database(postgres_server: PostgresServer, postgres_template: str) -> Iterator[str]:
+    """The URL of a fresh, migrated PostgreSQL database (users alice and bob), dropped after."""
+    name = postgres_server.create_database(template=postgres_template)
+    yield postgres_server.url(name)
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engines(request: pytest.FixtureRequest) -> None:
+    """With ``HERALD_TEST_ENGINES=postgres-redis``, start the shared servers for ``launch()``."""
+    if ENGINES == "postgres-redis":
+        _shared["postgres"] = request.getfixturevalue("postgres_server")
+        _shared["redis"] = request.getfixturevalue("redis_server")
+        _shared["template"] = request.getfixturevalue("postgres_template")
+
+
+def _unavailable(reason: str) -> None:
+    # Asked for explicitly, a missing engine is an error; otherwise its tests skip.
+    if ENGINES == "postgres-redis":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture
