@@ -21,4 +21,5 @@ celery = flask_app.extensions["herald_celery"]
 def run_job(job_id: int) -> None:
     """Claim job ``job_id`` and run it to its end here (no-op if another worker has it)."""
     runner.start_serving()
-    runner.run_claimed(job_id)
+    with flask_app.app_context():
+        runner.run_claimed(job_id)

@@ -33,20 +33,21 @@ $BIN/pytest -q -p no:cacheprovider tests --ignore=tests/integration --ignore=tes
 
 # Real PostgreSQL 15 and Redis, started by the tests themselves (tests/engines.py); no
 # system service is used. The engine proofs (test_engines.py) start their own servers.
-if [ ! -x /usr/lib/postgresql/15/bin/postgres ] || ! command -v redis-server >/dev/null; then
-  apt_install postgresql-15 redis-server
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ] || ! command -v redis-server >/dev/null || [ ! -x /usr/sbin/nginx ]; then
+  apt_install postgresql-15 redis-server nginx
 fi
 
 stage "integration tests, eventlet, SQLite"
-# test_engines.py starts its own PostgreSQL: it runs in the two passes below, not here.
+# test_engines.py starts its own PostgreSQL: it runs in the two passes below, not here;
+# the scale-out tests (several processes, their own Redis each) run in the next pass only.
 SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/integration \
-  --ignore=tests/integration/test_engines.py
+  --ignore=tests/integration/test_engines.py -m "not scale_out"
 
 stage "integration tests, eventlet, PostgreSQL + Redis"
 HERALD_TEST_ENGINES=postgres-redis SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/integration
 
 stage "integration tests, gevent, SQLite (engine proofs on PostgreSQL)"
-SOCKETIO_ASYNC_MODE=gevent $BIN/pytest -q -p no:cacheprovider tests/integration -m "not eventlet_only"
+SOCKETIO_ASYNC_MODE=gevent $BIN/pytest -q -p no:cacheprovider tests/integration -m "not eventlet_only and not scale_out"
 
 stage "browser tests (Playwright + Debian chromium, eventlet server)"
 if [ ! -x /usr/bin/chromium ]; then

@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from tests.engines import RedisServer
 
 from .conftest import ROOT, ServerProcess
@@ -31,9 +29,6 @@ class GunicornServer(ServerProcess):
 
     def command(self) -> list[str]:
         return [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "-k", "eventlet", "-w", "1", "wsgi:app"]
-
-    def worker_id(self) -> str:
-        return str(requests.get(self.url + "/health", timeout=5).json()["worker_id"])
 
 
 class CeleryWorker:
@@ -107,6 +102,18 @@ class Cluster:
         worker = CeleryWorker(self.tmp_path, {**self.env, **env}).start()
         self.processes.append(worker)
         return worker
+
+    def job_row(self, job_id: int) -> dict[str, Any]:
+        """The job's row as stored (columns clients never see, such as ``worker_id``)."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.env["DATABASE_URL"].replace("postgresql://", "postgresql+psycopg2://", 1))
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(text("SELECT * FROM jobs WHERE id = :id"), {"id": job_id}).mappings().one()
+                return dict(row)
+        finally:
+            engine.dispose()
 
     def logs(self) -> str:
         parts = []

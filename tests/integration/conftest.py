@@ -84,12 +84,18 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "server.log"
 
+    def command(self) -> list[str]:
+        """The child's command line."""
+        return [sys.executable, self.script]
+
+    def worker_id(self) -> str:
+        """The id this process's runner holds leases under (from ``/health``)."""
+        return str(requests.get(self.url + "/health", timeout=5).json()["worker_id"])
+
     def start(self, timeout: float = 60.0, *, healthy: bool = True) -> None:
         """Start and wait for ``/health``: a 200, or with ``healthy=False`` any answer (a 503)."""
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [sys.executable, self.script], cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
