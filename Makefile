@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format bench bench-quick clean
+.PHONY: run worker test lint format bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.runtime
 	HERALD_ENV=development $(BIN)/flask --app wsgi db upgrade
 	HERALD_ENV=development HOST=$(HOST) PORT=$(PORT) $(BIN)/python wsgi.py
+
+## worker: a Celery worker for JOB_EXECUTOR=celery (set DATABASE_URL and MESSAGE_QUEUE_URL as the web processes do)
+worker: $(VENV)/.runtime
+	$(BIN)/celery -A app.worker worker --pool threads --concurrency $${WORKER_CONCURRENCY:-8} --loglevel INFO
 
 ## test: lint, unit and integration tests (eventlet on SQLite and on PostgreSQL + Redis, gevent), browser tests
 test: $(VENV)/.dev
