@@ -12,7 +12,8 @@ and it stops the job at once.
 
 Executors (``JOB_EXECUTOR``): ``inline`` runs jobs as background tasks of the web
 processes (each claims while it has free slots); ``celery`` hands them to Celery workers
-(``app.worker``), which claim and run them with this same class. Slots: at most
+(``app.worker``), which claim and run them with this same class — except coordinators,
+which stay in the web processes (they mostly wait for their children). Slots: at most
 ``MAX_CONCURRENT_JOBS`` jobs per process, plus ``MAX_COORDINATOR_JOBS`` coordinators
 (batches, workflows) that mostly wait for children and so must not take their slots.
 Cancel is a flag on the row; the holder polls it every ``JOB_CANCEL_POLL_INTERVAL``.
@@ -100,8 +101,14 @@ class JobRunner:
 
     @property
     def claims_pending(self) -> bool:
-        """Whether this process claims pending jobs for its slots (the inline executor)."""
-        return self.executor == "inline" and self._role == "web"
+        """Whether this process claims pending jobs for its slots (web processes do)."""
+        return self._role == "web"
+
+    def claims(self, *, coordinator: bool) -> bool:
+        """Which pending jobs this process claims: coordinators (batches, workflows) always
+        run in the web processes — they mostly wait, and on Celery they could fill every
+        worker thread while their children queue behind them — other kinds only inline."""
+        return self._role == "web" and (coordinator or self.executor == "inline")
 
     # -- serving ------------------------------------------------------------------
 
@@ -221,20 +228,36 @@ class JobRunner:
 
     def submitted(self, job_id: int, *, coordinator: bool = False) -> None:
         """A job was stored as pending: run it here if there is room, or hand it over."""
-        if self.executor == "celery":
-            self.dispatch(job_id)
-        else:
+        if self.claims(coordinator=coordinator):
             self.fill_slots()
+        else:
+            self.dispatch(job_id)
 
     def fill_slots(self) -> None:
         """Claim pending jobs, oldest first, while this process has free slots."""
         with self._fill_lock:
             for coordinator in (True, False):
+                if not self.claims(coordinator=coordinator) or not self._unclaimed_exist(coordinator):
+                    continue
                 while self._free_slots(coordinator) > 0:
                     job_id = self.claim(coordinator=coordinator)
                     if job_id is None:
                         break
                     self._start(job_id, coordinator=coordinator)
+
+    def _unclaimed_exist(self, coordinator: bool) -> bool:
+        """A cheap read before claiming: most of the time nothing waits (no write needed)."""
+        found = db.session.scalar(
+            select(Job.id)
+            .where(
+                Job.status == JobStatus.PENDING.value,
+                Job.worker_id.is_(None),
+                Job.kind.in_(queued_kind_names(coordinator=coordinator)),
+            )
+            .limit(1)
+        )
+        db.session.rollback()
+        return found is not None
 
     def _free_slots(self, coordinator: bool) -> int:
         with self._lock:
@@ -304,7 +327,7 @@ class JobRunner:
                 .where(
                     Job.status == JobStatus.PENDING.value,
                     Job.worker_id.is_(None),
-                    Job.kind.in_(queued_kind_names(coordinator=False) + queued_kind_names(coordinator=True)),
+                    Job.kind.in_(queued_kind_names(coordinator=False)),
                     (Job.dispatched_at.is_(None)) | (Job.dispatched_at < cutoff),
                 )
                 .order_by(Job.id)

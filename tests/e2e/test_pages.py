@@ -4,6 +4,7 @@ restart and an offline spell, the upload page, /websocket-test, small screens an
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.integration.conftest import ServerProcess
+from tests.integration.plain_ws import KindsServer, start_server
 
 from .conftest import TIMEOUT_MS, screenshot, sign_in
 
@@ -380,3 +382,30 @@ def test_batch_counts_on_the_dashboard_and_cases_on_the_job_page(page: Any, serv
     statuses = cases.locator("td:nth-child(3)").all_inner_texts()
     assert sorted(statuses) == ["failed"] * 2 + ["passed"] * 4
     screenshot(page, "batch-job-page")
+
+
+@pytest.fixture
+def kinds_server(tmp_path: Path) -> Iterator[KindsServer]:
+    """A server that also knows the test-only kinds (here: one that loses an event in transit)."""
+    yield from start_server(tmp_path)
+
+
+def test_job_page_fetches_a_log_line_that_never_arrived_live(browser: Any, kinds_server: KindsServer) -> None:
+    token = kinds_server.login("alice")
+    gate = kinds_server.workdir / "go"
+    job = kinds_server.submit(token, "test_lost_emit", lines=12, lose=7, interval=0.05, gate=str(gate))
+    context = browser.new_context(base_url=kinds_server.url, viewport={"width": 1000, "height": 900})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        sign_in(page, f"/jobs/{job['id']}")
+        page.locator(".badge").filter(has_text="running").wait_for()
+        gate.touch()  # the page is live: now the lines go out, the seventh never sent
+        page.locator(".badge").filter(has_text="completed").wait_for(timeout=LONG_MS)
+        expected = api_log_lines(kinds_server, token, job["id"])
+        assert "line 7 (never sent live)" in expected
+        wait_for(lambda: page_log_lines(page) == expected, timeout=10)
+        seqs = page_log_seqs(page)
+        assert len(seqs) == len(set(seqs)) == len(expected)
+    finally:
+        context.close()

@@ -155,6 +155,9 @@ def launch(tmp_path: Path, server_class: type[ServerProcess] = ServerProcess, **
             "DATABASE_URL": postgres.url(database),
             "MESSAGE_QUEUE_URL": _shared["redis"].url(),
             "MESSAGE_QUEUE_CHANNEL": f"herald-test-{uuid.uuid4().hex[:12]}",
+            # Several processes may share PostgreSQL: a killed server's jobs wait for its lease.
+            "JOB_LEASE_SECONDS": "4",
+            "WORKER_HEARTBEAT_INTERVAL": "1",
         }
     else:
         engines = {"DATABASE_URL": f"sqlite:///{tmp_path / 'herald.db'}"}

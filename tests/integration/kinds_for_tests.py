@@ -72,3 +72,37 @@ def chatty(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         ctx.progress(line, params["lines"])
         ctx.sleep(params["interval"])
     return {"lines": params["lines"]}
+
+
+@job_kind(
+    "test_lost_emit",
+    schema={
+        "properties": {
+            "lines": {"type": "integer", "default": 10},
+            "lose": {"type": "integer", "default": 5},
+            "interval": {"type": "number", "default": 0.05},
+            "gate": {"type": ["string", "null"], "default": None},
+        }
+    },
+)
+def lost_emit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Durable log lines; line ``lose`` is committed but never sent, as if lost in transit.
+
+    Clients must notice the gap in seqs and fetch the missing event (seq gap recovery).
+    With ``gate`` (a file path) the lines wait for that file, so clients subscribe first.
+    """
+    from app.realtime.pipeline import pipeline
+
+    while params["gate"] and not os.path.exists(params["gate"]):
+        ctx.sleep(0.05)
+    for line in range(1, params["lines"] + 1):
+        if line == params["lose"]:
+            pipeline._emit = lambda *args: None  # type: ignore[method-assign]
+            try:
+                ctx.log(f"line {line} (never sent live)")
+            finally:
+                del pipeline._emit  # back to the class's method
+        else:
+            ctx.log(f"line {line}")
+        ctx.sleep(params["interval"])
+    return {"lines": params["lines"]}
