@@ -48,13 +48,20 @@ def on_serving(app: Flask) -> None:
 
             username, password = ensure_demo_user()
             print(f"Demo login: username {username!r}, password {password!r}", flush=True)
-    app.extensions["herald_runner"].start_serving()
-    with app.app_context():
-        from .data.uploads import reconcile_interrupted_uploads
+    from .data.uploads import reconcile_interrupted_uploads
 
+    def settle_uploads() -> None:
         settled = reconcile_interrupted_uploads()
         if settled:
             log.warning("settled %d upload(s) interrupted by a stopped server", settled)
+
+    runner = app.extensions["herald_runner"]
+    # At start (jobs settled before this process came up) and after every sweep that
+    # settled jobs (a peer's lease expired while this process serves).
+    runner.after_settle(settle_uploads)
+    runner.start_serving()
+    with app.app_context():
+        settle_uploads()
     # A full garbage collection walks every tracked object and holds the event loop while
     # it does: with the app's start-up objects (modules, mappings) frozen out of it, the
     # collections an import's allocations trigger took ~50 ms less each (ping p99 during a

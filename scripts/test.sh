@@ -44,11 +44,9 @@ SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/integratio
   --ignore=tests/integration/test_engines.py -m "not scale_out"
 
 stage "integration tests, eventlet, PostgreSQL + Redis"
-# The whole suite on these engines is not green yet (servers killed mid-job wait for their
-# lease; see the issue note): the engine, scale-out and deployment-kit proofs run here.
-HERALD_TEST_ENGINES=postgres-redis SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider \
-  tests/integration/test_engines.py tests/integration/test_scale_out.py tests/integration/test_deployment_kit.py \
-  tests/integration/test_seq_gaps.py tests/integration/test_hostile_input.py
+# The whole suite again with every server on PostgreSQL + Redis, plus the engine,
+# scale-out (several processes, Celery workers) and deployment-kit proofs.
+HERALD_TEST_ENGINES=postgres-redis SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/integration
 
 stage "integration tests, gevent, SQLite (engine proofs on PostgreSQL)"
 SOCKETIO_ASYNC_MODE=gevent $BIN/pytest -q -p no:cacheprovider tests/integration -m "not eventlet_only and not scale_out"

@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,6 +82,8 @@ class JobRunner:
         #: ``web`` (serves clients; claims only with the inline executor) or ``worker`` (Celery).
         self._role = "web"
         self._queue_outage_logged = False
+        #: Called (in an app context) after a sweep settled jobs, e.g. to settle their uploads.
+        self._after_settle: list[Callable[[], object]] = []
 
     def init_app(self, app: Flask) -> None:
         """Read the executor, limits and lease timing from config."""
@@ -157,9 +160,15 @@ class JobRunner:
                 log.exception("worker heartbeat failed")
             socketio.sleep(self.cancel_poll_interval)
 
+    def after_settle(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` whenever a sweep has settled jobs that dead workers held."""
+        self._after_settle.append(callback)
+
     def _beat(self) -> None:
         self.renew_leases()
-        self.sweep()
+        if self.sweep():
+            for callback in self._after_settle:
+                callback()
         if self.executor == "celery" and self._role == "web":
             self.redispatch_stale()
 

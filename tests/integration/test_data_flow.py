@@ -23,7 +23,7 @@ import requests
 
 from tests.helpers import wait_for
 from tests.integration.clients import Recorder
-from tests.integration.conftest import launch
+from tests.integration.conftest import KILLED_JOBS_SETTLE_WITHIN, launch
 
 BOUNDARY = "herald-test-boundary-7f3a"
 
@@ -157,7 +157,8 @@ def test_upload_cut_by_a_killed_server_is_failed_and_cleaned_at_restart(server, 
     sock.close()
     assert [name for name in files_in(tmp_path / "uploads") if name.endswith(".part")]
     server.start()
-    assert files_in(tmp_path / "uploads") == []  # cleaned at start-up, before anyone asks
+    # Cleaned before anyone asks: at start-up on SQLite, once the lease expired on PostgreSQL.
+    wait_for(lambda: files_in(tmp_path / "uploads") == [], timeout=KILLED_JOBS_SETTLE_WITHIN)
     token = server.login("alice")
     upload_ = server.api("GET", "/api/uploads/crash", token).json()["upload"]
     assert upload_["status"] == "failed"

@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.helpers import wait_for
 from tests.integration.clients import Recorder
+from tests.integration.conftest import KILLED_JOBS_SETTLE_WITHIN
 
 
 def durable_seqs(messages: list[dict[str, Any]]) -> list[int]:
@@ -95,8 +96,11 @@ def test_killed_server_leaves_running_job_failed_interrupted(server):
     server.kill()
     server.start()
     token = server.login("alice")
-    snapshot = server.api("GET", f"/api/jobs/{job['id']}", token).json()["job"]
-    assert snapshot["status"] == "failed" and snapshot["error"]["code"] == "interrupted"
+    snapshot = wait_for(
+        lambda: (j := server.api("GET", f"/api/jobs/{job['id']}", token).json()["job"])["status"] == "failed" and j,
+        timeout=KILLED_JOBS_SETTLE_WITHIN,
+    )
+    assert snapshot["error"]["code"] == "interrupted"
     events = server.api("GET", f"/api/jobs/{job['id']}/events", token).json()["events"]
     assert events[-1]["type"] == "job_status" and events[-1]["data"]["error"]["code"] == "interrupted"
     rec = Recorder(server, token)
