@@ -12,6 +12,7 @@ from __future__ import annotations
 from . import create_app
 from .jobs.celery_app import RUN_JOB
 from .jobs.runner import runner
+from .realtime.pipeline import pipeline
 
 flask_app = create_app({"ROLE": "worker", "SOCKETIO_ASYNC_MODE": "threading"})
 celery = flask_app.extensions["herald_celery"]
@@ -23,3 +24,6 @@ def run_job(job_id: int) -> None:
     runner.start_serving()
     with flask_app.app_context():
         runner.run_claimed(job_id)
+    # Its events are committed; let them leave before the task is acknowledged (a worker
+    # stopped right after must not keep the final status from the web processes).
+    pipeline.outbox.drain()

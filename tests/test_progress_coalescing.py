@@ -1,7 +1,7 @@
 """``JobContext.progress`` is the hot call: it must stay free of I/O and coalesce its ticks.
 
 Behaviour only (``bench/`` measures the speed): 10,000 calls write nothing to the database
-and emit nothing from the job's own thread; the flusher sends at most one tick per interval,
+and emit nothing from the job's own thread; the ticker sends at most one tick per interval,
 and the latest values always go out.
 """
 
@@ -48,13 +48,13 @@ def job_context(app, auth) -> Iterator[JobContext]:
 def emitted(monkeypatch) -> list[tuple[int, dict[str, Any]]]:
     """Every message the pipeline emits, with the id of the thread that emitted it."""
     sent: list[tuple[int, dict[str, Any]]] = []
-    original = pipeline._emit
+    original = pipeline.outbox.send
 
     def record(message: dict[str, Any], owner_id: int, rooms: Any) -> None:
         sent.append((threading.get_ident(), message))
         original(message, owner_id, rooms)
 
-    monkeypatch.setattr(pipeline, "_emit", record)
+    monkeypatch.setattr(pipeline.outbox, "send", record)
     return sent
 
 
@@ -97,6 +97,7 @@ def test_latest_progress_goes_out_when_flushed(job_context, emitted):
     for i in range(CALLS):
         job_context.progress(i + 1, CALLS, "working", phase="load")
     pipeline.flush(job_context.job_id)
+    assert pipeline.outbox.drain()
     last = [m for _, m in emitted if m["job_id"] == job_context.job_id][-1]
     assert last["type"] == "job_progress" and last["seq"] is None
     assert last["data"]["current"] == CALLS and last["data"]["percent"] == 100.0

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..concurrency import run_in_os_thread
 from ..extensions import socketio
 from ..realtime.pipeline import Fence, Pipeline, ProgressState
 
@@ -168,14 +169,6 @@ class JobContext:
 
         For library code that loops without ever yielding (openpyxl opening a workbook):
         the interpreter switches threads every few milliseconds, so other greenlets keep
-        being served. In threading mode the job already is a thread and calls it directly.
+        being served.
         """
-        if socketio.async_mode == "eventlet":
-            from eventlet import tpool
-
-            return tpool.execute(call)  # type: ignore[no-any-return]
-        if socketio.async_mode == "gevent":
-            import gevent
-
-            return gevent.get_hub().threadpool.apply(call)  # type: ignore[no-any-return]
-        return call()
+        return run_in_os_thread(call)

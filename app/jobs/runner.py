@@ -392,10 +392,6 @@ class JobRunner:
                 return False
             socketio.sleep(0.05 if job_id in self._running else 0.2)
 
-    def running_ids(self) -> list[int]:
-        """Jobs running in this process now."""
-        return [job_id for job_id, ctx in self._running.items() if ctx is not None]
-
     # -- running ------------------------------------------------------------------
 
     def _run(self, job_id: int) -> None:

@@ -48,7 +48,10 @@ def submit_job(
     db.session.add(job)
     commit_session()
     pipeline.publish_status(job.id, JobStatus.PENDING.value)
-    db.session.refresh(job)  # the snapshot as submitted: the run reports itself from here on
+    db.session.refresh(job)
+    # The snapshot as submitted: the run reports itself from here on (the runner's own
+    # reads end this session's transaction, which would reload it as it is by then).
+    db.session.expunge(job)
     runner.submitted(job.id, coordinator=job_kind.coordinator)
     return job
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,6 +27,8 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from .. import extensions
+from ..concurrency import Signal
 from .messages import Message, is_progress
 
 log = logging.getLogger(__name__)
@@ -163,15 +167,54 @@ ledger = Ledger()
 plain_rooms = PlainRooms()
 _current = threading.local()
 
-#: Extra listeners for every message delivered in this process (plain-WS dialect adapters).
-LocalListener = Callable[[list[str], str, Message], None]
-_local_listeners: list[LocalListener] = []
 
+class Outbox:
+    """Every message of this process leaves from here, in the order it was put, sent by
+    one background loop: whoever puts it (a job ticking, the journal after a commit) goes
+    on at once, however many watch."""
 
-def add_local_listener(listener: LocalListener) -> None:
-    """Call ``listener(rooms, event, message)`` for each message delivered here."""
-    if listener not in _local_listeners:
-        _local_listeners.append(listener)
+    def __init__(self, send: Callable[[Message, int, tuple[str, ...]], None]) -> None:
+        #: ``send(message, owner_id, rooms)``: the fan-out itself.
+        self.send = send
+        self._queue: deque[tuple[Message, int, tuple[str, ...]]] = deque()
+        self._wake: Signal | None = None
+        self._lock = threading.Lock()
+        self._busy = False
+
+    def put(self, message: Message, owner_id: int, rooms: tuple[str, ...]) -> None:
+        """Queue ``message`` for ``rooms``; never blocks."""
+        self._queue.append((message, owner_id, rooms))
+        wake = self._wake
+        if wake is None:
+            with self._lock:
+                if self._wake is None:
+                    self._wake = Signal()  # built lazily: after monkey-patching
+                    extensions.socketio.start_background_task(self._loop)
+                wake = self._wake
+        wake.set()
+
+    def drain(self, timeout: float = 5.0) -> bool:
+        """Wait until everything put so far has been sent (a Celery task's end, tests)."""
+        deadline = time.monotonic() + timeout
+        while self._queue or self._busy:
+            if time.monotonic() > deadline:
+                return False
+            extensions.socketio.sleep(0.002)
+        return True
+
+    def _loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            self._wake.wait(1.0)
+            while self._queue:
+                self._busy = True
+                message, owner_id, rooms = self._queue.popleft()
+                try:
+                    self.send(message, owner_id, rooms)
+                except Exception:  # one broken socket or adapter must not stop delivery
+                    log.exception("delivering %s failed", message.get("type"))
+                finally:
+                    self._busy = False
 
 
 def _is_message(data: Any) -> bool:
@@ -194,8 +237,6 @@ def _deliver_plain(event: str, data: Any, room: Any) -> None:
     for conn in plain_rooms.members(rooms):
         if ledger.admit(conn, data):
             conn.deliver(data)
-    for listener in _local_listeners:
-        listener(rooms, event, data)
 
 
 class _LedgerFilterMixin:

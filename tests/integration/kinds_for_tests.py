@@ -97,11 +97,13 @@ def lost_emit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         ctx.sleep(0.05)
     for line in range(1, params["lines"] + 1):
         if line == params["lose"]:
-            pipeline._emit = lambda *args: None  # type: ignore[method-assign]
+            # Committed, then dropped on its way to the outbox (the job waits for the commit,
+            # which hands the message on before the job goes on).
+            pipeline.outbox.put = lambda *args: None  # type: ignore[method-assign]
             try:
                 ctx.log(f"line {line} (never sent live)")
             finally:
-                del pipeline._emit  # back to the class's method
+                del pipeline.outbox.put  # back to the class's method
         else:
             ctx.log(f"line {line}")
         ctx.sleep(params["interval"])

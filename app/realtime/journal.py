@@ -1,0 +1,326 @@
+"""The journal: one writer commits every job's durable events, many per transaction.
+
+A job that logs hands its event to the journal and waits for its seq; meanwhile the
+writer takes everything handed in so far and commits it in one transaction (group
+commit): on SQLite in a real OS thread, so the disk never holds the event loop; on
+PostgreSQL on the loop itself, where psycopg2's I/O is green. Per job, seqs follow the
+order events were handed in; each write is fenced (:class:`~.pipeline.Fence`) in the same
+UPDATE that takes its seqs. What was committed goes to ``on_committed`` in commit order —
+the pipeline emits from there, so nothing is sent before it is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, insert, select, true, update
+
+from ..concurrency import Signal, run_in_os_thread
+from ..database import write_lock
+from ..extensions import socketio
+from ..models import Job, JobEvent
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATUSES = ("pending", "running")
+
+
+class JobGone(LookupError):
+    """The job row no longer exists (deleted while running)."""
+
+
+class FenceRefused(RuntimeError):
+    """The writer may no longer write this job (finished, or held by someone else)."""
+
+    def __init__(self, job_id: int, status: str, holder: str | None) -> None:
+        super().__init__(f"job {job_id} is {status}, held by {holder or 'nobody'}: write refused")
+        self.job_id = job_id
+        self.status = status
+        self.holder = holder
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Who may append to a job's history; checked inside the write that takes the seq.
+
+    Build one with :meth:`held_by` (the job's runner), :meth:`unclaimed` (cancelling a job
+    nobody holds yet) or :meth:`lease_expired` (a peer settling a dead worker's job). The
+    bare ``Fence()`` only asks that the row exists (a job's very first event).
+    """
+
+    mode: str = "none"
+    holder: str | None = None
+    now: datetime | None = None
+
+    @classmethod
+    def held_by(cls, worker_id: str) -> Fence:
+        return cls("held", holder=worker_id)
+
+    @classmethod
+    def unclaimed(cls) -> Fence:
+        return cls("unclaimed")
+
+    @classmethod
+    def lease_expired(cls, now: datetime) -> Fence:
+        return cls("expired", now=now)
+
+    def params(self) -> dict[str, Any]:
+        """Bind values for the fence's condition."""
+        return {"_holder": self.holder} if self.mode == "held" else {"_now": self.now} if self.mode == "expired" else {}
+
+
+#: Only asks that the job row exists (a job's very first event).
+NO_FENCE = Fence()
+
+
+@dataclass(eq=False)
+class EventWrite:
+    """One durable event handed to the journal, and what became of it."""
+
+    job_id: int
+    type: str
+    data: dict[str, Any]
+    #: Job columns set together with the event (status, counts, progress ...).
+    snapshot: dict[str, Any]
+    fence: Fence
+    created_at: datetime
+    seq: int | None = None
+    owner_id: int | None = None
+    error: BaseException | None = None
+    #: The message built from it once committed (by the journal's ``on_committed``).
+    message: dict[str, Any] | None = None
+
+    @property
+    def ends_job(self) -> bool:
+        """A final status: nothing of the job may share its seq update after it."""
+        status = self.snapshot.get("status")
+        return status is not None and status not in ACTIVE_STATUSES
+
+
+@dataclass(eq=False)
+class _Batch:
+    """Writes handed in since the writer last took them; one wake-up for all their callers."""
+
+    engine: Engine
+    writes: list[EventWrite] = field(default_factory=list)
+    progress_rows: list[dict[str, Any]] = field(default_factory=list)
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+_jobs = Job.__table__
+_events = JobEvent.__table__
+#: Durable-event insert; one executemany per transaction.
+_INSERT_EVENTS = insert(_events)
+#: Progress-only row update, one executemany for every job whose row is behind.
+_SAVE_PROGRESS = (
+    update(_jobs)
+    .where((_jobs.c.id == bindparam("_job_id")) & _jobs.c.status.in_(ACTIVE_STATUSES))
+    .values(progress=bindparam("_progress"))
+)
+_take_seqs_statements: dict[tuple[frozenset[str], str], Update] = {}
+
+
+def _fence_condition(mode: str) -> ColumnElement[bool]:
+    active = _jobs.c.status.in_(ACTIVE_STATUSES)
+    if mode == "held":
+        return active & (_jobs.c.worker_id == bindparam("_holder"))
+    if mode == "unclaimed":
+        return (_jobs.c.status == "pending") & _jobs.c.worker_id.is_(None)
+    if mode == "expired":
+        return active & (_jobs.c.lease_expires_at < bindparam("_now"))
+    return true()
+
+
+def _take_seqs_statement(columns: frozenset[str], fence_mode: str) -> Update:
+    """``last_seq + count`` plus these snapshot columns under a fence, built once per shape.
+
+    A prepared Core statement with bind parameters: building an ORM update per call costs
+    more than the write itself.
+    """
+    key = (columns, fence_mode)
+    statement = _take_seqs_statements.get(key)
+    if statement is None:
+        snapshot = {_jobs.c[name]: bindparam(f"_v_{name}") for name in columns}
+        statement = (
+            update(_jobs)
+            .where((_jobs.c.id == bindparam("_job_id")) & _fence_condition(fence_mode))
+            .values({_jobs.c.last_seq: _jobs.c.last_seq + bindparam("_count"), **snapshot})
+            .returning(_jobs.c.last_seq, _jobs.c.owner_id)
+        )
+        _take_seqs_statements[key] = statement
+    return statement
+
+
+def _runs(writes: list[EventWrite]) -> list[list[EventWrite]]:
+    """Consecutive writes of one job under one fence share a seq update: ordered by job
+    (one lock order for every writer: no deadlocks between processes), a job's writes
+    kept in the order handed in, a run closed by a final status (what follows it must
+    meet the fence again, and is refused)."""
+    by_job: dict[int, list[list[EventWrite]]] = {}
+    for write in writes:
+        job_runs = by_job.setdefault(write.job_id, [])
+        last = job_runs[-1] if job_runs else None
+        if last is not None and last[-1].fence == write.fence and not last[-1].ends_job:
+            last.append(write)
+        else:
+            job_runs.append([write])
+    return [run for job_id in sorted(by_job) for run in by_job[job_id]]
+
+
+def _apply(conn: Connection, writes: list[EventWrite], progress_rows: list[dict[str, Any]]) -> None:
+    """Take seqs, store the events and progress in ``conn``'s transaction; set each write's
+    ``seq``/``owner_id`` or ``error`` (a refused fence fails its own writes, not the rest)."""
+    rows: list[dict[str, Any]] = []
+    for run in _runs(writes):
+        first, fence = run[0], run[0].fence
+        values: dict[str, Any] = {}
+        for write in run:
+            values.update(write.snapshot)
+        params = {f"_v_{name}": value for name, value in values.items()}
+        statement = _take_seqs_statement(frozenset(values), fence.mode)
+        row = conn.execute(statement, {"_job_id": first.job_id, "_count": len(run), **params, **fence.params()}).first()
+        if row is None:
+            current = conn.execute(select(_jobs.c.status, _jobs.c.worker_id).where(_jobs.c.id == first.job_id)).first()
+            error: BaseException = JobGone(first.job_id)
+            if current is not None:
+                error = FenceRefused(first.job_id, current.status, current.worker_id)
+            for write in run:
+                write.error = error
+            continue
+        last_seq, owner_id = row
+        for offset, write in enumerate(run):
+            write.seq, write.owner_id = last_seq - len(run) + 1 + offset, owner_id
+            rows.append(
+                {"job_id": write.job_id, "seq": write.seq, "type": write.type, "data": write.data,
+                 "created_at": write.created_at}
+            )  # fmt: skip
+    if rows:
+        conn.execute(_INSERT_EVENTS, rows)
+    if progress_rows:
+        conn.execute(_SAVE_PROGRESS, progress_rows)
+
+
+class Journal:
+    """The process's durable-event writer; started on first use."""
+
+    def __init__(self, on_committed: Callable[[list[EventWrite]], None]) -> None:
+        #: Gets each transaction's committed writes, in seq order per job.
+        self.on_committed = on_committed
+        #: Writes not yet taken by the writer, per engine (one, except in tests).
+        self._pending: dict[Engine, _Batch] = {}
+        self._lock = threading.Lock()
+        self._wake: Signal | None = None
+        #: Called around each commit (tests slow it down to prove the loop keeps going).
+        self.commit_hook: Callable[[], None] | None = None
+
+    def write(self, engine: Engine, write: EventWrite) -> EventWrite:
+        """Hand in ``write`` and wait until it is committed (or refused): ``write.seq`` is set
+        then, or ``write.error`` raised."""
+        batch = self._hand_in(engine, write=write)
+        batch.done.wait()
+        if write.error is not None:
+            raise write.error
+        return write
+
+    def save_progress(self, engine: Engine, rows: list[dict[str, Any]]) -> None:
+        """Persist progress rows with the next commit; does not wait."""
+        self._hand_in(engine, progress_rows=rows)
+
+    def _hand_in(
+        self, engine: Engine, *, write: EventWrite | None = None, progress_rows: list[dict[str, Any]] | None = None
+    ) -> _Batch:
+        with self._lock:
+            if self._wake is None:
+                self._wake = Signal()  # built lazily: after monkey-patching
+                socketio.start_background_task(self._writer_loop)
+            batch = self._pending.get(engine)
+            if batch is None:
+                batch = self._pending[engine] = _Batch(engine)
+            if write is not None:
+                batch.writes.append(write)
+            if progress_rows:
+                batch.progress_rows.extend(progress_rows)
+        self._wake.set()
+        return batch
+
+    def _writer_loop(self) -> None:
+        """Forever: take what is pending, commit it, hand it on, wake its callers."""
+        assert self._wake is not None
+        while True:
+            self._wake.wait(1.0)
+            while True:
+                with self._lock:
+                    batches, self._pending = list(self._pending.values()), {}
+                if not batches:
+                    break
+                for batch in batches:
+                    self._settle(batch)
+
+    def _settle(self, batch: _Batch) -> None:
+        """Commit one batch, hand on what was committed, wake every caller."""
+        try:
+            self._commit(batch)
+        except BaseException as exc:  # noqa: BLE001 - every caller must wake, whatever happened
+            log.exception("journal commit failed")
+            for write in batch.writes:
+                if write.error is None and write.seq is None:
+                    write.error = exc
+        committed = [write for write in batch.writes if write.error is None]
+        try:
+            if committed:
+                self.on_committed(committed)
+        except Exception:
+            log.exception("handing on committed events failed")
+        finally:
+            batch.done.set()
+
+    def _commit(self, batch: _Batch) -> None:
+        """One transaction for the batch; if it fails, each write alone (one bad write
+        must not fail the others)."""
+        engine = batch.engine
+        connection = engine.connect()  # pool checkout on the loop: the pool's locks are green
+        try:
+            on_sqlite = engine.dialect.name == "sqlite"
+
+            def transaction(writes: list[EventWrite], progress_rows: list[dict[str, Any]]) -> None:
+                if self.commit_hook is not None:
+                    self.commit_hook()
+                try:
+                    with connection.begin():
+                        _apply(connection, writes, progress_rows)
+                except BaseException:
+                    for write in writes:  # rolled back: no seq was taken
+                        write.seq = write.owner_id = None
+                    raise
+
+            def attempt(writes: list[EventWrite], progress_rows: list[dict[str, Any]]) -> None:
+                if on_sqlite:
+                    with write_lock():  # the loop's own writers wait (green) while it commits
+                        run_in_os_thread(lambda: transaction(writes, progress_rows))
+                else:
+                    transaction(writes, progress_rows)
+
+            try:
+                attempt(batch.writes, batch.progress_rows)
+            except Exception:
+                if len(batch.writes) + bool(batch.progress_rows) <= 1:
+                    raise
+                log.warning("a group commit of %d events failed; committing them one by one", len(batch.writes))
+                for write in batch.writes:
+                    write.error = None
+                    try:
+                        attempt([write], [])
+                    except Exception as exc:
+                        write.error = exc
+                if batch.progress_rows:
+                    try:
+                        attempt([], batch.progress_rows)
+                    except Exception:
+                        log.exception("persisting progress failed")
+        finally:
+            connection.close()
