@@ -8,9 +8,10 @@ can both wait on.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .extensions import socketio
 
@@ -55,3 +56,41 @@ class Signal:
         """Sleep until ``set`` (or ``timeout``), then re-arm."""
         self._event.wait(timeout)
         self._event.clear()
+
+
+def eventlet_patched() -> bool:
+    """Whether this process runs under eventlet's monkey-patching (``python wsgi.py``,
+    gunicorn's eventlet worker)."""
+    eventlet = sys.modules.get("eventlet")
+    return eventlet is not None and bool(eventlet.patcher.is_monkey_patched("socket"))
+
+
+def install_eventlet_postgres_wait() -> None:
+    """psycopg2's wait callback for eventlet, which also tells the hub of recycled fds.
+
+    eventlet's own callback (installed by ``monkey_patch``) waits on a new connection's
+    socket at once. psycopg2 opens that socket in C, so eventlet never learns that its fd
+    may be one just closed elsewhere while a greenlet still waited on it (a WebSocket
+    closed under its reader): the hub then refuses the wait ("Second simultaneous read on
+    fileno") and the request fails. Announcing the fd as reopened while the connection is
+    being set up retires such stale waiters, as eventlet does for its own sockets.
+    """
+    import eventlet.hubs
+    import psycopg2
+    from psycopg2 import extensions
+
+    def wait(conn: Any, timeout: float = -1) -> None:
+        while True:
+            state = conn.poll()
+            if state == extensions.POLL_OK:
+                return
+            if conn.status == extensions.STATUS_SETUP:
+                eventlet.hubs.get_hub().mark_as_reopened(conn.fileno())
+            if state == extensions.POLL_READ:
+                eventlet.hubs.trampoline(conn.fileno(), read=True)
+            elif state == extensions.POLL_WRITE:
+                eventlet.hubs.trampoline(conn.fileno(), write=True)
+            else:
+                raise psycopg2.OperationalError(f"bad result from poll: {state!r}")
+
+    extensions.set_wait_callback(wait)

@@ -96,3 +96,8 @@ def init_database(app: Flask) -> None:
         _serialize_writes["on"] = engine.dialect.name == "sqlite"
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _tune_sqlite)
+        elif engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg2":
+            from .concurrency import eventlet_patched, install_eventlet_postgres_wait
+
+            if eventlet_patched():
+                install_eventlet_postgres_wait()

@@ -86,14 +86,35 @@ def serve(app: Flask) -> int:
 
         family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
         listener = eventlet.listen(address, family, backlog=backlog)
+        without_nagle(listener)
         eventlet.wsgi.server(listener, app, max_size=max_connections, log_output=False)
         return 0
-    kwargs: dict[str, Any]
     if mode == "gevent":
+        # What socketio.run does for gevent, with our listener (backlog, no Nagle).
+        import gevent.socket
         from gevent.pool import Pool
+        from gevent.pywsgi import WSGIServer
 
-        kwargs = {"spawn": Pool(max_connections), "log_output": False, "backlog": backlog}
-    else:
-        kwargs = {"allow_unsafe_werkzeug": True}
-    socketio.run(app, host=host, port=port, **kwargs)
+        family, _, _, _, address = gevent.socket.getaddrinfo(host, port)[0]
+        listener = gevent.socket.socket(family, gevent.socket.SOCK_STREAM)
+        listener.setsockopt(gevent.socket.SOL_SOCKET, gevent.socket.SO_REUSEADDR, 1)
+        listener.bind(address)
+        listener.listen(backlog)
+        without_nagle(listener)
+        WSGIServer(listener, app, spawn=Pool(max_connections), log=None).serve_forever()
+        return 0
+    socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)
     return 0
+
+
+def without_nagle(listener: Any) -> None:
+    """``TCP_NODELAY`` on the listener, which every accepted socket inherits (Linux).
+
+    A Socket.IO ack or event is one or two small writes: with Nagle's algorithm a second
+    small write waits for the peer's delayed ACK (~40 ms on loopback, more on a network).
+    Gunicorn sets it on its own listeners.
+    """
+    import socket
+
+    if listener.family in (socket.AF_INET, socket.AF_INET6):
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -215,8 +215,9 @@ class Journal:
         self._pending: dict[Engine, _Batch] = {}
         self._lock = threading.Lock()
         self._wake: Signal | None = None
-        #: Called around each commit (tests slow it down to prove the loop keeps going).
-        self.commit_hook: Callable[[], None] | None = None
+        #: Called with the connection inside each transaction, where the commit runs (a
+        #: test slows it down to prove the loop keeps answering meanwhile).
+        self.commit_hook: Callable[[Connection], None] | None = None
 
     def write(self, engine: Engine, write: EventWrite) -> EventWrite:
         """Hand in ``write`` and wait until it is committed (or refused): ``write.seq`` is set
@@ -288,10 +289,10 @@ class Journal:
             on_sqlite = engine.dialect.name == "sqlite"
 
             def transaction(writes: list[EventWrite], progress_rows: list[dict[str, Any]]) -> None:
-                if self.commit_hook is not None:
-                    self.commit_hook()
                 try:
                     with connection.begin():
+                        if self.commit_hook is not None:
+                            self.commit_hook(connection)
                         _apply(connection, writes, progress_rows)
                 except BaseException:
                     for write in writes:  # rolled back: no seq was taken

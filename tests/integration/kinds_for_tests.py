@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from app.jobs.context import JobContext
@@ -108,3 +109,42 @@ def lost_emit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
             ctx.log(f"line {line}")
         ctx.sleep(params["interval"])
     return {"lines": params["lines"]}
+
+
+@job_kind("test_slow_commit", schema={"properties": {"marker": {"type": "string"}, "gate": {"type": "string"}}})
+def slow_commit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """One log line whose group commit stays in flight until ``gate`` exists (``marker``
+    is created once it is): meanwhile the event loop must keep serving everyone else.
+
+    On SQLite the commit runs in an OS thread and the hook blocks that thread for real; on
+    PostgreSQL the commit is green I/O and the hook keeps the server busy with pg_sleep.
+    """
+    from app.realtime.pipeline import pipeline
+
+    def hold(connection: Any) -> None:
+        pipeline.journal.commit_hook = None  # this transaction only
+        open(params["marker"], "w").close()
+        while not os.path.exists(params["gate"]):
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("SELECT pg_sleep(0.05)")
+            else:
+                real_sleep(0.05)
+
+    pipeline.journal.commit_hook = hold
+    seq = ctx.log("committed after the gate opened")
+    return {"seq": seq}
+
+
+def real_sleep(seconds: float) -> None:
+    """``time.sleep`` as it was before monkey-patching: blocks the OS thread it runs in."""
+    mode = os.environ.get("SOCKETIO_ASYNC_MODE", "eventlet")
+    if mode == "eventlet":
+        from eventlet.patcher import original
+
+        original("time").sleep(seconds)
+    elif mode == "gevent":
+        from gevent.monkey import get_original
+
+        get_original("time", "sleep")(seconds)
+    else:
+        time.sleep(seconds)

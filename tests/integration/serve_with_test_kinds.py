@@ -26,5 +26,25 @@ from tests.integration import kinds_for_tests  # noqa: E402,F401
 
 app = create_app()
 
+
+@app.get("/test/socket-options")
+def socket_options() -> dict[str, int]:
+    """``TCP_NODELAY`` of the accepted socket whose peer port is ``?port=`` (test only)."""
+    import gc
+    import socket
+
+    from flask import abort, request
+
+    port = int(request.args["port"])
+    for candidate in gc.get_objects():
+        if isinstance(candidate, socket.socket):
+            try:
+                if candidate.getpeername()[1] == port:
+                    return {"nodelay": candidate.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)}
+            except (OSError, IndexError, TypeError):
+                continue
+    abort(404)
+
+
 if __name__ == "__main__":
     sys.exit(serve(app))
