@@ -11,6 +11,7 @@ from ..auth.tokens import current_user, login_required
 from ..data.uploads import LengthRequired, UploadReceiver, delete_upload, get_owned_upload, reconcile_upload
 from ..errors import HeraldError, PayloadTooLarge
 from ..extensions import db
+from ..inputs import CLIENT_ID_REGEX
 from ..models import Upload
 from . import bp
 from .schema import query_int, spec
@@ -20,8 +21,8 @@ FORM_SCHEMA = {
     "type": "object",
     "required": ["file"],
     "properties": {
-        "upload_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-        "client_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "upload_id": {"type": "string", "pattern": CLIENT_ID_REGEX},
+        "client_id": {"type": "string", "pattern": CLIENT_ID_REGEX},
         "file": {"type": "string", "format": "binary"},
     },
 }

@@ -27,9 +27,9 @@ from werkzeug.utils import secure_filename
 from ..database import commit_session
 from ..errors import BadRequest, Conflict, HeraldError, NotFound, PayloadTooLarge, ValidationFailed
 from ..extensions import db, socketio
+from ..inputs import check_client_id, is_client_id
 from ..jobs.context import JobContext
 from ..jobs.runner import runner
-from ..jobs.service import CLIENT_ID_PATTERN
 from ..models import Job, JobStatus, Upload, utcnow
 from ..realtime.pipeline import Fence, FenceRefused, pipeline
 from ..realtime.rooms import client_room, user_room
@@ -44,7 +44,6 @@ YIELD_EVERY = 0.02
 CANCEL_CHECK_EVERY = 0.5
 #: Largest form field (``upload_id``, ``client_id``) accepted before the file part.
 MAX_FIELD_BYTES = 1024
-UPLOAD_ID_PATTERN = CLIENT_ID_PATTERN
 
 
 class LengthRequired(HeraldError):
@@ -70,7 +69,7 @@ class UploadFailed(Exception):
 def get_owned_upload(owner_id: int, upload_id: str) -> Upload:
     """The user's upload, or ``NotFound`` (also for other users' uploads)."""
     upload = None
-    if UPLOAD_ID_PATTERN.match(upload_id):
+    if is_client_id(upload_id):
         upload = db.session.scalar(select(Upload).where(Upload.owner_id == owner_id, Upload.upload_id == upload_id))
     if upload is None:
         raise NotFound(f"upload {upload_id!r} not found")
@@ -274,10 +273,9 @@ class UploadReceiver:
             )
         upload_id = self.fields.get("upload_id") or uuid.uuid4().hex
         client_id = self.fields.get("client_id") or None
-        if not UPLOAD_ID_PATTERN.match(upload_id):
-            raise ValidationFailed("upload_id must match [A-Za-z0-9_-]{1,64}", details={"path": "upload_id"})
-        if client_id is not None and not CLIENT_ID_PATTERN.match(client_id):
-            raise ValidationFailed("client_id must match [A-Za-z0-9_-]{1,64}", details={"path": "client_id"})
+        check_client_id(upload_id, "upload_id")
+        if client_id is not None:
+            check_client_id(client_id)
         exists = db.session.scalar(
             select(Upload.id).where(Upload.owner_id == self.owner_id, Upload.upload_id == upload_id)
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import select
@@ -10,12 +9,11 @@ from sqlalchemy import select
 from ..database import commit_session
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
+from ..inputs import CLIENT_ID_PATTERN, check_client_id  # noqa: F401  (realtime/events.py imports it from here)
 from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
 from ..realtime.pipeline import Fence, FenceRefused, pipeline
 from .registry import get_kind
 from .runner import runner
-
-CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def submit_job(
@@ -34,8 +32,8 @@ def submit_job(
     clean = job_kind.validate(params)
     if job_kind.precheck is not None:
         job_kind.precheck(owner_id, clean)
-    if client_id is not None and not CLIENT_ID_PATTERN.match(client_id):
-        raise ValidationFailed("client_id must match [A-Za-z0-9_-]{1,64}", details={"path": "client_id"})
+    if client_id is not None:
+        check_client_id(client_id)
     job = Job(
         kind=kind,
         owner_id=owner_id,
