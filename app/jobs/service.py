@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -10,7 +11,7 @@ from ..database import commit_session
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..inputs import CLIENT_ID_PATTERN, check_client_id  # noqa: F401  (realtime/events.py imports it from here)
-from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
+from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, isoformat, utcnow
 from ..realtime.pipeline import Fence, FenceRefused, pipeline
 from .registry import get_kind
 from .runner import runner
@@ -66,6 +67,40 @@ def job_snapshot(job: Job) -> dict[str, Any]:
     if live is not None:
         data["progress"] = live
     return data
+
+
+def latest_progress(job_id: int) -> dict[str, Any] | None:
+    """This process's freshest tick of a job (a coordinator watching its child), if any."""
+    return pipeline.latest_progress(job_id)
+
+
+def status_moments(job_ids: Iterable[int]) -> dict[int, tuple[str | None, str | None]]:
+    """``{job_id: (started, finished)}``: the timestamps of each job's last ``running``
+    and its final ``job_status`` event, as the wire shows them.
+
+    A socket that renders from messages alone sees exactly these instants, so a duration
+    REST computes from them equals the socket's. Reads on its own connection: the caller's
+    session is left as it was.
+    """
+    ids = sorted(set(job_ids))
+    if not ids:
+        return {}
+    query = (
+        select(JobEvent.job_id, JobEvent.data, JobEvent.created_at)
+        .where(JobEvent.job_id.in_(ids), JobEvent.type == "job_status")
+        .order_by(JobEvent.job_id, JobEvent.seq)
+    )
+    moments: dict[int, tuple[str | None, str | None]] = {}
+    with db.engine.connect() as connection:
+        for job_id, data, created_at in connection.execute(query):
+            status = (data or {}).get("status")
+            started, finished = moments.get(job_id, (None, None))
+            if status == JobStatus.RUNNING.value:
+                started, finished = isoformat(created_at), None
+            elif status in {s.value for s in FINAL_STATUSES}:
+                finished = isoformat(created_at)
+            moments[job_id] = (started, finished)
+    return moments
 
 
 def list_jobs(
