@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -67,6 +67,18 @@ def job_snapshot(job: Job) -> dict[str, Any]:
     if live is not None:
         data["progress"] = live
     return data
+
+
+def snapshot_after_join(user_id: int, job_id: int, join: Callable[[], None]) -> dict[str, Any]:
+    """The user's job (else ``NotFound``), read after ``join()`` so that a change after
+    the read still reaches the room just joined; the session is released either way."""
+    try:
+        job = get_owned_job(user_id, job_id)
+        join()
+        db.session.refresh(job)
+        return job_snapshot(job)
+    finally:
+        db.session.rollback()
 
 
 def latest_progress(job_id: int) -> dict[str, Any] | None:
