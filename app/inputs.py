@@ -9,6 +9,7 @@ or the recursion limit and becomes a 500. Parsing here fails with a clear reason
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from .errors import ValidationFailed
@@ -20,6 +21,13 @@ INT64_MIN = -(2**63)
 MAX_DEPTH = 64
 #: Most values (after YAML aliases are expanded) in one client document.
 MAX_NODES = 200_000
+#: Ids a client names itself (``client_id``, ``upload_id``): rooms and file records are
+#: keyed by them, so the one rule lives here, in words for messages ...
+CLIENT_ID_RULE = "[A-Za-z0-9_-]{1,64}"
+#: ... as a JSON Schema ``pattern`` (REST bodies, job params) ...
+CLIENT_ID_REGEX = f"^{CLIENT_ID_RULE}$"
+#: ... and compiled, anchored at the very end (``$`` would let a trailing newline in).
+CLIENT_ID_PATTERN = re.compile(rf"^{CLIENT_ID_RULE}\Z")
 
 
 class InvalidDocument(ValueError):
@@ -40,6 +48,18 @@ def parse_id(value: Any, name: str, *, minimum: int = 1) -> int:
             f"{name} must be between {minimum} and {INT64_MAX}", code="invalid_payload", details={"path": name}
         )
     return value
+
+
+def is_client_id(value: Any) -> bool:
+    """True when ``value`` is a string that follows :data:`CLIENT_ID_RULE`."""
+    return isinstance(value, str) and CLIENT_ID_PATTERN.match(value) is not None
+
+
+def check_client_id(value: Any, name: str = "client_id") -> str:
+    """``value`` when it is a valid client-named id; else ``ValidationFailed`` at ``name``."""
+    if not is_client_id(value):
+        raise ValidationFailed(f"{name} must match {CLIENT_ID_RULE}", details={"path": name})
+    return str(value)
 
 
 def check_document(document: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Any:

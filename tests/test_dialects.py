@@ -43,6 +43,26 @@ def test_batch_adapter_follows_status_and_counts_and_ignores_other_events():
     assert final["data"]["status"] == "completed" and final["data"]["total_count"] == 3
 
 
+def test_batch_adapter_renders_a_job_first_seen_mid_life_from_its_messages_alone():
+    counts = make_message(
+        "job_counts", {"success_count": 2, "running_count": 1, "total_count": 3}, job_id=987_655, seq=9
+    )
+    ((_rooms, _event, update),) = batch_adapter(counts, 1)
+    assert update["data"]["status"] == "running" and update["data"]["running_count"] == 1  # counts mean running
+    result = {"total_count": 4, "success_count": 3, "failed_count": 1, "cases": []}
+    done = make_message("job_status", {"status": "completed", "result": result}, job_id=987_656, seq=12)
+    ((_rooms, _event, final),) = batch_adapter(done, 1)
+    assert final["data"] == {
+        "status": "completed",
+        "success_count": 3,
+        "failed_count": 1,
+        "running_count": 0,
+        "pending_count": 0,
+        "total_count": 4,
+        "updated_at": done["timestamp"],
+    }
+
+
 def test_client_dialect_passes_only_the_three_progress_types_and_notices():
     dialect = ClientDialect("tab")
     report = make_message("batch_report_progress", {"current": 3, "total": 10, "percent": 30.0}, job_id=5)

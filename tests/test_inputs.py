@@ -1,13 +1,39 @@
-"""``app.inputs``: ids within 64 bits, bounded JSON documents."""
+"""``app.inputs``: ids within 64 bits, client-named ids, bounded JSON documents."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from app.errors import ValidationFailed
-from app.inputs import INT64_MAX, MAX_DEPTH, InvalidDocument, check_document, load_json, parse_id
+from app.inputs import (
+    CLIENT_ID_REGEX,
+    INT64_MAX,
+    MAX_DEPTH,
+    InvalidDocument,
+    check_client_id,
+    check_document,
+    is_client_id,
+    load_json,
+    parse_id,
+)
+
+
+@pytest.mark.parametrize("value", ["tab-abc123", "a", "A_b-9", "x" * 64])
+def test_client_ids_follow_the_one_rule(value):
+    assert is_client_id(value) and check_client_id(value) == value
+    assert re.search(CLIENT_ID_REGEX, value)  # the JSON Schema spelling agrees
+
+
+@pytest.mark.parametrize("value", ["", "x" * 65, "a b", "a/b", "abc\n", "é", 7, None])
+def test_anything_else_is_not_a_client_id(value):
+    assert not is_client_id(value)
+    with pytest.raises(ValidationFailed) as caught:
+        check_client_id(value, "upload_id")
+    assert caught.value.message == "upload_id must match [A-Za-z0-9_-]{1,64}"
+    assert caught.value.details == {"path": "upload_id"}
 
 
 @pytest.mark.parametrize("value", [1, "7", " 42 ", INT64_MAX, str(INT64_MAX)])

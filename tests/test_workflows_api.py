@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from app.errors import ValidationFailed
-from app.jobs.kinds.workflow import UnresolvedReference, execution_time, resolve, validate_steps
+from app.jobs.kinds.workflow import UnresolvedReference, resolve, validate_steps
+from app.realtime.dialects.executions import ExecutionDialect
+from app.workflows.executions import execution_time
 from tests.helpers import wait_for
 
 STEPS = [
@@ -77,6 +79,16 @@ def test_an_execution_runs_the_steps_with_references_resolved(client, auth):
     assert done["execution_time"] > 0
     listed = client.get("/api/v1/executions", headers=headers).get_json()["executions"]
     assert [e["id"] for e in listed] == [execution["id"]]
+    assert listed[0]["execution_time"] == done["execution_time"]
+
+    # The seed-004 socket renders the same execution_time from the messages alone.
+    events = client.get(f"/api/jobs/{execution['id']}/events", headers=headers).get_json()["events"]
+    dialect = ExecutionDialect(str(execution["id"]))
+    dialect.execution_id = execution["id"]
+    dialect._first({"status": "pending"})
+    rendered = [p for event in events for p in dialect.render(None, event) if isinstance(p, dict)]
+    assert rendered[-1]["status"] == "completed"
+    assert rendered[-1]["execution_time"] == done["execution_time"]
 
 
 def test_an_execution_missing_input_is_a_400_naming_the_reference(client, auth):

@@ -8,6 +8,7 @@ from flask import request
 
 from ..auth.tokens import current_user, login_required
 from ..errors import ValidationFailed
+from ..inputs import CLIENT_ID_REGEX
 from ..jobs import service
 from ..jobs.registry import all_kinds
 from ..models import JobStatus
@@ -20,7 +21,7 @@ SUBMIT_SCHEMA = {
     "properties": {
         "kind": {"type": "string", "minLength": 1, "maxLength": 64},
         "params": {"type": "object"},
-        "client_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "client_id": {"type": "string", "pattern": CLIENT_ID_REGEX},
     },
     "additionalProperties": False,
 }

@@ -8,9 +8,11 @@ from flask import Response, after_this_request, request
 from sqlalchemy import select
 
 from ..auth.tokens import current_user, login_required
-from ..data.uploads import LengthRequired, UploadReceiver, delete_upload, get_owned_upload, reconcile_upload
+from ..data.uploads import delete_upload, get_owned_upload, reconcile_upload
 from ..errors import HeraldError, PayloadTooLarge
 from ..extensions import db
+from ..inputs import CLIENT_ID_REGEX
+from ..jobs.upload_receiver import LengthRequired, UploadReceiver
 from ..models import Upload
 from . import bp
 from .schema import query_int, spec
@@ -20,8 +22,8 @@ FORM_SCHEMA = {
     "type": "object",
     "required": ["file"],
     "properties": {
-        "upload_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
-        "client_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"},
+        "upload_id": {"type": "string", "pattern": CLIENT_ID_REGEX},
+        "client_id": {"type": "string", "pattern": CLIENT_ID_REGEX},
         "file": {"type": "string", "format": "binary"},
     },
 }

@@ -16,8 +16,9 @@ from ..errors import NotFound, ValidationFailed
 from ..extensions import db
 from ..inputs import parse_id
 from ..jobs import service
-from ..jobs.kinds.workflow import EXECUTION_KIND, execution_view, missing_inputs, validate_steps
-from ..models import Workflow
+from ..jobs.kinds.workflow import missing_inputs, validate_steps
+from ..models import Job, JobStatus, Workflow
+from ..workflows.executions import EXECUTION_KIND, execution_view
 from . import bp
 from .schema import json_body, query_int, spec
 
@@ -109,7 +110,7 @@ def create_execution() -> tuple[dict[str, Any], int]:
         raise ValidationFailed(f"input_data lacks {', '.join(missing)}", details={"path": "input_data"})
     params = {"workflow_id": workflow.id, "name": workflow.name, "steps": workflow.steps, "input": input_data}
     job = service.submit_job(current_user().id, EXECUTION_KIND, params, internal=True)
-    return execution_view(service.job_snapshot(job)), 201
+    return _views([job])[0], 201
 
 
 @bp.get("/v1/executions")
@@ -123,7 +124,7 @@ def list_executions() -> dict[str, Any]:
         limit=query_int("limit", 50, minimum=1, maximum=500),
         offset=query_int("offset", 0),
     )
-    return {"executions": [execution_view(service.job_snapshot(job)) for job in jobs]}
+    return {"executions": _views(jobs)}
 
 
 @bp.get("/v1/executions/<id:execution_id>")
@@ -134,4 +135,12 @@ def get_execution(execution_id: int) -> dict[str, Any]:
     job = service.get_owned_job(current_user().id, execution_id)
     if job.kind != EXECUTION_KIND:
         raise NotFound(f"execution {execution_id} not found")
-    return execution_view(service.job_snapshot(job))
+    return _views([job])[0]
+
+
+def _views(jobs: list[Job]) -> list[dict[str, Any]]:
+    """Executions as REST shows them; ended ones read their status events' moments, the
+    instants the seed-004 socket measures ``execution_time`` between."""
+    snapshots = [service.job_snapshot(job) for job in jobs]
+    moments = service.status_moments(s["id"] for s in snapshots if JobStatus(s["status"]).is_final)
+    return [execution_view(s, moments.get(s["id"], (None, None))) for s in snapshots]

@@ -14,7 +14,8 @@ from flask import current_app
 from flask.cli import with_appcontext
 from tqdm import tqdm
 
-from .engine import EventFilter, run_case
+from ..realtime.pipeline import ProgressState
+from .engine import Emit, EventFilter, run_case
 from .hosts import normalise_hosts
 from .spec import CaseError, parse_case_yaml, websocket_options
 from .stream import EventStream
@@ -90,6 +91,23 @@ def write_junit(files: list[CaseFile], target: Path, duration_s: float) -> None:
     ET.ElementTree(suite).write(target, encoding="utf-8", xml_declaration=True)
 
 
+def seed003_progress(publish: Emit) -> Emit:
+    """Seed 003's ``progress`` ``{current, total, percent, percentage, eta_seconds}`` from the
+    engine's facts, derived by the same ``ProgressState`` that computes a job's ticks: a run
+    has no pipeline, but percent and ETA have one definition. One per case."""
+    state = ProgressState(job_id=0, owner_id=0)
+
+    def emit(type_: str, data: dict[str, Any]) -> None:
+        if type_ == "progress":
+            state.current, state.total = data["current"], data["total"]
+            tick = state.payload(time.monotonic())
+            # ``percentage`` is what the document's web example reads.
+            data = {**data, "percent": tick["percent"], "percentage": tick["percent"], "eta_seconds": tick["eta"]}
+        publish(type_, data)
+
+    return emit
+
+
 @click.command("run-cases")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--ws-server/--no-ws-server", default=None, help="Serve the seed-003 event stream (beats the YAML).")
@@ -122,7 +140,7 @@ def run_cases_command(
                 bar.write(f"ERROR {item.error}")
                 continue
             case = item.case
-            publish = EventFilter.for_case(case, stream.publish) if stream is not None else None
+            publish = EventFilter.for_case(case, seed003_progress(stream.publish)) if stream is not None else None
 
             def emit(type_: str, data: dict[str, Any], publish: Any = publish, name: str = case["name"]) -> None:
                 if publish is not None:

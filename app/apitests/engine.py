@@ -230,18 +230,9 @@ class CaseRunner:
             for index, step in enumerate(steps):
                 self.check_cancel()
                 results.append(self.run_step(index, step))
-                done = index + 1
-                eta = (time.monotonic() - started) / done * (len(steps) - done)
-                self.emit(
-                    "progress",
-                    {
-                        "current": done,
-                        "total": len(steps),
-                        "percent": round(100.0 * done / len(steps), 1),
-                        "percentage": round(100.0 * done / len(steps), 1),  # the seed's web example reads this
-                        "eta_seconds": round(eta, 2),
-                    },
-                )
+                # Facts only: percent and ETA are derived where progress is rendered (one
+                # computation, ProgressState.payload), for a job's ticks and the CLI stream alike.
+                self.emit("progress", {"current": index + 1, "total": len(steps)})
         finally:
             self.session.close()
         passed = sum(1 for r in results if r["status"] == "passed")

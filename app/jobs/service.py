@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -10,12 +10,11 @@ from sqlalchemy import select
 from ..database import commit_session
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
-from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, utcnow
+from ..inputs import CLIENT_ID_PATTERN, check_client_id  # noqa: F401  (realtime/events.py imports it from here)
+from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, isoformat, utcnow
 from ..realtime.pipeline import Fence, FenceRefused, pipeline
 from .registry import get_kind
 from .runner import runner
-
-CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def submit_job(
@@ -34,8 +33,8 @@ def submit_job(
     clean = job_kind.validate(params)
     if job_kind.precheck is not None:
         job_kind.precheck(owner_id, clean)
-    if client_id is not None and not CLIENT_ID_PATTERN.match(client_id):
-        raise ValidationFailed("client_id must match [A-Za-z0-9_-]{1,64}", details={"path": "client_id"})
+    if client_id is not None:
+        check_client_id(client_id)
     job = Job(
         kind=kind,
         owner_id=owner_id,
@@ -71,6 +70,52 @@ def job_snapshot(job: Job) -> dict[str, Any]:
     if live is not None:
         data["progress"] = live
     return data
+
+
+def snapshot_after_join(user_id: int, job_id: int, join: Callable[[], None]) -> dict[str, Any]:
+    """The user's job (else ``NotFound``), read after ``join()`` so that a change after
+    the read still reaches the room just joined; the session is released either way."""
+    try:
+        job = get_owned_job(user_id, job_id)
+        join()
+        db.session.refresh(job)
+        return job_snapshot(job)
+    finally:
+        db.session.rollback()
+
+
+def latest_progress(job_id: int) -> dict[str, Any] | None:
+    """This process's freshest tick of a job (a coordinator watching its child), if any."""
+    return pipeline.latest_progress(job_id)
+
+
+def status_moments(job_ids: Iterable[int]) -> dict[int, tuple[str | None, str | None]]:
+    """``{job_id: (started, finished)}``: the timestamps of each job's last ``running``
+    and its final ``job_status`` event, as the wire shows them.
+
+    A socket that renders from messages alone sees exactly these instants, so a duration
+    REST computes from them equals the socket's. Reads on its own connection: the caller's
+    session is left as it was.
+    """
+    ids = sorted(set(job_ids))
+    if not ids:
+        return {}
+    query = (
+        select(JobEvent.job_id, JobEvent.data, JobEvent.created_at)
+        .where(JobEvent.job_id.in_(ids), JobEvent.type == "job_status")
+        .order_by(JobEvent.job_id, JobEvent.seq)
+    )
+    moments: dict[int, tuple[str | None, str | None]] = {}
+    with db.engine.connect() as connection:
+        for job_id, data, created_at in connection.execute(query):
+            status = (data or {}).get("status")
+            started, finished = moments.get(job_id, (None, None))
+            if status == JobStatus.RUNNING.value:
+                started, finished = isoformat(created_at), None
+            elif status in {s.value for s in FINAL_STATUSES}:
+                finished = isoformat(created_at)
+            moments[job_id] = (started, finished)
+    return moments
 
 
 def list_jobs(

@@ -28,16 +28,6 @@ def batch_room(job_id: int) -> str:
     return f"batch:{job_id}"
 
 
-def job_id_of_room(room: str) -> int | None:
-    """The job id in a ``job:<id>`` room name, else None."""
-    if room.startswith("job:"):
-        try:
-            return int(room[4:])
-        except ValueError:
-            return None
-    return None
-
-
 def test_room(job_id: int) -> str:
     """Seed-001 ``subscribe_test`` subscribers of one test job (``test:42``)."""
     return f"test:{job_id}"

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -138,3 +139,19 @@ def test_yaml_websocket_config_enables_the_stream_and_cli_flags_win(tmp_path):
     assert stream_settings(files, False, None, None)[0] is False
     assert stream_settings(files, True, "127.0.0.1", 9000) == (True, "127.0.0.1", 9000)
     assert stream_settings(files[:1], None, None, None) == (False, "localhost", 8765)
+
+
+def test_the_stream_renders_seed_003_progress_from_the_engines_facts():
+    from app.apitests.cli import seed003_progress
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+    emit = seed003_progress(lambda type_, data: sent.append((type_, data)))
+    emit("test_start", {"name": "x", "total_steps": 2})
+    time.sleep(0.06)  # long enough for a rate, as a real step takes
+    emit("progress", {"current": 1, "total": 2})
+    emit("progress", {"current": 2, "total": 2})
+    assert sent[0] == ("test_start", {"name": "x", "total_steps": 2})
+    half, done = sent[1][1], sent[2][1]
+    assert set(half) == {"current", "total", "percent", "percentage", "eta_seconds"}
+    assert half["percent"] == half["percentage"] == 50.0 and half["eta_seconds"] > 0
+    assert done["percent"] == 100.0 and done["eta_seconds"] == 0.0

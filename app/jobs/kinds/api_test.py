@@ -27,7 +27,7 @@ def emitter_for(ctx: JobContext) -> Emit:
 
     def emit(type_: str, data: dict[str, Any]) -> None:
         if type_ == "progress":
-            ctx.progress(data["current"], data["total"], None, eta_seconds=data["eta_seconds"])
+            ctx.progress(data["current"], data["total"])
         else:
             ctx.event(type_, data)
 

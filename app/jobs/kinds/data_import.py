@@ -48,6 +48,7 @@ from ...data.tables import (
 from ...data.uploads import get_owned_upload, upload_path
 from ...errors import Conflict, ValidationFailed
 from ...extensions import db
+from ...inputs import CLIENT_ID_REGEX
 from ..context import JobContext, JobFailed
 from ..registry import job_kind
 
@@ -94,7 +95,7 @@ def precheck(owner_id: int, params: dict[str, Any]) -> None:
     schema={
         "required": ["upload_id", "dataset"],
         "properties": {
-            "upload_id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "The uploaded file"},
+            "upload_id": {"type": "string", "pattern": CLIENT_ID_REGEX, "description": "The uploaded file"},
             "dataset": {"type": "string", "pattern": DATASET_NAME_PATTERN, "description": "Dataset to import into"},
             "format": {"enum": list(FORMATS), "description": "Default: from the file name"},
             "mode": {"enum": ["append", "replace"], "description": "Required when the dataset exists"},

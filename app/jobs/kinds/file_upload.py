@@ -1,6 +1,6 @@
 """``file_upload``: the job that carries an upload's status, history and progress.
 
-``POST /api/uploads`` drives it from inside the request (see ``app/data/uploads.py``):
+``POST /api/uploads`` drives it from inside the request (see ``app/jobs/upload_receiver.py``):
 it creates the job, publishes its statuses and ``file_upload_progress`` ticks while the
 body streams to disk. It is not submittable, and the runner never has anything to run.
 """

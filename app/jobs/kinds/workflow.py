@@ -12,16 +12,15 @@ the running step.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from ...errors import Conflict, HeraldError, ValidationFailed
 from ...extensions import db
 from ...models import Job, JobStatus
+from ...workflows.executions import EXECUTION_KIND, percent
 from ..context import JobCancelled, JobContext, JobFailed
 from ..registry import get_kind, job_kind
 
-EXECUTION_KIND = "workflow"
 MAX_STEPS = 50
 _REFERENCE = re.compile(r"\$\{([^}]*)\}")
 _WHOLE_REFERENCE = re.compile(r"^\$\{([^}]*)\}$")
@@ -139,57 +138,6 @@ def missing_inputs(steps: list[dict[str, Any]], input_data: dict[str, Any]) -> l
     return missing
 
 
-# -- the execution view (REST and the seed-004 socket) ---------------------------------------
-
-
-def percent(progress: dict[str, Any] | None) -> int:
-    """A progress tick as a whole percentage 0-100."""
-    value = (progress or {}).get("percent")
-    if not isinstance(value, int | float):
-        return 0
-    return max(0, min(100, int(value)))
-
-
-def execution_time(started_at: str | None, finished_at: str | None) -> float | None:
-    """Seconds from start to end (ISO timestamps), once both are known."""
-    if not started_at or not finished_at:
-        return None
-    seconds = (datetime.fromisoformat(finished_at) - datetime.fromisoformat(started_at)).total_seconds()
-    return round(max(0.0, seconds), 3)
-
-
-def error_text(error: Any) -> str | None:
-    """The error's message (the document shows a string)."""
-    if isinstance(error, dict):
-        return str(error.get("message") or error.get("code") or "")
-    return None if error is None else str(error)
-
-
-def execution_view(snapshot: dict[str, Any]) -> dict[str, Any]:
-    """An execution as ``/api/v1/executions`` shows it, from the job's snapshot."""
-    params = snapshot.get("params") or {}
-    status = snapshot["status"]
-    progress = snapshot.get("progress") or {}
-    error = snapshot.get("error")
-    return {
-        "id": snapshot["id"],
-        "workflow_id": params.get("workflow_id"),
-        "workflow_name": params.get("name"),
-        "status": status,
-        "progress": 100 if status == JobStatus.COMPLETED.value else percent(progress),
-        "message": snapshot.get("message") or progress.get("message"),
-        "input_data": params.get("input") or {},
-        "result": snapshot.get("result"),
-        "error": error_text(error),
-        "error_code": error.get("code") if isinstance(error, dict) else None,
-        "execution_time": execution_time(snapshot.get("started_at"), snapshot.get("finished_at")),
-        "created_at": snapshot.get("created_at"),
-        "started_at": snapshot.get("started_at"),
-        "finished_at": snapshot.get("finished_at"),
-        "last_seq": snapshot.get("last_seq"),
-    }
-
-
 # -- the job kind ------------------------------------------------------------------------------
 
 
@@ -233,9 +181,8 @@ def _cancel_child(child_id: int) -> None:
 )
 def run_workflow(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     """Run a workflow's steps as child jobs, in order; started by ``POST /api/v1/executions``."""
-    from ...realtime.pipeline import pipeline
     from ..runner import runner
-    from ..service import submit_job
+    from ..service import latest_progress, submit_job
 
     steps: list[dict[str, Any]] = params["steps"]
     input_data: dict[str, Any] = params.get("input") or {}
@@ -265,7 +212,7 @@ def run_workflow(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
                 _cancel_child(child_id)
                 ctx.event("node_status", {"step": index, "kind": kind, "status": "cancelled", "job_id": child_id})
                 raise JobCancelled()
-            step_percent = percent(pipeline.latest_progress(child_id))
+            step_percent = percent(latest_progress(child_id))
             ctx.progress((index + step_percent / 100) * 100 / total, 100, label, step_percent=step_percent)
         status, result, error = _child_outcome(child_id)
         node = {"step": index, "kind": kind, "status": status, "job_id": child_id}
@@ -275,7 +222,7 @@ def run_workflow(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
             ctx.progress((index + 1) * 100 / total, 100, label, step_percent=100)
             ctx.log(f"{label} completed")
             continue
-        ctx.event("node_status", {**node, "progress": percent(pipeline.latest_progress(child_id)), "error": error})
+        ctx.event("node_status", {**node, "progress": percent(latest_progress(child_id)), "error": error})
         ctx.raise_if_cancelled()
         error = error or {"code": "step_" + status, "message": f"the step was {status}"}
         ctx.log(f"{label} {status}: {error.get('message')}", "error")

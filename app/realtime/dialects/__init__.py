@@ -2,7 +2,9 @@
 
 A dialect turns client frames into actions (``handle``) and pipeline messages into the
 wire shapes a source document promised (``render``). It never writes job state and knows
-no job kinds; the transport (``app/realtime/ws.py``) owns auth, queues and closing.
+no job kinds; ``render`` reads the message alone (what it needs is in the event's data), and
+whatever a subscription reads goes through ``jobs.service`` (``tests/test_layering.py``).
+The transport (``app/realtime/ws.py``) owns auth, queues and closing.
 
 * :mod:`.herald` — ``/ws``: Herald's own messages plus seed 000's batch subscriptions.
 * :mod:`.batch` — seed 000 ``batch_execution_update`` (also served over Socket.IO).

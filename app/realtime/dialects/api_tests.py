@@ -23,9 +23,9 @@ from flask import Flask, request
 from flask_socketio import join_room, leave_room
 
 from ...errors import ValidationFailed
-from ...extensions import db, socketio
+from ...extensions import socketio
 from ...inputs import parse_id
-from ...jobs.service import get_owned_job, job_snapshot
+from ...jobs.service import snapshot_after_join
 from ...models.base import isoformat, utcnow
 from .. import connections
 from ..events import register_handler, socket_handler
@@ -87,7 +87,7 @@ def seed001_adapter(message: Message, owner_id: int) -> list[Emit]:
                     "progress": data.get("percent"),
                     "current_step": data.get("current"),
                     "total_steps": data.get("total"),
-                    "eta_seconds": data.get("eta_seconds", data.get("eta")),
+                    "eta_seconds": data.get("eta"),  # seed 001's name for the tick's one ETA
                     "message": data.get("message"),
                 },
             )
@@ -122,13 +122,7 @@ def on_subscribe_test(*args: Any) -> dict[str, Any]:
     user_id = _user_id()
     test_id = _test_id(args)
     sid: str = request.sid  # type: ignore[attr-defined]
-    try:
-        job = get_owned_job(user_id, test_id)
-        join_room(test_room(test_id))  # join first: a change after the snapshot still arrives
-        db.session.refresh(job)
-        snapshot = job_snapshot(job)
-    finally:
-        db.session.rollback()
+    snapshot = snapshot_after_join(user_id, test_id, lambda: join_room(test_room(test_id)))
     for event, payload in _status_messages(test_id, snapshot["status"], snapshot):
         _send(sid, seed001_message(event, test_id, payload))
     return {"ok": True, "test_id": test_id, "job": snapshot}

@@ -13,18 +13,15 @@ event of the job::
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
 from flask import request
 from flask_socketio import join_room, leave_room
-from sqlalchemy import select
 
 from ...errors import HeraldError, NotFound
-from ...extensions import db
 from ...jobs.service import get_owned_job, job_snapshot
-from ...models import FINAL_STATUSES, Job, JobStatus, isoformat, utcnow
+from ...models import FINAL_STATUSES, JobStatus, isoformat, utcnow
 from .. import connections
 from ..delivery import plain_rooms
 from ..events import emit_reply, register_handler
@@ -35,8 +32,6 @@ from . import Payload, int_field
 
 if TYPE_CHECKING:
     from ..ws import PlainSocket
-
-log = logging.getLogger(__name__)
 
 UPDATE = "batch_execution_update"
 COUNT_KEYS = ("success_count", "failed_count", "running_count", "pending_count", "total_count")
@@ -55,7 +50,12 @@ def batch_update(job_id: int, status: str, counts: dict[str, Any] | None, moment
 
 
 class _BatchStates:
-    """Last status and counts of the jobs this process publishes for (no read per event)."""
+    """Last status and counts of the jobs this process publishes for, from their messages.
+
+    A job first seen mid-life (swept or cancelled by this process) is rendered from what
+    the message itself says: counts only come from a running job, and a final result that
+    carries counts (a batch's does) gives them; otherwise they are unknown (sent as 0).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -63,15 +63,18 @@ class _BatchStates:
 
     def update(self, message: Message) -> tuple[str, dict[str, Any] | None]:
         job_id: int = message["job_id"]
+        data = message["data"]
         with self._lock:
             state = self._states.get(job_id)
         if state is None:
-            fresh = message["type"] == "job_status" and message["data"].get("status") == JobStatus.PENDING.value
-            state = {"status": JobStatus.PENDING.value, "counts": None} if fresh else self._load(job_id)
+            first = JobStatus.PENDING.value if message["type"] == "job_status" else JobStatus.RUNNING.value
+            state = {"status": first, "counts": None}
         if message["type"] == "job_status":
-            state["status"] = message["data"].get("status", state["status"])
+            state["status"] = data.get("status", state["status"])
+            if state["counts"] is None:
+                state["counts"] = _result_counts(data.get("result"))
         else:
-            state["counts"] = dict(message["data"])
+            state["counts"] = dict(data)
         with self._lock:
             if JobStatus(state["status"]) in FINAL_STATUSES:
                 self._states.pop(job_id, None)
@@ -79,18 +82,13 @@ class _BatchStates:
                 self._states[job_id] = state
         return state["status"], state["counts"]
 
-    @staticmethod
-    def _load(job_id: int) -> dict[str, Any]:
-        """A job first seen mid-life (e.g. swept by this process): read it once."""
-        try:
-            with db.engine.connect() as connection:
-                row = connection.execute(select(Job.status, Job.counts).where(Job.id == job_id)).first()
-        except Exception:
-            log.exception("reading job %s for its batch update failed", job_id)
-            row = None
-        if row is None:
-            return {"status": JobStatus.PENDING.value, "counts": None}
-        return {"status": row[0], "counts": row[1]}
+
+def _result_counts(result: Any) -> dict[str, Any] | None:
+    """The counters a final result reports, if it reports any."""
+    if not isinstance(result, dict):
+        return None
+    counts = {key: result[key] for key in COUNT_KEYS if key in result}
+    return counts or None
 
 
 _states = _BatchStates()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ValidationFailed
-from ...jobs.service import CLIENT_ID_PATTERN
+from ...inputs import CLIENT_ID_RULE, is_client_id
 from ...models import isoformat, utcnow
 from ..delivery import plain_rooms
 from ..messages import Message
@@ -43,8 +43,8 @@ class ClientDialect(Dialect):
         self.events: set[str] = set()
 
     def open(self, conn: PlainSocket) -> None:
-        if not CLIENT_ID_PATTERN.match(self.client_id):
-            conn.send(self.error("invalid_client_id", "client_id must match [A-Za-z0-9_-]{1,64}"))
+        if not is_client_id(self.client_id):
+            conn.send(self.error("invalid_client_id", f"client_id must match {CLIENT_ID_RULE}"))
             conn.close(1008, "invalid client_id")
             return
         for room in (client_room(conn.user_id, self.client_id), user_room(conn.user_id), user_jobs_room(conn.user_id)):

@@ -10,28 +10,26 @@ Right after connect the current state, then one message on every change::
 → ``pong``; bad input → ``{"type": "error", "message"}``. An unknown execution, or
 another user's, gets an error and close 1008. Per-step ``node_status`` and ``log``
 messages ride along (the document's wished-for node status and live logs).
+
+Rendering reads the message alone: ``execution_time`` runs from the ``running`` status
+message's timestamp to the final one's (at subscribe, from the same stored events), which
+is how REST measures it too (``app/workflows/executions.py``).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
-
 from ...errors import NotFound, ValidationFailed
-from ...extensions import db
 from ...inputs import parse_id
-from ...jobs.kinds.workflow import EXECUTION_KIND, error_text, execution_time, percent
-from ...jobs.service import get_owned_job
-from ...models import FINAL_STATUSES, Job, JobStatus, isoformat
+from ...jobs.service import get_owned_job, status_moments
+from ...models import FINAL_STATUSES, JobStatus
+from ...workflows.executions import EXECUTION_KIND, Moments, error_text, execution_time, percent
 from ..messages import Message, is_progress
 from . import Close, Dialect, Payload, subscribe_plain
 
 if TYPE_CHECKING:
     from ..ws import PlainSocket
-
-log = logging.getLogger(__name__)
 
 STATUS_KEYS = ("status", "progress", "message", "result", "error", "execution_time")
 
@@ -47,7 +45,6 @@ class ExecutionDialect(Dialect):
         self.state: dict[str, Any] = {key: None for key in STATUS_KEYS}
         self.started_at: str | None = None
         self.finished = False
-        self._app: Flask | None = None
 
     def open(self, conn: PlainSocket) -> None:
         try:
@@ -61,14 +58,23 @@ class ExecutionDialect(Dialect):
             conn.close(1008, message)
             return
         self.execution_id = execution_id
-        self._app = current_app._get_current_object()  # type: ignore[attr-defined]
-        snapshot = subscribe_plain(conn, execution_id, None, self._first)
+        snapshot = subscribe_plain(conn, execution_id, None, self._subscribed)
         if self.finished:
             conn.close(1000, f"execution {snapshot['status']}")
 
-    def _first(self, snapshot: dict[str, Any]) -> list[Payload]:
-        """The current state, from the job's row (and this process's freshest tick)."""
-        self.started_at = snapshot.get("started_at")
+    def _subscribed(self, snapshot: dict[str, Any]) -> list[Payload]:
+        """At subscribe: when it started (and ended), from the status events the messages
+        before the snapshot carried; nothing to read while it is still pending."""
+        moments: Moments = (None, None)
+        if snapshot["status"] != JobStatus.PENDING.value:
+            moments = status_moments([self.execution_id]).get(self.execution_id, moments)
+        return self._first(snapshot, moments)
+
+    def _first(self, snapshot: dict[str, Any], moments: Moments | None = None) -> list[Payload]:
+        """The current state, from the job's snapshot (and this process's freshest tick)."""
+        started, finished = moments or (snapshot.get("started_at"), snapshot.get("finished_at"))
+        self.started_at = started
+        self.finished = JobStatus(snapshot["status"]) in FINAL_STATUSES
         progress = snapshot.get("progress") or {}
         self.state.update(
             status=snapshot["status"],
@@ -76,9 +82,8 @@ class ExecutionDialect(Dialect):
             message=snapshot.get("message") or progress.get("message"),
             result=snapshot.get("result"),
             error=error_text(snapshot.get("error")),
-            execution_time=execution_time(snapshot.get("started_at"), snapshot.get("finished_at")),
+            execution_time=execution_time(started, finished) if self.finished else None,
         )
-        self.finished = JobStatus(snapshot["status"]) in FINAL_STATUSES
         return [self._status()]
 
     def _status(self) -> Payload:
@@ -101,12 +106,12 @@ class ExecutionDialect(Dialect):
             status = data.get("status")
             self.state["status"] = status
             if status == JobStatus.RUNNING.value:
-                self.started_at = self.started_at or message.get("timestamp")
+                self.started_at = message.get("timestamp")
             if status in {s.value for s in FINAL_STATUSES}:
                 self.finished = True
                 self.state["result"] = data.get("result")
                 self.state["error"] = error_text(data.get("error"))
-                self.state["execution_time"] = self._execution_time(message.get("timestamp"))
+                self.state["execution_time"] = execution_time(self.started_at, message.get("timestamp"))
                 if status == JobStatus.COMPLETED.value:
                     self.state["progress"] = 100
         elif is_progress(message):
@@ -133,20 +138,6 @@ class ExecutionDialect(Dialect):
         if self.finished:
             out.append(Close(1000, f"execution {self.state['status']}"))
         return out
-
-    def _execution_time(self, finished: str | None) -> float | None:
-        """From the row's start and end, as REST reports it (the event only says "done")."""
-        started = self.started_at
-        if self._app is not None:
-            try:
-                with self._app.app_context():
-                    job = db.session.get(Job, self.execution_id)
-                    if job is not None and job.started_at and job.finished_at:
-                        started, finished = isoformat(job.started_at), isoformat(job.finished_at)
-                    db.session.remove()
-            except Exception:
-                log.exception("reading execution %s for its execution_time failed", self.execution_id)
-        return execution_time(started, finished)
 
     def error(self, code: str, message: str) -> Payload:
         return {"type": "error", "code": code, "message": message}
