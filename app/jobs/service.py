@@ -10,7 +10,7 @@ from sqlalchemy import select
 from ..database import commit_session
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
-from ..inputs import CLIENT_ID_PATTERN, check_client_id  # noqa: F401  (realtime/events.py imports it from here)
+from ..inputs import check_client_id
 from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, isoformat, utcnow
 from ..realtime.pipeline import Fence, FenceRefused, pipeline
 from .registry import get_kind

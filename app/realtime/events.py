@@ -16,7 +16,7 @@ from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
 from ..auth.tokens import authenticate
 from ..errors import BadRequest, HeraldError, NotFound, ValidationFailed
 from ..extensions import socketio
-from ..jobs.service import CLIENT_ID_PATTERN
+from ..inputs import CLIENT_ID_RULE, is_client_id
 from ..models.base import isoformat, utcnow
 from . import connections
 from .connections import ConnectionInfo
@@ -76,10 +76,8 @@ def on_connect(auth: Any = None) -> None:
     except HeraldError as exc:
         raise ConnectionRefusedError({"code": exc.code, "message": exc.message}) from None
     client_id = auth.get("client_id") or request.args.get("client_id") or uuid.uuid4().hex
-    if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.match(client_id):
-        raise ConnectionRefusedError(
-            {"code": "invalid_client_id", "message": "client_id must match [A-Za-z0-9_-]{1,64}"}
-        )
+    if not is_client_id(client_id):
+        raise ConnectionRefusedError({"code": "invalid_client_id", "message": f"client_id must match {CLIENT_ID_RULE}"})
     sid: str = request.sid  # type: ignore[attr-defined]
     connections.register(
         ConnectionInfo(

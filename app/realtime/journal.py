@@ -150,7 +150,7 @@ def _take_seqs_statement(columns: frozenset[str], fence_mode: str) -> Update:
             update(_jobs)
             .where((_jobs.c.id == bindparam("_job_id")) & _fence_condition(fence_mode))
             .values({_jobs.c.last_seq: _jobs.c.last_seq + bindparam("_count"), **snapshot})
-            .returning(_jobs.c.last_seq, _jobs.c.owner_id)
+            .returning(_jobs.c.last_seq, _jobs.c.owner_id, _jobs.c.counts)
         )
         _take_seqs_statements[key] = statement
     return statement
@@ -192,9 +192,13 @@ def _apply(conn: Connection, writes: list[EventWrite], progress_rows: list[dict[
             for write in run:
                 write.error = error
             continue
-        last_seq, owner_id = row
+        last_seq, owner_id, counts = row
         for offset, write in enumerate(run):
             write.seq, write.owner_id = last_seq - len(run) + 1 + offset, owner_id
+            if write.ends_job and counts is not None and "counts" not in write.data:
+                # A job's last word carries its counters as they ended, whoever writes it
+                # (a peer settling a dead worker's job knows them only from the row).
+                write.data = {**write.data, "counts": counts}
             rows.append(
                 {"job_id": write.job_id, "seq": write.seq, "type": write.type, "data": write.data,
                  "created_at": write.created_at}

@@ -53,8 +53,8 @@ class _BatchStates:
     """Last status and counts of the jobs this process publishes for, from their messages.
 
     A job first seen mid-life (swept or cancelled by this process) is rendered from what
-    the message itself says: counts only come from a running job, and a final result that
-    carries counts (a batch's does) gives them; otherwise they are unknown (sent as 0).
+    the message itself says: counts come from ``job_counts`` events and from a final status
+    (which carries the job's counts as they ended); otherwise they are unknown (sent as 0).
     """
 
     def __init__(self) -> None:
@@ -71,7 +71,9 @@ class _BatchStates:
             state = {"status": first, "counts": None}
         if message["type"] == "job_status":
             state["status"] = data.get("status", state["status"])
-            if state["counts"] is None:
+            if isinstance(data.get("counts"), dict):  # a final status carries the row's counts
+                state["counts"] = dict(data["counts"])
+            elif state["counts"] is None:
                 state["counts"] = _result_counts(data.get("result"))
         else:
             state["counts"] = dict(data)
