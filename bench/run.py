@@ -622,13 +622,21 @@ def scenario_progress(report: Report, work: Path, quick: bool) -> None:
     """Job-side hot paths in one job: coalesced progress() calls/s, durable events/s."""
     progress = _micro("progress", 1_000_000 if quick else 5_000_000, work)
     publish = _micro("publish", 2_000 if quick else 10_000, work)
-    report.raw.update(progress=progress, publish=publish)
+    many = _micro("publish_many", 20_000 if quick else 100_000, work)
+    report.raw.update(progress=progress, publish=publish, publish_many=many)
     rate = progress["calls_per_s"]
     report.add("coalesced progress() calls/s", rate, None, "/s", goal=">= 1,000,000", met=rate >= 1_000_000)
     report.add("progress() cost per call", progress["ns_per_call"] / 1000, None, "us", goal="~1 us")
     report.add("ticks emitted during those calls", progress["emits"], None, note=f"{progress['seconds']:.2f} s")
     report.add("durable events/s (ctx.log: commit + emit)", publish["calls_per_s"], None, "/s")
     report.add("durable event cost", publish["ns_per_call"] / 1000, None, "us")
+    rate = many["calls_per_s"]
+    report.add(
+        f"durable events/s, {many['jobs']} jobs logging at once", rate, None, "/s", goal=">= 20,000", met=rate >= 20_000
+    )
+    lateness = many["loop_lateness_p99_ms"]
+    met = lateness is not None and lateness <= 20
+    report.add("loop lateness p99 meanwhile", lateness, None, "ms", goal="<= 20", met=met)
 
 
 def scenario_plainws(report: Report, work: Path, quick: bool) -> None:

@@ -9,11 +9,12 @@ that cannot yield at all.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..concurrency import run_in_os_thread
+from ..concurrency import YIELD_SLEEP, run_in_os_thread
 from ..extensions import socketio
 from ..realtime.pipeline import Fence, Pipeline, ProgressState
 
@@ -37,10 +38,6 @@ class JobFailed(Exception):
 
 #: How long a job may run before ``progress()`` lets other greenlets in.
 YIELD_EVERY = 0.01
-#: What a yield sleeps. ``sleep(0)`` under gevent only runs greenlets already runnable and
-#: never lets the loop poll sockets or fire timers while the job keeps yielding (a 40,000-row
-#: XLSX import held pings ~0.5 s); a tiny real sleep passes through the loop in every mode.
-YIELD_SLEEP = 0.0001
 
 T = TypeVar("T")
 
@@ -101,8 +98,20 @@ class JobContext:
         return self.event("job_log", {"level": level, "message": message})
 
     def event(self, type_: str, data: dict[str, Any], **snapshot: Any) -> int:
-        """A durable event of any type (``step_start``, ``case_result`` ...); returns its seq."""
-        return int(self._pipeline.publish(self.job_id, type_, data, snapshot=snapshot or None, fence=self.fence)["seq"])
+        """A durable event of any type (``step_start``, ``case_result`` ...); returns its seq.
+
+        The job goes on at once: the event is committed (then sent) behind it. What cannot
+        be stored as JSON is refused here, where the job can see it.
+        """
+        try:
+            json.dumps(data)
+            if snapshot:
+                json.dumps(snapshot)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{type_} event is not JSON: {exc}") from None
+        seq = self._pipeline.append(self.job_id, type_, data, snapshot=snapshot or None, fence=self.fence)
+        self.yield_if_due()
+        return seq
 
     def update_counts(self, counts: dict[str, Any]) -> int:
         """Set the job's counters (durable ``job_counts`` event + snapshot)."""

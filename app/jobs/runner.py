@@ -37,6 +37,7 @@ from sqlalchemy import delete, select, update
 from ..database import write_transaction
 from ..extensions import db, socketio
 from ..models import FINAL_STATUSES, Job, JobStatus, Worker, utcnow
+from ..realtime.journal import SeqConflict
 from ..realtime.pipeline import ACTIVE_STATUSES, Fence, FenceRefused, JobGone, pipeline
 from .context import JobCancelled, JobContext, JobFailed, LeaseLost
 from .registry import get_kind, queued_kind_names
@@ -453,7 +454,7 @@ class JobRunner:
             status = JobStatus.CANCELLED
         except JobFailed as exc:
             fields = {"error": {"code": exc.code, "message": exc.message}}
-        except (LeaseLost, FenceRefused):
+        except (LeaseLost, FenceRefused, SeqConflict):
             log.warning("job %s was settled by another worker; this run stops without writing", job_id)
             pipeline.forget(job_id)
             return
@@ -466,12 +467,24 @@ class JobRunner:
             db.session.remove()
         try:
             self._finish(job_id, status, fence=fence, **fields)
-        except (JobGone, FenceRefused):
+        except (JobGone, FenceRefused, SeqConflict):
             pipeline.forget(job_id)
 
     def _finish(self, job_id: int, status: JobStatus, *, fence: Fence, **fields: Any) -> None:
-        """Publish a job's final status (the last tick goes out first) under ``fence``."""
+        """Publish a job's final status (the last tick goes out first) under ``fence``,
+        once every event the run appended is stored: a run whose event could not be
+        stored ends ``failed`` saying so, never ``completed`` with a hole in its history."""
         pipeline.flush(job_id)
+        try:
+            pipeline.settle(job_id)
+        except (FenceRefused, JobGone, SeqConflict):
+            pipeline.forget(job_id)
+            raise
+        except Exception as exc:
+            log.error("job %s: an event could not be stored (%s); the job fails", job_id, exc)
+            status = JobStatus.FAILED
+            fields = {"error": {"code": "job_error", "message": f"an event could not be stored: {exc}"}}
+        pipeline.journal.forget(job_id)  # the final status goes on its own (a failed write broke the job)
         try:
             pipeline.publish_status(job_id, status.value, fence=fence, finished_at=utcnow(), **fields)
         finally:

@@ -28,7 +28,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from .. import extensions
-from ..concurrency import Signal
+from ..concurrency import Signal, Slicer
 from .messages import Message, is_progress
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,7 @@ class Outbox:
         assert self._wake is not None
         while True:
             self._wake.wait(1.0)
+            slicer = Slicer()
             while self._queue:
                 self._busy = True
                 message, owner_id, rooms = self._queue.popleft()
@@ -215,6 +216,7 @@ class Outbox:
                     log.exception("delivering %s failed", message.get("type"))
                 finally:
                     self._busy = False
+                slicer.tick()
 
 
 def _is_message(data: Any) -> bool:

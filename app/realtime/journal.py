@@ -1,12 +1,18 @@
 """The journal: one writer commits every job's durable events, many per transaction.
 
-A job that logs hands its event to the journal and waits for its seq; meanwhile the
-writer takes everything handed in so far and commits it in one transaction (group
-commit): on SQLite in a real OS thread, so the disk never holds the event loop; on
-PostgreSQL on the loop itself, where psycopg2's I/O is green. Per job, seqs follow the
-order events were handed in; each write is fenced (:class:`~.pipeline.Fence`) in the same
-UPDATE that takes its seqs. What was committed goes to ``on_committed`` in commit order —
-the pipeline emits from there, so nothing is sent before it is stored.
+Events are handed in and the writer takes everything handed in so far and commits it in
+one transaction (group commit): on SQLite in a real OS thread, so the disk never holds
+the event loop; on PostgreSQL on the loop itself, where psycopg2's I/O is green. Per job,
+seqs follow the order events were handed in; each write is fenced (:class:`Fence`) in the
+same UPDATE that takes its seqs. What was committed goes to ``on_committed`` in commit
+order — the pipeline emits from there, so nothing is sent before it is stored.
+
+A job's own events do not wait for the disk (:meth:`Journal.append`): while a process
+holds a job's lease it is the job's only writer, so once the journal knows the job's last
+seq it hands out the next one at once and the commit checks it (a mismatch or a refused
+fence fails the write). A write that fails *breaks* the job here: its later writes are
+refused with that error, so nothing of the job is stored after a gap, and the runner
+learns of it at the job's next call or at :meth:`Journal.settle`, before the final status.
 """
 
 from __future__ import annotations
@@ -28,10 +34,16 @@ from ..models import Job, JobEvent
 log = logging.getLogger(__name__)
 
 ACTIVE_STATUSES = ("pending", "running")
+#: Events one transaction takes at most before jobs handing in more wait for it.
+MAX_BATCH = 1000
 
 
 class JobGone(LookupError):
     """The job row no longer exists (deleted while running)."""
+
+
+class SeqConflict(RuntimeError):
+    """A job's seq moved under this process's feet: someone else wrote it (lease lost)."""
 
 
 class FenceRefused(RuntimeError):
@@ -94,6 +106,9 @@ class EventWrite:
     error: BaseException | None = None
     #: The message built from it once committed (by the journal's ``on_committed``).
     message: dict[str, Any] | None = None
+    #: ``seq`` was given out before the commit (:meth:`Journal.append`); the commit checks it.
+    seq_handed_out: bool = False
+    committed: bool = False
 
     @property
     def ends_job(self) -> bool:
@@ -194,7 +209,10 @@ def _apply(conn: Connection, writes: list[EventWrite], progress_rows: list[dict[
             continue
         last_seq, owner_id, counts = row
         for offset, write in enumerate(run):
-            write.seq, write.owner_id = last_seq - len(run) + 1 + offset, owner_id
+            seq = last_seq - len(run) + 1 + offset
+            if write.seq is not None and write.seq != seq:
+                raise SeqConflict(f"job {write.job_id}: seq {write.seq} was handed out, the row gives {seq}")
+            write.seq, write.owner_id = seq, owner_id
             if write.ends_job and counts is not None and "counts" not in write.data:
                 # A job's last word carries its counters as they ended, whoever writes it
                 # (a peer settling a dead worker's job knows them only from the row).
@@ -217,6 +235,12 @@ class Journal:
         self.on_committed = on_committed
         #: Writes not yet taken by the writer, per engine (one, except in tests).
         self._pending: dict[Engine, _Batch] = {}
+        #: Last seq handed out per job this process holds (learnt from its first commit).
+        self._last_seq: dict[int, int] = {}
+        #: The batch holding each held job's latest write (what ``settle`` waits for).
+        self._latest_batch: dict[int, _Batch] = {}
+        #: Jobs whose write failed, with the error their later writes get.
+        self._broken: dict[int, BaseException] = {}
         self._lock = threading.Lock()
         self._wake: Signal | None = None
         #: Called with the connection inside each transaction, where the commit runs (a
@@ -232,26 +256,91 @@ class Journal:
             raise write.error
         return write
 
+    def append(self, engine: Engine, write: EventWrite) -> int:
+        """Hand in a write of a job this process holds and return its seq without waiting
+        for the disk, when the job's last seq is known (else as :meth:`write`).
+
+        Raises the error of an earlier failed write of the job instead of writing.
+        """
+        batch = self._hand_in(engine, write=write)
+        if not write.seq_handed_out or len(batch.writes) >= MAX_BATCH:
+            # Unknown seq: learn it from this commit. A full batch: the disk is behind,
+            # so the jobs filling it wait for it (memory stays bounded).
+            batch.done.wait()
+            if write.error is not None:
+                raise write.error
+        assert write.seq is not None
+        return write.seq
+
+    def settle(self, job_id: int) -> None:
+        """Wait until every write handed in for ``job_id`` is committed; raise the error
+        of one that failed."""
+        with self._lock:
+            batch = self._latest_batch.get(job_id)
+        if batch is not None:
+            batch.done.wait()
+        with self._lock:
+            broken = self._broken.get(job_id)
+        if broken is not None:
+            raise broken
+
+    def forget(self, job_id: int) -> None:
+        """The job ended here (or will be written by others): drop what is known of it."""
+        with self._lock:
+            self._last_seq.pop(job_id, None)
+            self._latest_batch.pop(job_id, None)
+            self._broken.pop(job_id, None)
+
     def save_progress(self, engine: Engine, rows: list[dict[str, Any]]) -> None:
         """Persist progress rows with the next commit; does not wait."""
         self._hand_in(engine, progress_rows=rows)
 
     def _hand_in(
-        self, engine: Engine, *, write: EventWrite | None = None, progress_rows: list[dict[str, Any]] | None = None
+        self,
+        engine: Engine,
+        *,
+        write: EventWrite | None = None,
+        progress_rows: list[dict[str, Any]] | None = None,
     ) -> _Batch:
         with self._lock:
             if self._wake is None:
                 self._wake = Signal()  # built lazily: after monkey-patching
                 socketio.start_background_task(self._writer_loop)
+            if write is not None and write.fence.mode == "held":
+                broken = self._broken.get(write.job_id)
+                if broken is not None:
+                    raise broken
+                last = self._last_seq.get(write.job_id)
+                if last is not None:
+                    # Every held write takes the next seq now, waited for or not: the
+                    # order of seqs is the order of hand-in, whoever asks.
+                    write.seq, write.seq_handed_out = last + 1, True
+                    self._last_seq[write.job_id] = last + 1
             batch = self._pending.get(engine)
             if batch is None:
                 batch = self._pending[engine] = _Batch(engine)
             if write is not None:
                 batch.writes.append(write)
+                if write.fence.mode == "held":
+                    self._latest_batch[write.job_id] = batch
             if progress_rows:
                 batch.progress_rows.extend(progress_rows)
         self._wake.set()
         return batch
+
+    def _learn(self, batch: _Batch) -> None:
+        """After a batch: the seqs of held jobs, and which of them broke."""
+        with self._lock:
+            for write in batch.writes:
+                if write.fence.mode != "held":
+                    continue
+                if write.error is not None:
+                    self._broken.setdefault(write.job_id, write.error)
+                    self._last_seq.pop(write.job_id, None)
+                elif write.seq is not None and write.job_id not in self._broken:
+                    self._last_seq[write.job_id] = max(self._last_seq.get(write.job_id, 0), write.seq)
+                if self._latest_batch.get(write.job_id) is batch:
+                    del self._latest_batch[write.job_id]
 
     def _writer_loop(self) -> None:
         """Forever: take what is pending, commit it, hand it on, wake its callers."""
@@ -273,9 +362,10 @@ class Journal:
         except BaseException as exc:  # noqa: BLE001 - every caller must wake, whatever happened
             log.exception("journal commit failed")
             for write in batch.writes:
-                if write.error is None and write.seq is None:
+                if write.error is None and not write.committed:
                     write.error = exc
-        committed = [write for write in batch.writes if write.error is None]
+        self._learn(batch)
+        committed = [write for write in batch.writes if write.committed]
         try:
             if committed:
                 self.on_committed(committed)
@@ -298,9 +388,13 @@ class Journal:
                         if self.commit_hook is not None:
                             self.commit_hook(connection)
                         _apply(connection, writes, progress_rows)
+                    for write in writes:
+                        write.committed = write.error is None
                 except BaseException:
-                    for write in writes:  # rolled back: no seq was taken
-                        write.seq = write.owner_id = None
+                    for write in writes:  # rolled back: no seq was taken (handed-out ones stay)
+                        if not write.seq_handed_out:
+                            write.seq = None
+                        write.owner_id = None
                     raise
 
             def attempt(writes: list[EventWrite], progress_rows: list[dict[str, Any]]) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 from flask import Flask
 
-from ..concurrency import Signal
+from ..concurrency import Signal, Slicer
 from ..extensions import db, socketio
 from ..models import utcnow
 from .delivery import Outbox
@@ -149,15 +149,31 @@ class Pipeline:
         Raises :class:`FenceRefused` when ``fence`` does not hold, :class:`JobGone` when the
         row is missing; nothing is written or sent then.
         """
+        write = self.journal.write(db.engine, self._event_write(job_id, type_, data, snapshot, fence))
+        assert write.message is not None
+        return write.message
+
+    def append(
+        self, job_id: int, type_: str, data: dict[str, Any], *, snapshot: dict[str, Any] | None = None, fence: Fence
+    ) -> int:
+        """A running job's durable event: its seq at once, the commit (then the emit)
+        behind it — the job does not wait for the disk. Raises the error of an earlier
+        write of the job that could not be stored (see :meth:`settle`)."""
+        return self.journal.append(db.engine, self._event_write(job_id, type_, data, snapshot, fence))
+
+    def settle(self, job_id: int) -> None:
+        """Wait until the job's appended events are stored; raise if one could not be."""
+        self.journal.settle(job_id)
+
+    def _event_write(
+        self, job_id: int, type_: str, data: dict[str, Any], snapshot: dict[str, Any] | None, fence: Fence
+    ) -> EventWrite:
         values: dict[str, Any] = dict(snapshot or {})
         state = self._states.get(job_id)
         if state is not None and state.last_payload is not None:
             values["progress"] = state.last_payload
             state.unsaved = False
-        write = EventWrite(job_id, type_, data, values, fence, utcnow())
-        self.journal.write(db.engine, write)
-        assert write.message is not None
-        return write.message
+        return EventWrite(job_id, type_, data, values, fence, utcnow())
 
     def publish_status(self, job_id: int, status: str, *, fence: Fence = NO_FENCE, **fields: Any) -> Message:
         """A ``job_status`` event; ``fields`` go into both the snapshot and the data.
@@ -173,7 +189,9 @@ class Pipeline:
 
     def _committed(self, writes: list[EventWrite]) -> None:
         """From the journal's writer, in commit order: build each message, send it on."""
+        slicer = Slicer()
         for write in writes:
+            slicer.tick()
             assert write.seq is not None and write.owner_id is not None
             message = make_message(write.type, write.data, job_id=write.job_id, seq=write.seq, moment=write.created_at)
             write.message = message
@@ -217,7 +235,9 @@ class Pipeline:
             self._send_tick(state, time.monotonic())
 
     def forget(self, job_id: int) -> None:
-        """Drop a finished job's progress state (its last tick is on the row)."""
+        """Drop a finished job's progress state (its last tick is on the row) and what the
+        journal knew of it."""
+        self.journal.forget(job_id)
         state = self._states.pop(job_id, None)
         if state is not None:
             state.dirty = False  # its heap entry is skipped when due

@@ -98,11 +98,13 @@ def lost_emit(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         ctx.sleep(0.05)
     for line in range(1, params["lines"] + 1):
         if line == params["lose"]:
-            # Committed, then dropped on its way to the outbox (the job waits for the commit,
-            # which hands the message on before the job goes on).
+            # Committed, then dropped on its way to the outbox: the earlier lines are out of
+            # the way first, and this one is stored before the outbox is itself again.
+            pipeline.settle(ctx.job_id)
             pipeline.outbox.put = lambda *args: None  # type: ignore[method-assign]
             try:
                 ctx.log(f"line {line} (never sent live)")
+                pipeline.settle(ctx.job_id)
             finally:
                 del pipeline.outbox.put  # back to the class's method
         else:
