@@ -9,6 +9,7 @@ from flask import Flask
 
 from ..extensions import socketio
 from .delivery import HeraldRedisManager, make_client_manager
+from .frames import install_frame_writer
 from .origins import socketio_origin_check
 from .packets import TolerantPacket
 from .pipeline import pipeline
@@ -59,6 +60,7 @@ def init_realtime(app: Flask) -> None:
     if isinstance(manager, HeraldRedisManager):
         manager.on_recovered = partial(catch_up, app)
     socketio.init_app(app, **options)
+    app.extensions["herald_frames"] = install_frame_writer(socketio.server)
     init_queue_probe(app)
     pipeline.init_app(app)
     from .dialects import api_tests

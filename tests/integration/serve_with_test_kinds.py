@@ -46,5 +46,12 @@ def socket_options() -> dict[str, int]:
     abort(404)
 
 
+@app.get("/test/frame-stats")
+def frame_stats() -> dict[str, int | None]:
+    """Socket.IO deliveries written straight to sockets, and through the queue (test only)."""
+    writer = app.extensions.get("herald_frames")
+    return {"direct": writer.direct if writer else None, "queued": writer.queued if writer else None}
+
+
 if __name__ == "__main__":
     sys.exit(serve(app))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.helpers import wait_for
 from tests.integration.clients import Recorder
@@ -85,3 +86,26 @@ def test_a_job_logging_every_ten_steps_still_ticks_at_most_once_per_interval(ser
     assert 1 <= len(ticks) <= duration / 0.1 + 3
     assert ticks[-1]["data"]["current"] == 100_000
     rec.close()
+
+
+@pytest.mark.eventlet_only
+def test_a_fan_out_writes_frames_without_a_writer_wake_up_per_connection(server):
+    """Each delivery used to be a queue put and a switch to that connection's writer."""
+    token = server.login("alice")
+    watchers = [Recorder(server, token) for _ in range(30)]
+    for watcher in watchers:
+        assert watcher.client.call("subscribe", {"all": True}, timeout=10)["ok"] is True
+    before = requests.get(server.url + "/test/frame-stats", timeout=10).json()
+    job = server.submit(token, steps=20, interval=0.02, log_every=1)
+    for watcher in watchers:
+        wait_for(lambda watcher=watcher: watcher.job_finished(job["id"]), timeout=30)
+    after = requests.get(server.url + "/test/frame-stats", timeout=10).json()
+    delivered = sum(len(watcher.of_job(job["id"])) for watcher in watchers)
+    direct, queued = after["direct"] - before["direct"], after["queued"] - before["queued"]
+    assert delivered >= 30 * 24  # every watcher: three statuses, 21 log lines (and ticks)
+    assert direct + queued >= delivered
+    # Only a packet that finds its connection busy (a ping queued, a frame still going
+    # out) takes the queue: far from one wake-up per delivery.
+    assert queued <= delivered // 10, (direct, queued, delivered)
+    for watcher in watchers:
+        watcher.close()
