@@ -31,11 +31,13 @@ def subscribe_job(
     *,
     join: Callable[[], None],
     send: Callable[[Message], None],
+    on_snapshot: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Subscribe ``conn`` to a job it owns; returns the snapshot (raises ``NotFound``).
 
     With ``last_seq`` every durable event after it is sent first, then the latest progress;
-    without it only events after the snapshot follow.
+    without it only events after the snapshot follow. ``on_snapshot(snapshot)`` runs while
+    live events are still held back: what it prepares (and may read for) goes out first.
     """
     job = get_owned_job(user_id, job_id)
     ledger.begin_replay(conn, job_id)
@@ -60,6 +62,8 @@ def subscribe_job(
                 progress = dict(snapshot["progress"])
                 type_ = progress.pop("type", "job_progress")
                 send(make_message(type_, progress, job_id=job_id))
+        if on_snapshot is not None:
+            on_snapshot(snapshot)
     except BaseException:
         ledger.forget(conn, job_id)
         raise

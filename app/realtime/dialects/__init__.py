@@ -76,6 +76,7 @@ def subscribe_plain(
     in one step after the acknowledgement, so the order is ack, replay, live.
     """
     collected: list[Message] = []
+    firsts: list[Payload] = []
     snapshot = subscribe_job(
         conn,
         conn.user_id,
@@ -83,6 +84,9 @@ def subscribe_plain(
         last_seq,
         join=lambda: plain_rooms.join(conn, job_room(job_id)),
         send=collected.append,
+        # Built while live events are held: ``first`` may read (and yield) without a live
+        # event getting ahead of it.
+        on_snapshot=lambda snapshot: firsts.extend(first(snapshot)),
     )
-    conn.send_batch(first(snapshot), collected)
+    conn.send_batch(firsts, collected)
     return snapshot
