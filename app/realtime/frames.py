@@ -25,7 +25,12 @@ import logging
 import struct
 from typing import Any
 
+from ..metrics import MESSAGES_DELIVERED
+
 log = logging.getLogger(__name__)
+
+_DIRECT = MESSAGES_DELIVERED.labels("socketio", "direct")
+_QUEUED = MESSAGES_DELIVERED.labels("socketio", "queued")
 
 
 def text_frame(payload: str) -> bytes:
@@ -44,7 +49,9 @@ def text_frame(payload: str) -> bytes:
 class FrameWriter:
     """Replaces ``socketio.Server._send_eio_packet``: a direct write when safe, else the queue."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, *, direct: bool = True) -> None:
+        #: False outside eventlet: every packet takes the queue (and is counted).
+        self.direct_enabled = direct
         self.eio = server.eio
         self._queued_send = server.eio.send_packet
         self._spawn = server.eio.start_background_task
@@ -56,7 +63,7 @@ class FrameWriter:
         self.queued = 0
 
     def __call__(self, eio_sid: str, eio_packet: Any) -> None:
-        socket = self.eio.sockets.get(eio_sid)
+        socket = self.eio.sockets.get(eio_sid) if self.direct_enabled else None
         ws = getattr(socket, "herald_ws", None)
         if (
             ws is None
@@ -69,6 +76,7 @@ class FrameWriter:
             or not ws._sendlock.acquire(blocking=False)
         ):
             self.queued += 1
+            _QUEUED.inc()
             self._queued_send(eio_sid, eio_packet)
             return
         frame = self._frame(eio_packet)
@@ -79,14 +87,17 @@ class FrameWriter:
         except OSError:
             ws._sendlock.release()  # a broken socket: its writer and reader find out
             self.queued += 1
+            _QUEUED.inc()
             self._queued_send(eio_sid, eio_packet)
             return
         if sent == 0:
             ws._sendlock.release()
             self.queued += 1
+            _QUEUED.inc()
             self._queued_send(eio_sid, eio_packet)
             return
         self.direct += 1
+        _DIRECT.inc()
         if sent == len(frame):
             ws._sendlock.release()
         else:
@@ -109,10 +120,13 @@ class FrameWriter:
             ws._sendlock.release()
 
 
-def install_frame_writer(server: Any) -> FrameWriter | None:
-    """Under eventlet, let Socket.IO deliveries write frames straight to the sockets."""
+def install_frame_writer(server: Any) -> FrameWriter:
+    """Under eventlet, let Socket.IO deliveries write frames straight to the sockets (in
+    other modes the writer only counts them)."""
     if server.eio.async_mode != "eventlet":
-        return None
+        writer = FrameWriter(server, direct=False)
+        server._send_eio_packet = writer
+        return writer
     from engineio import socket as eio_socket
     from eventlet.websocket import RFC6455WebSocket
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +30,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, ins
 from ..concurrency import Signal, run_in_os_thread
 from ..database import write_lock
 from ..extensions import socketio
+from ..metrics import COMMIT_BATCH_EVENTS, COMMIT_SECONDS, EVENTS_COMMITTED, EVENTS_REFUSED, PUBLISH_SECONDS
 from ..models import Job, JobEvent
 
 log = logging.getLogger(__name__)
@@ -109,6 +111,8 @@ class EventWrite:
     #: ``seq`` was given out before the commit (:meth:`Journal.append`); the commit checks it.
     seq_handed_out: bool = False
     committed: bool = False
+    #: ``time.monotonic()`` at hand-in (the publish latency metric starts here).
+    handed_in: float = field(default_factory=time.monotonic)
 
     @property
     def ends_job(self) -> bool:
@@ -357,6 +361,7 @@ class Journal:
 
     def _settle(self, batch: _Batch) -> None:
         """Commit one batch, hand on what was committed, wake every caller."""
+        started = time.monotonic()
         try:
             self._commit(batch)
         except BaseException as exc:  # noqa: BLE001 - every caller must wake, whatever happened
@@ -366,6 +371,7 @@ class Journal:
                     write.error = exc
         self._learn(batch)
         committed = [write for write in batch.writes if write.committed]
+        self._measure(batch, committed, started)
         try:
             if committed:
                 self.on_committed(committed)
@@ -373,6 +379,19 @@ class Journal:
             log.exception("handing on committed events failed")
         finally:
             batch.done.set()
+
+    @staticmethod
+    def _measure(batch: _Batch, committed: list[EventWrite], started: float) -> None:
+        now = time.monotonic()
+        COMMIT_SECONDS.observe(now - started)
+        if batch.writes:
+            COMMIT_BATCH_EVENTS.observe(len(batch.writes))
+        EVENTS_COMMITTED.inc(len(committed))
+        for write in committed:
+            PUBLISH_SECONDS.observe(now - write.handed_in)
+        for write in batch.writes:
+            if write.error is not None:
+                EVENTS_REFUSED.labels(type(write.error).__name__).inc()
 
     def _commit(self, batch: _Batch) -> None:
         """One transaction for the batch; if it fails, each write alone (one bad write

@@ -33,6 +33,7 @@ from flask import Flask
 
 from ..concurrency import Signal, Slicer
 from ..extensions import db, socketio
+from ..metrics import MESSAGES_PUBLISHED, PROGRESS_TICKS
 from ..models import utcnow
 from .delivery import Outbox
 from .journal import ACTIVE_STATUSES, NO_FENCE, EventWrite, Fence, FenceRefused, JobGone, Journal
@@ -40,6 +41,9 @@ from .messages import Message, make_message
 from .rooms import job_room, user_jobs_room
 
 log = logging.getLogger(__name__)
+
+DURABLE_PUBLISHED = MESSAGES_PUBLISHED.labels("durable")
+PROGRESS_PUBLISHED = MESSAGES_PUBLISHED.labels("progress")
 
 #: ``adapter(message, owner_id) -> [(rooms, event, payload), ...]``
 Adapter = Callable[[Message, int], Iterable[tuple[list[str], str, dict[str, Any]]]]
@@ -190,6 +194,7 @@ class Pipeline:
     def _committed(self, writes: list[EventWrite]) -> None:
         """From the journal's writer, in commit order: build each message, send it on."""
         slicer = Slicer()
+        DURABLE_PUBLISHED.inc(len(writes))
         for write in writes:
             slicer.tick()
             assert write.seq is not None and write.owner_id is not None
@@ -248,6 +253,8 @@ class Pipeline:
         if now > state.lease_until:
             return
         data = state.payload(now)
+        PROGRESS_TICKS.inc()
+        PROGRESS_PUBLISHED.inc()
         state.unsaved = True
         message = make_message(state.type, data, job_id=state.job_id)
         rooms = (job_room(state.job_id), user_jobs_room(state.owner_id), *state.extra_rooms)

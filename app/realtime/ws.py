@@ -36,6 +36,7 @@ from ..auth.tokens import authenticate, bearer_token
 from ..errors import HeraldError, Unauthorized
 from ..extensions import db, sock, socketio
 from ..inputs import InvalidDocument, load_json
+from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED
 from .connections import expiry_watch, plain_connections
 from .delivery import ledger, plain_rooms
 from .dialects import Close, Dialect, Payload
@@ -83,6 +84,7 @@ class _SerializedSocket:
 
 
 _encoded: dict[int, tuple[Any, str]] = {}
+_PLAIN_DELIVERED = MESSAGES_DELIVERED.labels("plain", "queued")
 
 
 def _encode(payload: Payload) -> str:
@@ -191,6 +193,7 @@ class PlainSocket:
         if self._closing is not None:
             return
         log.info("dropping %r: %s", self, reason)
+        CONNECTIONS_DROPPED.labels("plain").inc()
         self.open = False
         self._closing = (code, reason)
         self._queue.clear()
@@ -254,6 +257,7 @@ class PlainSocket:
             raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
         connection = self.ws.ws  # the wsproto state machine simple-websocket frames with
         self.ws.sock.send(b"".join(connection.send(TextMessage(data=text)) for text in frames))
+        _PLAIN_DELIVERED.inc(len(frames))
 
     def _close_now(self, code: int, reason: str) -> None:
         self.open = False

@@ -47,10 +47,10 @@ def socket_options() -> dict[str, int]:
 
 
 @app.get("/test/frame-stats")
-def frame_stats() -> dict[str, int | None]:
+def frame_stats() -> dict[str, int]:
     """Socket.IO deliveries written straight to sockets, and through the queue (test only)."""
     writer = app.extensions.get("herald_frames")
-    return {"direct": writer.direct if writer else None, "queued": writer.queued if writer else None}
+    return {"direct": writer.direct, "queued": writer.queued}
 
 
 if __name__ == "__main__":

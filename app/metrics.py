@@ -1,0 +1,47 @@
+"""The process's Prometheus metrics: defined here, updated where things happen.
+
+Counters and histograms on hot paths are updated in place (a lock and an add); what is
+cheaper to read than to track (connections, subscriptions, jobs by status) is gathered
+when ``/metrics`` is scraped. Each process exposes its own numbers: one process's metrics
+never need another's.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+#: Durable events committed by this process's journal.
+EVENTS_COMMITTED = Counter("herald_events_committed_total", "Durable events committed by the journal")
+#: Durable events that could not be stored (a refused fence, a database error).
+EVENTS_REFUSED = Counter("herald_events_refused_total", "Durable events refused at commit", ["reason"])
+#: One group commit: from taking the batch to its end (includes the wait for the disk).
+COMMIT_SECONDS = Histogram(
+    "herald_commit_seconds",
+    "Duration of one journal transaction (group commit)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+#: Events per group commit.
+COMMIT_BATCH_EVENTS = Histogram(
+    "herald_commit_batch_events",
+    "Durable events per journal transaction",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+#: From hand-in to commit of one durable event (what a watcher's latency starts with).
+PUBLISH_SECONDS = Histogram(
+    "herald_publish_seconds",
+    "From a durable event's hand-in to its commit",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+#: Coalesced progress ticks sent (at most one per job per PROGRESS_INTERVAL).
+PROGRESS_TICKS = Counter("herald_progress_ticks_total", "Coalesced progress ticks sent")
+#: Messages handed to the delivery layer (one per message, whatever the watcher count).
+MESSAGES_PUBLISHED = Counter("herald_messages_published_total", "Messages sent through the outbox", ["kind"])
+#: Messages written to sockets, by transport and by path (``direct``: straight to the
+#: socket; ``queued``: through the connection's writer).
+MESSAGES_DELIVERED = Counter(
+    "herald_messages_delivered_total", "Messages written to client connections", ["transport", "path"]
+)
+#: Connections cut off for not reading (send queue full), by transport.
+CONNECTIONS_DROPPED = Counter(
+    "herald_connections_dropped_total", "Connections closed for a full send queue", ["transport"]
+)
