@@ -9,9 +9,11 @@ and ``/api/v1/ws/executions/<execution_id>`` (seed 004).
 * **Auth**: ``Authorization: Bearer``, ``?token=``, or a first ``{"type": "auth", "token"}``
   within ``WEBSOCKET_AUTH_TIMEOUT``; otherwise an error frame and close 1008.
 * **Delivery**: the connection joins rooms in ``plain_rooms``; fan-out calls
-  :meth:`PlainSocket.deliver`, which only appends to a queue. A sender task per connection
-  writes it out; past ``WEBSOCKET_SEND_QUEUE`` live messages the client is dropped with
-  1013, so a slow reader never slows the job or other clients.
+  :meth:`PlainSocket.deliver`. When nothing is queued and no write is under way, it renders
+  and writes the frame straight to the socket without blocking (eventlet); otherwise — or
+  when the kernel takes nothing — it appends to the queue, which the connection's sender
+  task writes out. Past ``WEBSOCKET_SEND_QUEUE`` queued live messages the client is dropped
+  with 1013, so a slow reader never slows the job or other clients.
 * **Limits**: simple-websocket pings every ``WEBSOCKET_PING_INTERVAL`` s and closes a socket
   that missed a pong; a frame over ``SOCKET_MESSAGE_LIMIT`` is closed with 1009.
 """
@@ -77,6 +79,37 @@ class _SerializedSocket:
             self._raw.sendall(data)
         return len(data)
 
+    def try_write_now(self, data: bytes, finish: Any) -> bool:
+        """Write ``data`` without blocking if no other write is under way: True when it
+        went (the kernel took it all, or took part and ``finish(rest, release)`` sends the
+        rest from a task that keeps the lock); False when it did not start at all."""
+        raw_fd = getattr(self._raw, "fd", None)  # eventlet's green socket: the real one
+        if raw_fd is None or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            sent = raw_fd.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._lock.release()
+            return False  # the sender finds the socket broken and ends the connection
+        if sent == 0:
+            self._lock.release()
+            return False
+        if sent == len(data):
+            self._lock.release()
+        else:
+            finish(data[sent:], self._finish_write)
+        return True
+
+    def _finish_write(self, rest: bytes) -> None:
+        try:
+            self._raw.sendall(rest)
+        except OSError:
+            pass  # the reader and the sender find out and end the connection
+        finally:
+            self._lock.release()
+
     sendall = send
 
     def __getattr__(self, name: str) -> Any:
@@ -85,6 +118,7 @@ class _SerializedSocket:
 
 _encoded: dict[int, tuple[Any, str]] = {}
 _PLAIN_DELIVERED = MESSAGES_DELIVERED.labels("plain", "queued")
+_PLAIN_DIRECT = MESSAGES_DELIVERED.labels("plain", "direct")
 
 
 def _encode(payload: Payload) -> str:
@@ -123,6 +157,9 @@ class PlainSocket:
         self._closing: tuple[int, str] | None = None
         self._sender_done = threading.Event()
         self._raw = ws.sock
+        #: Deliveries may be written straight to the socket (eventlet's green socket
+        #: exposes the real, non-blocking one); elsewhere they always take the queue.
+        self._direct = getattr(ws.sock, "fd", None) is not None
         try:
             self._raw.settimeout(send_timeout)  # reads only happen once select says readable
             if send_buffer:
@@ -164,9 +201,35 @@ class PlainSocket:
         if self._live_pending >= self.queue_limit:
             self.drop(CLOSE_TRY_AGAIN_LATER, "too slow: the send queue is full")
             return
+        if not self._queue and self._direct and self._closing is None and self._write_now(message):
+            return
         self._live_pending += 1
         self._queue.append(("live", message))
         self._wake.set()
+
+    def _write_now(self, message: Message) -> bool:
+        """Render and write ``message`` straight to the socket when nothing is queued and no
+        write is under way (no wake-up of the sender); False to take the queue instead."""
+        payloads = self.dialect.render(self, message)
+        if any(isinstance(payload, Close) for payload in payloads):
+            self._queue.append(("rendered", payloads))  # the sender closes in order
+            self._live_pending += 1
+            self._wake.set()
+            return True
+        if not payloads:
+            return True
+        data = self._frame([_encode(payload) for payload in payloads])  # type: ignore[arg-type]
+        if self.ws.sock.try_write_now(data, lambda rest, finish: socketio.start_background_task(finish, rest)):
+            _PLAIN_DIRECT.inc(len(payloads))
+            return True
+        self._queue.append(("framed", data))  # rendered already: the sender writes it as is
+        self._live_pending += 1
+        self._wake.set()
+        return True
+
+    def _frame(self, texts: list[str]) -> bytes:
+        connection = self.ws.ws  # the wsproto state machine simple-websocket frames with
+        return b"".join(connection.send(TextMessage(data=text)) for text in texts)
 
     def send(self, payload: Payload) -> None:
         """Queue a reply as is (answers, errors, greetings)."""
@@ -213,9 +276,9 @@ class PlainSocket:
                 self._wake.wait()
                 self._wake.clear()
                 while self._queue and self._closing is None:
-                    frames, close = self._next_frames()
-                    if frames:
-                        self._write(frames)
+                    chunks, close = self._next_frames()
+                    if chunks:
+                        self._write(chunks)
                     if close is not None:
                         self._close_now(close.code, close.reason)
                         return
@@ -232,32 +295,50 @@ class PlainSocket:
             self._sender_done.set()
             self._wake_handler()
 
-    def _next_frames(self) -> tuple[list[str], Close | None]:
-        """Up to ``SEND_BATCH`` queued payloads as text, and a close if one comes first."""
-        frames: list[str] = []
-        while self._queue and len(frames) < SEND_BATCH and self._closing is None:
+    def _next_frames(self) -> tuple[list[bytes], Close | None]:
+        """Up to ``SEND_BATCH`` queued items, framed, and a close if one comes first."""
+        chunks: list[bytes] = []
+        texts: list[str] = []
+
+        def flush_texts() -> None:
+            if texts:
+                chunks.append(self._frame(texts))
+                _PLAIN_DELIVERED.inc(len(texts))
+                texts.clear()
+
+        count = 0
+        while self._queue and count < SEND_BATCH and self._closing is None:
             kind, item = self._queue.popleft()
+            count += 1
             if kind == "close":
-                return frames, Close(*item)
+                flush_texts()
+                return chunks, Close(*item)
+            if kind in ("live", "rendered", "framed"):
+                self._live_pending -= 1
+            if kind == "framed":
+                flush_texts()
+                chunks.append(item)
+                _PLAIN_DELIVERED.inc()
+                continue
             if kind == "raw":
                 payloads: list[Payload | Close] = [item]
+            elif kind == "rendered":
+                payloads = item
             else:
-                if kind == "live":
-                    self._live_pending -= 1
                 payloads = self.dialect.render(self, item)
             for payload in payloads:
                 if isinstance(payload, Close):
-                    return frames, payload
-                frames.append(_encode(payload))
-        return frames, None
+                    flush_texts()
+                    return chunks, payload
+                texts.append(_encode(payload))
+        flush_texts()
+        return chunks, None
 
-    def _write(self, frames: list[str]) -> None:
-        """Frame several messages and write them with one call (one lock, one syscall)."""
+    def _write(self, chunks: list[bytes]) -> None:
+        """Write framed messages with one call (one lock, one syscall)."""
         if not self.ws.connected:
             raise ConnectionClosed(self.ws.close_reason, self.ws.close_message)
-        connection = self.ws.ws  # the wsproto state machine simple-websocket frames with
-        self.ws.sock.send(b"".join(connection.send(TextMessage(data=text)) for text in frames))
-        _PLAIN_DELIVERED.inc(len(frames))
+        self.ws.sock.send(b"".join(chunks))
 
     def _close_now(self, code: int, reason: str) -> None:
         self.open = False

@@ -47,10 +47,20 @@ def socket_options() -> dict[str, int]:
 
 
 @app.get("/test/frame-stats")
-def frame_stats() -> dict[str, int]:
-    """Socket.IO deliveries written straight to sockets, and through the queue (test only)."""
-    writer = app.extensions.get("herald_frames")
-    return {"direct": writer.direct, "queued": writer.queued}
+def frame_stats() -> dict[str, float]:
+    """Deliveries written straight to sockets, and through a writer's queue (test only)."""
+    from prometheus_client import REGISTRY
+
+    def delivered(transport: str, path: str) -> float:
+        labels = {"transport": transport, "path": path}
+        return REGISTRY.get_sample_value("herald_messages_delivered_total", labels) or 0.0
+
+    return {
+        "direct": delivered("socketio", "direct"),
+        "queued": delivered("socketio", "queued"),
+        "plain_direct": delivered("plain", "direct"),
+        "plain_queued": delivered("plain", "queued"),
+    }
 
 
 if __name__ == "__main__":

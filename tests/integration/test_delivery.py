@@ -6,11 +6,13 @@ Nagle back on accepted sockets, the loop waiting on a commit, ticks forced by lo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -18,7 +20,7 @@ import requests
 from tests.helpers import wait_for
 from tests.integration.clients import Recorder
 
-from .plain_ws import KindsServer, start_server
+from .plain_ws import KindsServer, connect, is_final_status, recv_until, send_json, start_server
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +111,27 @@ def test_a_fan_out_writes_frames_without_a_writer_wake_up_per_connection(server)
     assert queued <= delivered // 10, (direct, queued, delivered)
     for watcher in watchers:
         watcher.close()
+
+
+@pytest.mark.eventlet_only
+def test_a_plain_websocket_fan_out_writes_frames_without_waking_each_sender(server):
+    token = server.login("alice")
+    job = server.submit(token, steps=20, interval=0.05, log_every=1)
+    before = requests.get(server.url + "/test/frame-stats", timeout=10).json()
+
+    async def watch() -> list[dict[str, Any]]:
+        async with await connect(server, "/ws", token) as ws:
+            await send_json(ws, {"type": "subscribe", "job_id": job["id"]})
+            return await recv_until(ws, is_final_status, timeout=60)
+
+    async def scenario() -> list[list[dict[str, Any]]]:
+        return await asyncio.gather(*(watch() for _ in range(30)))
+
+    results = asyncio.run(scenario())
+    after = requests.get(server.url + "/test/frame-stats", timeout=10).json()
+    assert all(messages[-1]["data"]["status"] == "completed" for messages in results)
+    direct = after["plain_direct"] - before["plain_direct"]
+    queued = after["plain_queued"] - before["plain_queued"]
+    live = sum(len(messages) - 1 for messages in results)  # all but each ack
+    assert direct + queued >= live
+    assert queued <= (direct + queued) // 5, (direct, queued)
