@@ -9,8 +9,9 @@ cannot do:
   that job are held back; afterwards live events at or below the replayed seq are skipped.
   That is what makes "no gap, no duplicate" hold even when the publisher and the
   subscriber race, and across processes.
-* **Plain-WebSocket fan-out**: plain sockets join the same rooms here and receive the
-  same messages, after the same ledger check.
+* **One fan-out** for Socket.IO sessions and plain sockets (:class:`_LocalFanOut`): a
+  message is encoded once and every connection in its rooms passes the same ledger
+  check, whether it was emitted here or arrived through the message queue.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -165,7 +166,6 @@ class PlainRooms:
 #: The process-wide delivery state (one Socket.IO server per process).
 ledger = Ledger()
 plain_rooms = PlainRooms()
-_current = threading.local()
 
 
 class Outbox:
@@ -219,11 +219,6 @@ class Outbox:
                 slicer.tick()
 
 
-def _is_message(data: Any) -> bool:
-    """A Herald message (``make_message``): a JSON object with type and timestamp."""
-    return isinstance(data, dict) and "type" in data and "timestamp" in data
-
-
 def _rooms_list(room: Any) -> list[str]:
     if room is None:
         return []
@@ -232,63 +227,43 @@ def _rooms_list(room: Any) -> list[str]:
     return [str(r) for r in room]
 
 
-def _deliver_plain(event: str, data: Any, room: Any) -> None:
-    if not isinstance(data, dict):
-        return
-    rooms = _rooms_list(room)
-    for conn in plain_rooms.members(rooms):
-        if ledger.admit(conn, data):
-            conn.deliver(data)
+class _LocalFanOut:
+    """One fan-out for this process's connections, Socket.IO sessions and plain sockets
+    alike: each message is encoded once, and every connection of a job's room passes the
+    ledger (held back during its replay, never a seq twice)."""
+
+    def _fan_out(self, event: str, payload: dict[str, Any], namespace: str, room: Any, skip_sid: Any) -> None:
+        job_message = payload.get("job_id") is not None
+        if namespace in self.rooms:  # type: ignore[attr-defined]
+            # Herald payloads are JSON by contract (durable ones are stored as JSON): no
+            # binary scan, which costs about as much as the encoding itself.
+            server = self.server  # type: ignore[attr-defined]
+            packet = server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, payload], binary=False)
+            frame = eio_packet.Packet(eio_packet.MESSAGE, packet.encode())
+            skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+            for sid, eio_sid in socketio.Manager.get_participants(self, namespace, room):  # type: ignore[arg-type]
+                if sid in skip or (job_message and not ledger.admit(sid, payload)):
+                    continue
+                server._send_eio_packet(eio_sid, frame)
+        if namespace == "/":
+            for conn in plain_rooms.members(_rooms_list(room)):
+                if not job_message or ledger.admit(conn, payload):
+                    conn.deliver(payload)
 
 
-class _LedgerFilterMixin:
-    """Filters room participants through the ledger while a job message is emitted."""
-
-    def get_participants(self, namespace: str, room: Any) -> Iterator[tuple[str, str]]:
-        message = getattr(_current, "message", None)
-        participants = list(super().get_participants(namespace, room))  # type: ignore[misc]
-        if message is None or message.get("job_id") is None:
-            yield from participants
-            return
-        for sid, eio_sid in participants:
-            if ledger.admit(sid, message):
-                yield sid, eio_sid
-
-
-class HeraldManager(_LedgerFilterMixin, socketio.Manager):
-    """In-process client manager with the ledger and plain-WS fan-out."""
+class HeraldManager(_LocalFanOut, socketio.Manager):
+    """In-process client manager: the local fan-out for every JSON payload."""
 
     def emit(self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs):  # type: ignore[no-untyped-def]  # noqa: E501
         if kwargs.pop("ignore_queue", False):  # a direct reply or replay: past the ledger
             return super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to)
-        _current.message = data if isinstance(data, dict) else None
-        try:
-            if callback is None and not kwargs and _is_message(data):
-                self._emit_message(event, data, namespace, to or room, skip_sid)
-            else:
-                super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs)
-        finally:
-            _current.message = None
-        _deliver_plain(event, data, to or room)
-
-    def _emit_message(self, event: str, message: Message, namespace: str, room: Any, skip_sid: Any) -> None:
-        """``Manager.emit`` for a Herald message: encoded once, without the binary scan.
-
-        python-socketio walks every value of the payload looking for bytes before it
-        encodes (about as costly as the encoding itself, on every emit). Herald messages
-        are JSON by contract (the durable ones are stored as JSON), so the scan is skipped.
-        """
-        if namespace not in self.rooms:
-            return
-        packet = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, message], binary=False)
-        frame = eio_packet.Packet(eio_packet.MESSAGE, packet.encode())
-        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        for sid, eio_sid in self.get_participants(namespace, room):
-            if sid not in skip:
-                self.server._send_eio_packet(eio_sid, frame)
+        if callback is None and not kwargs and isinstance(data, dict):
+            self._fan_out(event, data, namespace or "/", to or room, skip_sid)
+            return None
+        return super().emit(event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, to=to, **kwargs)
 
 
-class HeraldRedisManager(_LedgerFilterMixin, socketio.RedisManager):
+class HeraldRedisManager(_LocalFanOut, socketio.RedisManager):
     """Redis-backed client manager: every process delivers to its own connections.
 
     Redis pub/sub forgets what a disconnected listener missed, so an outage is handled
@@ -316,15 +291,20 @@ class HeraldRedisManager(_LedgerFilterMixin, socketio.RedisManager):
         return self.listen_error or self.publish_error
 
     def _handle_emit(self, message):  # type: ignore[no-untyped-def]
+        """An emit from the queue (this process's own too): JSON payloads take the local
+        fan-out; callbacks and binary data python-socketio's own path."""
         data = message.get("data")
-        payload = data[0] if isinstance(data, list) and len(data) == 1 else data
-        _current.message = payload if isinstance(payload, dict) else None
-        try:
-            super()._handle_emit(message)
-        finally:
-            _current.message = None
-        if message.get("namespace", "/") in ("/", None):
-            _deliver_plain(message.get("event", ""), payload, message.get("room"))
+        payload = data[0] if isinstance(data, list) and len(data) == 1 else None
+        if message.get("callback") is None and not message.get("binary") and isinstance(payload, dict):
+            self._fan_out(
+                message.get("event", ""),
+                payload,
+                message.get("namespace") or "/",
+                message.get("room"),
+                message.get("skip_sid"),
+            )
+            return
+        super()._handle_emit(message)
 
     def _publish(self, data):  # type: ignore[no-untyped-def]
         try:
