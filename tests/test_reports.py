@@ -130,12 +130,17 @@ def test_report_progress_ends_with_all_reports_completed(client, auth, sales):
     assert (progress["completed_reports"], progress["total_reports"], progress["percent"]) == (2, 2, 100.0)
 
 
-@pytest.mark.parametrize("text", ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"])
+@pytest.mark.parametrize(
+    "text",
+    ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "\nx"]  # as typed
+    + [" =1+1", "  @x", "\u00a0=x"]  # after leading whitespace
+    + ["＝1+1", "＋1", "－1", "＠x", "\u3000＝x"],  # full-width forms
+)
 def test_formula_like_text_is_escaped(text):
     assert escape_cell(text) == "'" + text
 
 
-@pytest.mark.parametrize("value", [-1, 3.5, 0, None, True, "plain"])
+@pytest.mark.parametrize("value", [-1, 3.5, 0, None, True, "plain", "", " plain", "a=b", "x-1"])
 def test_numbers_and_plain_text_are_not_escaped(value):
     assert escape_cell(value) == value
 

@@ -4,7 +4,8 @@ A report groups visible rows by ``group_by`` columns (after ``filters``) and com
 ``count``/``sum``/``avg``/``min``/``max`` metrics. Output columns are the group-by
 columns, then one per metric named ``<op>_<column>`` (``count`` alone for a row count).
 Text cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``,
-``@``, tab or CR) are prefixed with ``'``; numbers stay numbers.
+``@`` — after any leading whitespace, and in their full-width forms such as ``＝`` — or
+with a tab, CR or LF) are prefixed with ``'``; numbers stay numbers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import csv
 import html
 import operator
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +31,10 @@ FILTER_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "gte": operator.ge,
     "in": lambda value, options: value in options,
 }
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: What a spreadsheet reads as the start of a formula (after NFKC: ``＝`` is ``=``).
+FORMULA_STARTS = ("=", "+", "-", "@")
+#: Control characters that make some spreadsheets start a new cell or formula.
+CONTROL_STARTS = ("\t", "\r", "\n")
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "html": "text/html; charset=utf-8",
@@ -161,7 +166,12 @@ class Aggregator:
 
 def escape_cell(value: Any) -> Any:
     """Neutralise spreadsheet formulas in text; numbers, booleans and None pass unchanged."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+    if not isinstance(value, str) or not value:
+        return value
+    if value.startswith(CONTROL_STARTS):
+        return "'" + value
+    head = value.lstrip()  # spreadsheets skip leading spaces (also no-break and ideographic)
+    if head and unicodedata.normalize("NFKC", head[0]) in FORMULA_STARTS:
         return "'" + value
     return value
 
