@@ -49,11 +49,16 @@ def on_serving(app: Flask) -> None:
             username, password = ensure_demo_user()
             print(f"Demo login: username {username!r}, password {password!r}", flush=True)
     from .data.uploads import reconcile_interrupted_uploads
+    from .jobs.kinds.data_import import clean_interrupted_imports
 
     def settle_uploads() -> None:
+        """What jobs settled ``interrupted`` left behind: uploads and imports."""
         settled = reconcile_interrupted_uploads()
         if settled:
             log.warning("settled %d upload(s) interrupted by a stopped server", settled)
+        removed = clean_interrupted_imports()
+        if removed:
+            log.warning("removed %d dataset(s) left empty by imports a stopped server interrupted", removed)
 
     runner = app.extensions["herald_runner"]
     # At start (jobs settled before this process came up) and after every sweep that

@@ -204,3 +204,34 @@ def page_of_rows(dataset: Dataset, *, limit: int, offset: int) -> list[dict[str,
     for page in pages:
         rows.extend(json.loads(page.data))
     return [dict(zip(names, values, strict=False)) for values in rows[skip : skip + limit]]
+
+
+def reconcile_interrupted_imports(active_import_jobs: set[int], active_targets: set[tuple[int, str]]) -> int:
+    """Clean what imports killed mid-way left (the job was settled ``interrupted``): their
+    pages, never made live, and the datasets they created, which have no live import yet.
+
+    ``active_import_jobs`` are import jobs still pending or running (their pages stay);
+    ``active_targets`` the ``(owner_id, dataset name)`` they write to (their datasets stay,
+    even while still empty). Returns how many datasets were removed.
+    """
+    live: set[int] = set()
+    empty: list[tuple[int, int, str]] = []
+    for dataset_id, owner_id, name, live_imports in db.session.execute(
+        select(Dataset.id, Dataset.owner_id, Dataset.name, Dataset.live_imports)
+    ):
+        live.update(live_imports or [])
+        if not live_imports:
+            empty.append((dataset_id, owner_id, name))
+    orphaned = [
+        job_id
+        for job_id in db.session.scalars(select(PAGES.c.import_job_id).distinct())
+        if job_id not in live and job_id not in active_import_jobs
+    ]
+    db.session.rollback()
+    discard_import_rows(orphaned)
+    removed = 0
+    for dataset_id, owner_id, name in empty:
+        if (owner_id, name) not in active_targets:
+            delete_dataset_if_empty(dataset_id)
+            removed += 1
+    return removed

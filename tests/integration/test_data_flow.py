@@ -166,6 +166,31 @@ def test_upload_cut_by_a_killed_server_is_failed_and_cleaned_at_restart(server, 
     assert job["status"] == "failed" and job["error"]["code"] == "interrupted"
 
 
+def test_import_cut_by_a_killed_server_leaves_no_dataset_and_can_run_again(server):
+    token = server.login("alice")
+    content, good, _ = sales_csv(300_000, bad_every=1000)
+    assert upload(server, token, content, "big.csv", "big").status_code == 201
+    job = server.submit(token, "data_import", upload_id="big", dataset="big")
+
+    def importing() -> bool:
+        snapshot = server.api("GET", f"/api/jobs/{job['id']}", token).json()["job"]
+        return snapshot["status"] == "running" and bool((snapshot.get("progress") or {}).get("current"))
+
+    wait_for(importing, timeout=30, interval=0.05)
+    server.kill()
+    server.start()
+    token = server.login("alice")
+    # Once the job is settled interrupted, its half-written dataset goes too.
+    wait_for(
+        lambda: server.api("GET", f"/api/jobs/{job['id']}", token).json()["job"]["status"] == "failed",
+        timeout=KILLED_JOBS_SETTLE_WITHIN + 5,
+    )
+    wait_for(lambda: server.api("GET", "/api/datasets", token).json()["datasets"] == [], timeout=10)
+    again = run_job(server, token, "data_import", {"upload_id": "big", "dataset": "big"})  # no mode needed
+    assert again["status"] == "completed", again
+    assert again["result"]["imported_rows"] == len(good)
+
+
 def test_cancelling_the_upload_job_stops_the_upload_and_leaves_no_file(server, tmp_path: Path):
     token = server.login("alice")
     listener = Recorder(server, token, client_id="tab-2")

@@ -17,6 +17,7 @@ from itertools import islice
 from typing import Any
 
 from flask import current_app
+from sqlalchemy import select
 
 from ...data.datasets import (
     DATASET_NAME_PATTERN,
@@ -26,6 +27,7 @@ from ...data.datasets import (
     discard_import_rows,
     find_dataset,
     make_import_live,
+    reconcile_interrupted_imports,
 )
 from ...data.tables import (
     COLUMN_TYPES,
@@ -49,6 +51,7 @@ from ...data.uploads import get_owned_upload, upload_path
 from ...errors import Conflict, ValidationFailed
 from ...extensions import db
 from ...inputs import CLIENT_ID_REGEX
+from ...models import Job, JobStatus
 from ..context import JobContext, JobFailed
 from ..registry import job_kind
 
@@ -281,3 +284,16 @@ def _converter_for(table: TableReader, columns: list[Column]) -> Callable[[Any],
             return inner(values)
 
     return convert
+
+
+def clean_interrupted_imports() -> int:
+    """After jobs were settled ``interrupted`` (a server killed mid-import): discard the
+    rows their imports wrote and the datasets they created; returns datasets removed."""
+    active_statuses = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+    active = db.session.execute(
+        select(Job.id, Job.owner_id, Job.params).where(Job.kind == "data_import", Job.status.in_(active_statuses))
+    ).all()
+    db.session.rollback()
+    jobs = {job_id for job_id, _, _ in active}
+    targets = {(owner_id, str((params or {}).get("dataset"))) for _, owner_id, params in active}
+    return reconcile_interrupted_imports(jobs, targets)
