@@ -42,6 +42,9 @@ class JobKind:
     queued: bool = True
     #: Optional check against current state at submit time (e.g. "dataset exists" → 409).
     precheck: Precheck | None = field(default=None, repr=False, compare=False)
+    #: For kinds that keep counts: the counts of a run that was cut off (its worker died),
+    #: recomputed from what survives, for its terminal row.
+    final_counts: Callable[[int], dict[str, Any] | None] | None = field(default=None, repr=False, compare=False)
     validator: Draft202012Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def validate(self, params: Any) -> dict[str, Any]:
@@ -94,6 +97,7 @@ def job_kind(
     precheck: Precheck | None = None,
     coordinator: bool = False,
     queued: bool = True,
+    final_counts: Callable[[int], dict[str, Any] | None] | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated function as job kind ``name``."""
 
@@ -111,6 +115,7 @@ def job_kind(
             precheck=precheck,
             coordinator=coordinator,
             queued=queued,
+            final_counts=final_counts,
             validator=Draft202012Validator(full_schema),
         )
         return func

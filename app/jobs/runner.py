@@ -227,6 +227,9 @@ class JobRunner:
                 settled += released
                 continue
             outcome = (JobStatus.CANCELLED, {}) if cancel_requested else (JobStatus.FAILED, {"error": INTERRUPTED})
+            counts = _final_counts(kind, job_id)
+            if counts is not None:
+                outcome[1]["counts"] = counts
             try:
                 self._finish(job_id, outcome[0], fence=fence, **outcome[1])
                 settled += 1
@@ -489,6 +492,18 @@ class JobRunner:
             pipeline.publish_status(job_id, status.value, fence=fence, finished_at=utcnow(), **fields)
         finally:
             pipeline.forget(job_id)
+
+
+def _final_counts(kind: str, job_id: int) -> dict[str, Any] | None:
+    """A cut-off job's counts as its kind recomputes them (None: keep the row's)."""
+    try:
+        hook = get_kind(kind).final_counts
+        return hook(job_id) if hook is not None else None
+    except Exception:
+        log.exception("job %s: recomputing its counts failed; the row keeps its last ones", job_id)
+        return None
+    finally:
+        db.session.rollback()
 
 
 def _is_queued(kind: str) -> bool:

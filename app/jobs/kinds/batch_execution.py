@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
+from sqlalchemy import select
+
 from ...apitests.store import get_owned_case
 from ...errors import Conflict, NotFound
 from ...extensions import db
@@ -89,10 +91,33 @@ def _cancel_children(owner_id: int, job_ids: list[int]) -> None:
     db.session.remove()
 
 
+def counts_after_interruption(job_id: int) -> dict[str, Any] | None:
+    """A batch cut off with its worker: nothing runs any more. Cases that passed count as
+    success, every other case started (failed, cancelled, or cut off too) as failed, cases
+    never started stay pending."""
+    batch = db.session.get(Job, job_id)
+    if batch is None or not isinstance(batch.counts, dict):
+        return None
+    total = int(batch.counts.get("total_count") or 0)
+    success = failed = 0
+    for status, result in db.session.execute(select(Job.status, Job.result).where(Job.parent_id == job_id)):
+        passed = status == JobStatus.COMPLETED.value and isinstance(result, dict) and result.get("status") == "passed"
+        success += passed
+        failed += not passed
+    return {
+        "success_count": success,
+        "failed_count": failed,
+        "running_count": 0,
+        "pending_count": max(0, total - success - failed),
+        "total_count": total,
+    }
+
+
 @job_kind(
     "batch_execution",
     title="Batch execution of API test cases",
     coordinator=True,
+    final_counts=counts_after_interruption,
     schema={
         "required": ["test_case_ids"],
         "properties": {
