@@ -147,6 +147,18 @@ class Config:
     #: Plain WebSocket: kernel send buffer per socket in bytes (0: the OS autotunes, up to
     #: megabytes). A small one bounds memory per client and shows a stalled reader sooner.
     WEBSOCKET_SEND_BUFFER = _int("WEBSOCKET_SEND_BUFFER", 0)
+    #: Both transports: open connections one user may hold in this process (0: no cap).
+    MAX_CONNECTIONS_PER_USER = _int("MAX_CONNECTIONS_PER_USER", 100)
+    #: Both transports: job subscriptions one connection may hold.
+    MAX_SUBSCRIPTIONS_PER_CONNECTION = _int("MAX_SUBSCRIPTIONS_PER_CONNECTION", 1000)
+    #: Both transports: inbound messages per second per connection (token bucket), burst
+    #: size, and how many messages in a row may be refused before the connection is closed.
+    SOCKET_RATE_LIMIT = _float("SOCKET_RATE_LIMIT", 100.0)
+    SOCKET_RATE_BURST = _int("SOCKET_RATE_BURST", 200)
+    SOCKET_RATE_DISCONNECT_AFTER = _int("SOCKET_RATE_DISCONNECT_AFTER", 1000)
+    #: Socket.IO: seconds an Engine.IO session may stay open without connecting to the
+    #: namespace (authenticating) before it is closed.
+    SOCKET_CONNECT_TIMEOUT = _float("SOCKET_CONNECT_TIMEOUT", 10.0)
 
     #: Largest JSON request body in bytes (uploads stream separately, under MAX_UPLOAD_BYTES).
     MAX_JSON_BODY_BYTES = _int("MAX_JSON_BODY_BYTES", 1024 * 1024)

@@ -74,3 +74,10 @@ class PayloadTooLarge(HeraldError):
 
     status = 413
     code = "payload_too_large"
+
+
+class TooMany(HeraldError):
+    """A per-user or per-connection limit reached (connections, subscriptions, rate)."""
+
+    status = 429
+    code = "too_many_requests"

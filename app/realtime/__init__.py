@@ -10,6 +10,7 @@ from flask import Flask
 from ..extensions import socketio
 from .delivery import HeraldRedisManager, make_client_manager
 from .frames import install_frame_writer
+from .limits import init_limits
 from .origins import socketio_origin_check
 from .packets import TolerantPacket
 from .pipeline import pipeline
@@ -61,6 +62,7 @@ def init_realtime(app: Flask) -> None:
         manager.on_recovered = partial(catch_up, app)
     socketio.init_app(app, **options)
     app.extensions["herald_frames"] = install_frame_writer(socketio.server)
+    init_limits(app)
     init_queue_probe(app)
     pipeline.init_app(app)
     from .dialects import api_tests

@@ -50,17 +50,35 @@ class Ledger:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subs: dict[tuple[Any, int], _Subscription] = {}
+        #: The jobs each connection is subscribed to (the per-connection cap; forgetting a
+        #: connection without scanning every subscription).
+        self._jobs_of: dict[Any, set[int]] = {}
+
+    def count(self, conn: Any) -> int:
+        """How many jobs ``conn`` is subscribed to."""
+        return len(self._jobs_of.get(conn, ()))
+
+    def has(self, conn: Any, job_id: int) -> bool:
+        """Whether ``conn`` is subscribed to ``job_id``."""
+        return (conn, job_id) in self._subs
+
+    def _entry(self, conn: Any, job_id: int) -> _Subscription:
+        sub = self._subs.get((conn, job_id))
+        if sub is None:
+            sub = self._subs[(conn, job_id)] = _Subscription()
+            self._jobs_of.setdefault(conn, set()).add(job_id)
+        return sub
 
     def begin_replay(self, conn: Any, job_id: int) -> None:
         """Start holding live messages of ``job_id`` for ``conn``."""
         with self._lock:
-            sub = self._subs.setdefault((conn, job_id), _Subscription())
+            sub = self._entry(conn, job_id)
             sub.held = []
 
     def finish_replay(self, conn: Any, job_id: int, replayed_seq: int) -> list[Message]:
         """Go live after a replay up to ``replayed_seq``; returns held messages still due."""
         with self._lock:
-            sub = self._subs.setdefault((conn, job_id), _Subscription())
+            sub = self._entry(conn, job_id)
             held, sub.held = sub.held or [], None
             sub.last_seq = max(sub.last_seq, replayed_seq)
             due: list[Message] = []
@@ -94,9 +112,14 @@ class Ledger:
         with self._lock:
             if job_id is not None:
                 self._subs.pop((conn, job_id), None)
+                jobs = self._jobs_of.get(conn)
+                if jobs is not None:
+                    jobs.discard(job_id)
+                    if not jobs:
+                        del self._jobs_of[conn]
                 return
-            for key in [key for key in self._subs if key[0] == conn]:
-                del self._subs[key]
+            for job in self._jobs_of.pop(conn, ()):
+                self._subs.pop((conn, job), None)
 
     def admit(self, conn: Any, message: Message) -> bool:
         """Decide whether a live message goes to ``conn`` now (may hold it back)."""

@@ -21,6 +21,7 @@ from ..models.base import isoformat, utcnow
 from . import connections
 from .connections import ConnectionInfo
 from .delivery import ledger
+from .limits import TOO_MANY_CONNECTIONS, check_subscription_room, user_connections
 from .messages import Message, error_message, int_field, make_message, seq_field
 from .packets import INTERNAL_EVENTS, MALFORMED_EVENT, TOO_LARGE_EVENT, TolerantPacket
 from .rooms import client_room, job_room, user_jobs_room, user_room
@@ -62,6 +63,12 @@ def _payload_object(args: tuple[Any, ...], event: str) -> dict[str, Any]:
     return payload
 
 
+def _refused(code: str, message: str) -> ConnectionRefusedError:
+    """A refusal the client can read: ``connect_error`` gets ``message`` and ``data:
+    {code, message}`` (socket.io-client: ``err.message``, ``err.data.code``)."""
+    return ConnectionRefusedError(message, {"code": code, "message": message})
+
+
 @socketio.on("connect")
 def on_connect(auth: Any = None) -> None:
     """Sent by the client on connect with ``auth={token, client_id?}`` (or ``?token=``).
@@ -74,11 +81,13 @@ def on_connect(auth: Any = None) -> None:
     try:
         user, claims = authenticate(token if isinstance(token, str) else None)
     except HeraldError as exc:
-        raise ConnectionRefusedError({"code": exc.code, "message": exc.message}) from None
+        raise _refused(exc.code, exc.message) from None
     client_id = auth.get("client_id") or request.args.get("client_id") or uuid.uuid4().hex
     if not is_client_id(client_id):
-        raise ConnectionRefusedError({"code": "invalid_client_id", "message": f"client_id must match {CLIENT_ID_RULE}"})
+        raise _refused("invalid_client_id", f"client_id must match {CLIENT_ID_RULE}")
     sid: str = request.sid  # type: ignore[attr-defined]
+    if not user_connections.acquire(user.id, sid):
+        raise _refused("too_many_connections", TOO_MANY_CONNECTIONS)
     connections.register(
         ConnectionInfo(
             sid=sid,
@@ -118,6 +127,7 @@ def on_disconnect(reason: Any = None) -> None:
     sid: str = request.sid  # type: ignore[attr-defined]
     ledger.forget(sid)
     connections.unregister(sid)
+    user_connections.release(sid)
 
 
 @socketio.on("ping")
@@ -156,6 +166,7 @@ def on_subscribe(*args: Any) -> Ack:
             return {"ok": True, "all": True}
         job_id = int_field(payload, "job_id")
         last_seq = seq_field(payload)
+        check_subscription_room(request.sid, job_id)  # type: ignore[attr-defined]
     except HeraldError as exc:
         return _error_ack(exc)
     sid: str = request.sid  # type: ignore[attr-defined]

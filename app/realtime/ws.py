@@ -39,6 +39,7 @@ from ..errors import HeraldError, Unauthorized
 from ..extensions import db, sock, socketio
 from ..inputs import InvalidDocument, load_json
 from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED
+from . import limits
 from .connections import expiry_watch, plain_connections
 from .delivery import ledger, plain_rooms
 from .dialects import Close, Dialect, Payload
@@ -437,6 +438,9 @@ def serve(ws: Any, dialect: Dialect) -> None:
     try:
         if not _authenticate(conn, float(config["WEBSOCKET_AUTH_TIMEOUT"])):
             return
+        if not limits.user_connections.acquire(conn.user_id, conn):
+            conn.end("too_many_connections", limits.TOO_MANY_CONNECTIONS)
+            return
         try:
             dialect.open(conn)
         finally:
@@ -451,6 +455,14 @@ def serve(ws: Any, dialect: Dialect) -> None:
             if conn.expired():
                 conn.end("token_expired", "the token has expired; reconnect with a fresh token")
                 break
+            verdict = limits.inbound.check(conn)
+            if verdict != limits.OK:
+                if verdict == limits.DISCONNECT:
+                    conn.end("rate_limited", "too many messages for too long: closing")
+                    break
+                if verdict == limits.NOTIFY:
+                    conn.send(dialect.error("rate_limited", limits.RATE_LIMITED))
+                continue
             try:
                 message = _parse(raw)
                 if message["type"] == "auth":
@@ -468,6 +480,8 @@ def serve(ws: Any, dialect: Dialect) -> None:
         conn.send(dialect.error("internal_error", "the connection failed; it has been logged"))
         conn.close(CLOSE_INTERNAL_ERROR, "internal error")
     finally:
+        limits.user_connections.release(conn)
+        limits.inbound.forget(conn)
         plain_rooms.leave(conn)
         ledger.forget(conn)
         conn.finish(float(config["WEBSOCKET_SEND_TIMEOUT"]) + 1)

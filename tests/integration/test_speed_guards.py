@@ -11,6 +11,7 @@ import os
 import resource
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,16 @@ from websockets.sync.client import connect as ws_connect
 
 from tests.helpers import wait_for
 
-from .conftest import ASYNC_MODE, ServerProcess
+from .conftest import ASYNC_MODE, ServerProcess, launch
 
 #: More than eventlet's default pool (1,024) and gunicorn's default worker_connections (1,000).
 MANY_CLIENTS = 2_000
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server whose one user may hold thousands of sockets (no per-user cap)."""
+    yield from launch(tmp_path, MAX_CONNECTIONS_PER_USER="0")
 
 
 def socketio_ws_url(server: ServerProcess, token: str) -> str:

@@ -27,7 +27,11 @@ def server(tmp_path) -> Iterator[KindsServer]:
     # A small send queue so that the stalled client overflows quickly; a long send timeout
     # so that it is still waiting (and gets its close frame) when it reads again.
     yield from start_server(
-        tmp_path, WEBSOCKET_SEND_QUEUE="20", WEBSOCKET_SEND_TIMEOUT="300", WEBSOCKET_SEND_BUFFER="16384"
+        tmp_path,
+        WEBSOCKET_SEND_QUEUE="20",
+        WEBSOCKET_SEND_TIMEOUT="300",
+        WEBSOCKET_SEND_BUFFER="16384",
+        MAX_CONNECTIONS_PER_USER="0",  # one user, 500 sockets
     )
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import ValidationFailed
 from ..delivery import plain_rooms
+from ..limits import check_subscription_room
 from ..messages import Message, error_message, int_field  # noqa: F401  (dialects use int_field)
 from ..rooms import job_room
 from ..subscriptions import subscribe_job
@@ -75,6 +76,7 @@ def subscribe_plain(
     Replayed and held-back messages are collected while ``subscribe_job`` runs and queued
     in one step after the acknowledgement, so the order is ack, replay, live.
     """
+    check_subscription_room(conn, job_id)
     collected: list[Message] = []
     firsts: list[Payload] = []
     snapshot = subscribe_job(

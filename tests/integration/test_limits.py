@@ -1,0 +1,151 @@
+"""Per-user and per-connection limits on both transports, against the real server.
+
+Small limits here so that each is reached quickly; what matters is what the client is
+told, that the connection (or its neighbours) keeps working, and that abuse ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+import socketio
+import websockets
+from websockets.sync.client import connect as ws_connect
+
+from tests.helpers import wait_for
+from tests.integration.clients import Recorder
+
+from .plain_ws import KindsServer, connect, recv_json, recv_until, send_json, start_server
+
+CAP = 3
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindsServer]:
+    yield from start_server(
+        tmp_path_factory.mktemp("limits"),
+        MAX_CONNECTIONS_PER_USER=str(CAP),
+        MAX_SUBSCRIPTIONS_PER_CONNECTION="3",
+        SOCKET_RATE_LIMIT="20",
+        SOCKET_RATE_BURST="20",
+        SOCKET_RATE_DISCONNECT_AFTER="300",
+        SOCKET_CONNECT_TIMEOUT="1",
+    )
+
+
+def test_a_user_past_the_connection_cap_is_refused_on_both_transports(server):
+    token = server.login("alice")
+    held = [Recorder(server, token) for _ in range(CAP)]
+    refused = socketio.Client(reconnection=False)
+    errors: list[object] = []
+    refused.on("connect_error", lambda data: errors.append(data))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        refused.connect(server.url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
+    assert errors and errors[0]["data"]["code"] == "too_many_connections"
+
+    async def plain() -> tuple[dict, int | None]:
+        async with await connect(server, "/ws", token) as ws:
+            frame = await recv_json(ws)
+            try:
+                await recv_json(ws)
+            except websockets.ConnectionClosed as closed:
+                return frame, closed.rcvd.code if closed.rcvd else None
+            return frame, None
+
+    frame, code = asyncio.run(plain())
+    assert frame["type"] == "error" and frame["code"] == "too_many_connections" and code == 1008
+    other = Recorder(server, server.login("bob"))  # another user is not affected
+    other.close()
+    held.pop().close()
+    again = wait_for(lambda: _try_connect(server, token), timeout=10)  # a freed slot is usable
+    again.close()
+    for recorder in held:
+        recorder.close()
+
+
+def _try_connect(server: KindsServer, token: str) -> Recorder | None:
+    try:
+        return Recorder(server, token)
+    except socketio.exceptions.ConnectionError:
+        return None
+
+
+def test_subscriptions_past_the_cap_get_an_error_and_the_connection_stays(server):
+    token = server.login("alice")
+    jobs = [server.submit(token, steps=50, interval=0.05) for _ in range(4)]
+    rec = Recorder(server, token)
+    acks = [rec.client.call("subscribe", {"job_id": job["id"]}, timeout=10) for job in jobs]
+    assert [ack["ok"] for ack in acks] == [True, True, True, False]
+    assert acks[3]["error"]["code"] == "too_many_subscriptions"
+    assert rec.client.call("subscribe", {"job_id": jobs[0]["id"]}, timeout=10)["ok"] is True  # again: fine
+    assert rec.client.call("unsubscribe", {"job_id": jobs[0]["id"]}, timeout=10)["ok"] is True
+    assert rec.client.call("subscribe", {"job_id": jobs[3]["id"]}, timeout=10)["ok"] is True
+    rec.close()
+    for job in jobs:
+        server.api("POST", f"/api/jobs/{job['id']}/cancel", token)
+
+
+def test_a_plain_websocket_flood_is_limited_then_closed_while_a_neighbour_is_served(server):
+    token = server.login("bob")
+
+    async def flood(ws: websockets.ClientConnection) -> None:
+        try:
+            for n in range(2000):
+                await send_json(ws, {"type": "ping", "n": n})
+                if n % 50 == 0:
+                    await asyncio.sleep(0)  # let the reader take what came back
+        except (websockets.ConnectionClosed, OSError):
+            pass  # closed while still flooding: what the limit is for
+
+    async def scenario() -> tuple[list[dict], bool, list[dict]]:
+        async with await connect(server, "/ws", token) as neighbour:
+            async with await connect(server, "/ws", token) as flooder:
+                sender = asyncio.create_task(flood(flooder))
+                received: list[dict] = []
+                closed = False
+                try:
+                    while True:
+                        received.append(await recv_json(flooder, 15))
+                except (websockets.ConnectionClosed, OSError):
+                    closed = True
+                await sender
+                await send_json(neighbour, {"type": "ping"})
+                answer = await recv_until(neighbour, lambda m: m["type"] == "pong", timeout=15)
+                return received, closed, answer
+
+    received, closed, answer = asyncio.run(scenario())
+    errors = [m for m in received if m["type"] == "error"]
+    pongs = [m for m in received if m["type"] == "pong"]
+    assert errors and errors[0]["code"] == "rate_limited"
+    assert closed  # sustained: the server closed it (1008, or reset while it still sent)
+    assert 20 <= len(pongs) < 2000  # the burst was served, the flood was not
+    assert answer[-1]["type"] == "pong"
+
+
+def test_a_socketio_flood_is_limited_then_disconnected(server):
+    token = server.login("bob")
+    flooder = Recorder(server, token)
+    neighbour = Recorder(server, token)
+    for n in range(2000):
+        flooder.client.emit("ping", {"n": n})
+    wait_for(lambda: not flooder.client.connected, timeout=30)
+    assert [m["code"] for m in flooder.of_type("error")][:1] == ["rate_limited"]
+    assert neighbour.client.call("ping", {}, timeout=10)["ok"] is True
+    neighbour.close()
+
+
+def test_an_engineio_session_that_never_authenticates_is_closed(server):
+    url = server.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    with ws_connect(url, open_timeout=10) as ws:
+        opened = ws.recv(timeout=10)
+        assert opened.startswith("0{") and json.loads(opened[1:])["sid"]
+        # It never sends the Socket.IO CONNECT ("40"): after ~1 s the server ends the
+        # session — an Engine.IO CLOSE packet ("1"), or the socket closed outright.
+        try:
+            while (packet := ws.recv(timeout=10)) != "1":
+                assert packet == "2"  # only Engine.IO pings may come before
+        except websockets.ConnectionClosed:
+            pass
