@@ -30,6 +30,7 @@ from socketio import packet as sio_packet
 
 from .. import extensions
 from ..concurrency import Signal, Slicer
+from ..metrics import MESSAGES_DELIVERED
 from .messages import Message, is_progress
 
 log = logging.getLogger(__name__)
@@ -242,6 +243,19 @@ class Outbox:
                 slicer.tick()
 
 
+_PLAIN_DIRECT = MESSAGES_DELIVERED.labels("plain", "direct")
+#: Plain-WS deliveries written straight to the socket and not yet added to the metric
+#: (added once per fan-out: no locked increment per delivery).
+unreported_plain_direct = [0]
+
+
+def report_plain_deliveries() -> None:
+    """Add the direct plain-WS deliveries since the last report to the metric."""
+    count, unreported_plain_direct[0] = unreported_plain_direct[0], 0
+    if count:
+        _PLAIN_DIRECT.inc(count)
+
+
 def _rooms_list(room: Any) -> list[str]:
     if room is None:
         return []
@@ -264,14 +278,21 @@ class _LocalFanOut:
             packet = server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, payload], binary=False)
             frame = eio_packet.Packet(eio_packet.MESSAGE, packet.encode())
             skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+            send = server._send_eio_packet
             for sid, eio_sid in socketio.Manager.get_participants(self, namespace, room):  # type: ignore[arg-type]
                 if sid in skip or (job_message and not ledger.admit(sid, payload)):
                     continue
-                server._send_eio_packet(eio_sid, frame)
+                send(eio_sid, frame)
+            report = getattr(send, "report", None)
+            if report is not None:
+                report()
         if namespace == "/":
-            for conn in plain_rooms.members(_rooms_list(room)):
+            members = plain_rooms.members(_rooms_list(room))
+            for conn in members:
                 if not job_message or ledger.admit(conn, payload):
                     conn.deliver(payload)
+            if members:
+                report_plain_deliveries()
 
 
 class HeraldManager(_LocalFanOut, socketio.Manager):

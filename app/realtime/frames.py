@@ -61,10 +61,13 @@ class FrameWriter:
         #: Deliveries written straight to the socket, and those that went through the queue.
         self.direct = 0
         self.queued = 0
+        self._reported = (0, 0)
 
     def __call__(self, eio_sid: str, eio_packet: Any) -> None:
         socket = self.eio.sockets.get(eio_sid) if self.direct_enabled else None
         ws = getattr(socket, "herald_ws", None)
+        # No green call between this check and the write below can yield, so a free send
+        # lock stays free: it is only taken when a partial frame must be finished later.
         if (
             ws is None
             or eio_packet.binary
@@ -73,11 +76,9 @@ class FrameWriter:
             or socket.closing
             or socket.closed
             or socket.queue.qsize()
-            or not ws._sendlock.acquire(blocking=False)
+            or ws._sendlock.counter < 1
         ):
-            self.queued += 1
-            _QUEUED.inc()
-            self._queued_send(eio_sid, eio_packet)
+            self._queue(eio_sid, eio_packet)
             return
         frame = self._frame(eio_packet)
         try:
@@ -85,23 +86,28 @@ class FrameWriter:
         except BlockingIOError:
             sent = 0
         except OSError:
-            ws._sendlock.release()  # a broken socket: its writer and reader find out
-            self.queued += 1
-            _QUEUED.inc()
-            self._queued_send(eio_sid, eio_packet)
-            return
+            sent = 0  # a broken socket: the queue path finds out and ends the connection
         if sent == 0:
-            ws._sendlock.release()
-            self.queued += 1
-            _QUEUED.inc()
-            self._queued_send(eio_sid, eio_packet)
+            self._queue(eio_sid, eio_packet)
             return
         self.direct += 1
-        _DIRECT.inc()
-        if sent == len(frame):
-            ws._sendlock.release()
-        else:
+        if sent < len(frame):
+            ws._sendlock.acquire()  # free (checked above): the writer waits for the rest
             self._spawn(self._finish, ws, frame[sent:])
+
+    def _queue(self, eio_sid: str, eio_packet: Any) -> None:
+        self.queued += 1
+        self._queued_send(eio_sid, eio_packet)
+
+    def report(self) -> None:
+        """Add the deliveries since the last report to the metrics (once per fan-out, not
+        a locked increment per delivery)."""
+        direct, queued = self.direct - self._reported[0], self.queued - self._reported[1]
+        if direct:
+            _DIRECT.inc(direct)
+        if queued:
+            _QUEUED.inc(queued)
+        self._reported = (self.direct, self.queued)
 
     def _frame(self, eio_packet: Any) -> bytes:
         if eio_packet is not self._last_packet:

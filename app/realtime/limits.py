@@ -4,7 +4,8 @@
   (``SOCKET_RATE_LIMIT`` messages/s, ``SOCKET_RATE_BURST`` at once). A message over the
   limit is dropped before any handler runs; the client gets an ``error`` ``rate_limited``
   at most once a second, and after ``SOCKET_RATE_DISCONNECT_AFTER`` refusals without the
-  bucket filling up again in between (the client never paused) the connection is closed. One client's flood costs little and raises nobody else's latency.
+  bucket filling up again in between (the client never paused) the connection is closed.
+  One client's flood costs little and raises nobody else's latency.
 * **Connections per user** (:class:`UserConnections`): at most
   ``MAX_CONNECTIONS_PER_USER`` open sockets per user in this process; the next is refused
   with ``too_many_connections``.

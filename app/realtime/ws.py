@@ -41,7 +41,7 @@ from ..inputs import InvalidDocument, load_json
 from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED
 from . import limits
 from .connections import expiry_watch, plain_connections
-from .delivery import ledger, plain_rooms
+from .delivery import ledger, plain_rooms, unreported_plain_direct
 from .dialects import Close, Dialect, Payload
 from .dialects.batch import init_batch
 from .dialects.client import ClientDialect
@@ -119,7 +119,6 @@ class _SerializedSocket:
 
 _encoded: dict[int, tuple[Any, str]] = {}
 _PLAIN_DELIVERED = MESSAGES_DELIVERED.labels("plain", "queued")
-_PLAIN_DIRECT = MESSAGES_DELIVERED.labels("plain", "direct")
 
 
 def _encode(payload: Payload) -> str:
@@ -221,7 +220,7 @@ class PlainSocket:
             return True
         data = self._frame([_encode(payload) for payload in payloads])  # type: ignore[arg-type]
         if self.ws.sock.try_write_now(data, lambda rest, finish: socketio.start_background_task(finish, rest)):
-            _PLAIN_DIRECT.inc(len(payloads))
+            unreported_plain_direct[0] += len(payloads)
             return True
         self._queue.append(("framed", data))  # rendered already: the sender writes it as is
         self._live_pending += 1
