@@ -89,15 +89,7 @@ def main() -> None:
 
     def job() -> None:
         with app.app_context():
-            ctx = JobContext(
-                job_id=job_id,
-                owner_id=owner_id,
-                kind="simulate",
-                params={},
-                client_id=None,
-                pipeline=pipeline,
-                fence=Fence.held_by(WORKER),
-            )
+            ctx = context(job_id)
             if mode == "progress":
                 progress = ctx.progress
                 for i in range(1000):  # warm up
