@@ -35,7 +35,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .api.errors import register_error_handlers
-    from .api.meta import health
+    from .api.meta import health, metrics
     from .auth import bp as auth_bp
     from .web import bp as web_bp
 
@@ -43,14 +43,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp, url_prefix="/api")
     app.register_blueprint(web_bp)
     app.add_url_rule("/health", "health", health)
+    app.add_url_rule("/metrics", "metrics", metrics)
     register_error_handlers(app)
 
     from .jobs import kinds  # noqa: F401  (registers the job kinds)
     from .jobs.runner import runner
+    from .observability import install_state_collector
     from .realtime import init_realtime
 
     runner.init_app(app)
     init_realtime(app)
+    install_state_collector()
 
     from .realtime.ws import init_ws
 
