@@ -35,7 +35,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .api.errors import register_error_handlers
-    from .api.meta import health, metrics
+    from .api.meta import health, metrics, ready
     from .auth import bp as auth_bp
     from .web import bp as web_bp
 
@@ -43,6 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp, url_prefix="/api")
     app.register_blueprint(web_bp)
     app.add_url_rule("/health", "health", health)
+    app.add_url_rule("/ready", "ready", ready)
     app.add_url_rule("/metrics", "metrics", metrics)
     register_error_handlers(app)
 

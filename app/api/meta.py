@@ -1,5 +1,5 @@
-"""``/api/openapi.json``, ``/health`` and ``/metrics``: what the API is, whether it is up,
-and its numbers."""
+"""``/api/openapi.json``, ``/health``, ``/ready`` and ``/metrics``: what the API is, whether
+the process lives, whether it can serve, and its numbers."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def openapi() -> dict[str, Any]:
 
 
 def health() -> tuple[dict[str, Any], int]:
-    """Readiness: the database and the message queue, each on its own; 503 when one is degraded.
+    """Liveness: 200 whenever the process answers, so a probe never restarts it for an
+    outage elsewhere. The body still says what is degraded (``/ready`` acts on it).
 
     Also the async mode, open connections and worker id of this process.
     """
@@ -38,7 +39,28 @@ def health() -> tuple[dict[str, Any], int]:
         "connections": connection_counts(),
         "worker_id": current_app.extensions["herald_runner"].worker_id,
     }
-    return body, 503 if degraded else 200
+    return body, 200
+
+
+def ready() -> tuple[dict[str, Any], int]:
+    """Readiness: 200 when the database answers and the message queue (if configured) is
+    usable, else 503 with the reasons, so a load balancer sends clients elsewhere."""
+    from ..observability import dependency_status
+
+    database, message_queue = dependency_status()
+    reasons = {
+        name: check.get("reason", "degraded")
+        for name, check in (("database", database), ("message_queue", message_queue))
+        if check["status"] == "degraded"
+    }
+    body: dict[str, Any] = {
+        "status": "not_ready" if reasons else "ready",
+        "database": database,
+        "message_queue": message_queue,
+    }
+    if reasons:
+        body["reasons"] = reasons
+    return body, 503 if reasons else 200
 
 
 def metrics() -> Response | tuple[dict[str, Any], int, dict[str, str]]:
