@@ -198,8 +198,9 @@ class RequestLog:
 
     Fields: ``method``, ``path`` (query string redacted), ``status``, ``duration_ms``,
     ``remote_addr``. A WebSocket (plain or Socket.IO) is one request that lasts as long
-    as the socket: it is logged when the socket closes, status 101. Headers are never
-    logged (``Authorization`` stays out).
+    as the socket: it is logged when the socket closes, status 101 (the servers report a
+    taken-over socket as 200 or not at all). Headers are never logged (``Authorization``
+    stays out).
     """
 
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
@@ -213,20 +214,24 @@ class RequestLog:
             status[:] = [int(status_line.split(" ", 1)[0])]
             return start_response(status_line, headers, exc_info)
 
-        def done(fallback: int) -> None:
-            self._log(environ, status[0] if status else fallback, started)
-
         upgrade = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+
+        def done() -> None:
+            code = status[0] if status else None
+            if upgrade and code in (None, 200):  # the socket was taken over: its handshake said 101
+                code = 101
+            self._log(environ, code or 500, started)
+
         try:
             result = self.wsgi_app(environ, recording_start_response)
         except Exception:
-            done(101 if upgrade else 500)
+            done()
             raise
         if hasattr(result, "__len__") or _is_file_wrapper(environ, result):
             # A complete body (servers size it) or a file the server may sendfile: keep it.
-            done(101 if upgrade else 500)
+            done()
             return result
-        return _Closing(result, lambda: done(101 if upgrade else 500))
+        return _Closing(result, done)
 
     @staticmethod
     def _log(environ: dict[str, Any], status: int, started: float) -> None:

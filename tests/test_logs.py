@@ -19,6 +19,7 @@ from app.logs import (
     JobIdFilter,
     JsonFormatter,
     RedactSecrets,
+    RequestLog,
     TextFormatter,
     current_job_id,
     job_logging,
@@ -333,3 +334,62 @@ def test_request_log_can_be_turned_off(tmp_path, collected):
     )
     app.test_client().get("/health").close()
     assert not [r for r in collected.records if r.name == "herald.request"]
+
+
+def _wsgi_app(status: str | None, body: object = None, error: Exception | None = None):
+    def wsgi_app(environ, start_response):
+        if status is not None:
+            start_response(status, [("Content-Type", "text/plain")])
+        if error is not None:
+            raise error
+        return body if body is not None else [b"ok"]
+
+    return wsgi_app
+
+
+def _call(middleware, path: str = "/x", query: str = "", **environ: str):
+    base = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query, "REMOTE_ADDR": "10.1.2.3"}
+    return middleware({**base, **environ}, lambda status, headers, exc_info=None: None)
+
+
+def _requests(collected: Collecting) -> list[tuple[str, int]]:
+    return [(r.path, r.status) for r in collected.records if r.name == "herald.request"]
+
+
+def test_a_streamed_body_is_logged_when_the_server_closes_it(collected):
+    class Streamed:
+        closed = False
+
+        def __iter__(self):
+            yield b"a"
+
+        def close(self):
+            Streamed.closed = True
+
+    body = _call(RequestLog(_wsgi_app("200 OK", Streamed())), "/download")
+    assert list(body) == [b"a"] and not _requests(collected)
+    body.close()
+    assert Streamed.closed and _requests(collected) == [("/download", 200)]
+    body.close()  # a second close logs nothing more
+    assert len(_requests(collected)) == 1
+
+
+def test_a_complete_body_is_passed_through_unchanged(collected):
+    body = [b"sized"]
+    assert _call(RequestLog(_wsgi_app("404 NOT FOUND", body)), "/nothing", "token=abc") is body
+    assert _requests(collected) == [("/nothing?token=[redacted]", 404)]
+    assert collected.records[-1].remote_addr == "10.1.2.3"
+
+
+def test_websocket_upgrades_are_101_unless_refused(collected):
+    _call(RequestLog(_wsgi_app(None, [])), "/ws", HTTP_UPGRADE="websocket")
+    _call(RequestLog(_wsgi_app("200 OK", [])), "/socket.io/", HTTP_UPGRADE="WebSocket")
+    _call(RequestLog(_wsgi_app("403 FORBIDDEN")), "/ws/tab", HTTP_UPGRADE="websocket")
+    assert _requests(collected) == [("/ws", 101), ("/socket.io/", 101), ("/ws/tab", 403)]
+
+
+def test_a_request_that_raises_is_logged_as_500_and_the_error_goes_on(collected):
+    with pytest.raises(RuntimeError):
+        _call(RequestLog(_wsgi_app(None, error=RuntimeError("boom"))), "/broken")
+    assert _requests(collected) == [("/broken", 500)]
+    assert collected.records[-1].levelno == logging.INFO
