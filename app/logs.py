@@ -237,12 +237,15 @@ class RequestLog:
     def _log(environ: dict[str, Any], status: int, started: float) -> None:
         try:
             duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            quiet = status < 500 and environ.get("PATH_INFO", "").startswith(QUIET_PREFIXES)
+            level = logging.DEBUG if quiet else logging.INFO
+            if not request_log.isEnabledFor(level):  # a Socket.IO poll at LOG_LEVEL=INFO costs no more
+                return
             method = environ.get("REQUEST_METHOD", "-")
             path = request_target(environ)
             remote_addr = environ.get("REMOTE_ADDR") or "-"
-            quiet = status < 500 and path.startswith(QUIET_PREFIXES)
             request_log.log(
-                logging.DEBUG if quiet else logging.INFO,
+                level,
                 "%s %s %s %.1f ms %s",
                 method,
                 path,

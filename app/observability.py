@@ -34,8 +34,6 @@ JOBS_CACHE_SECONDS = 1.0
 SOCKETIO, PLAIN = "socketio", "plain"
 #: The parts of a scrape that may fail on their own (each has an error series from the start).
 SCRAPE_PARTS = ("connections", "subscriptions", "database", "jobs", "message_queue")
-#: Every job status, so that a status with no job is a 0 rather than a missing series.
-JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 
 
 def queue_status() -> dict[str, Any]:
@@ -86,21 +84,22 @@ def count_jobs(timeout_ms: int = JOBS_QUERY_TIMEOUT_MS) -> dict[tuple[str, str],
     return {(str(status), str(kind)): int(count) for status, kind, count in rows}
 
 
-def subscription_counts() -> dict[str, int]:
+def subscriptions_by_transport() -> dict[str, int]:
     """Live subscriptions (connection, job) of this process, by transport."""
     from .realtime.delivery import ledger
 
     with ledger._lock:  # a snapshot: the ledger changes under the event loop
         keys = list(ledger._subs)
-    tally = Tally(SOCKETIO if isinstance(conn, str) else PLAIN for conn, _job_id in keys)
+    tally = Tally(SOCKETIO if isinstance(conn, str) else PLAIN for conn, _job_id in keys)  # a sid is a str
     return {SOCKETIO: tally[SOCKETIO], PLAIN: tally[PLAIN]}
 
 
-def connection_counts() -> dict[str, int]:
+def connections_by_transport() -> dict[str, int]:
     """Open connections of this process, by transport (plain ones before auth included)."""
-    from .realtime import connections
+    from .realtime.connections import connection_counts
 
-    return {SOCKETIO: len(connections._sessions), PLAIN: len(connections.plain_connections)}
+    counts = connection_counts()
+    return {SOCKETIO: counts["socketio"], PLAIN: counts["websocket"]}
 
 
 #: name → (type, labels, documentation) of everything the collector exposes.
@@ -159,13 +158,13 @@ class StateCollector(Collector):
 
     def _connections(self) -> Iterator[Metric]:
         family = _family("herald_connections")
-        for transport, count in connection_counts().items():
+        for transport, count in connections_by_transport().items():
             family.add_metric([transport], count)
         yield family
 
     def _subscriptions(self) -> Iterator[Metric]:
         family = _family("herald_subscriptions")
-        for transport, count in subscription_counts().items():
+        for transport, count in subscriptions_by_transport().items():
             family.add_metric([transport], count)
         yield family
 
@@ -193,12 +192,13 @@ class StateCollector(Collector):
     def _cached_job_counts(self) -> dict[tuple[str, str], int]:
         """Counts with a zero for every status of every registered kind, reused for a second."""
         from .jobs.registry import all_kinds
+        from .models import JobStatus
 
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         cached = self._jobs_cache
         if cached is not None and cached[0] is app and time.monotonic() - cached[1] < JOBS_CACHE_SECONDS:
             return cached[2]
-        counts = {(status, kind.name): 0 for kind in all_kinds() for status in JOB_STATUSES}
+        counts = {(status.value, kind.name): 0 for kind in all_kinds() for status in JobStatus}
         counts.update(count_jobs())
         self._jobs_cache = (app, time.monotonic(), counts)
         return counts

@@ -184,7 +184,7 @@ def test_a_failing_part_is_counted_and_the_rest_still_served(client, monkeypatch
     def broken() -> dict[str, int]:
         raise RuntimeError("registry gone")
 
-    monkeypatch.setattr(observability, "connection_counts", broken)
+    monkeypatch.setattr(observability, "connections_by_transport", broken)
     samples = scrape(client)
     assert "herald_connections" not in names(samples)
     assert (
