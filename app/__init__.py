@@ -9,6 +9,7 @@ from flask import Flask
 
 from .config import INSTANCE_DIR, load_config
 from .extensions import db, jwt, migrate, sock
+from .logs import RequestLog, configure_logging
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -21,9 +22,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.json = HeraldJSONProvider(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter
-    logging.basicConfig(
-        level=app.config.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
     from . import models  # noqa: F401  (every table known to migrations)
     from .database import init_database
@@ -36,7 +35,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .api.errors import register_error_handlers
-    from .api.meta import health
+    from .api.meta import health, metrics, ready
     from .auth import bp as auth_bp
     from .web import bp as web_bp
 
@@ -44,14 +43,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_bp, url_prefix="/api")
     app.register_blueprint(web_bp)
     app.add_url_rule("/health", "health", health)
+    app.add_url_rule("/ready", "ready", ready)
+    app.add_url_rule("/metrics", "metrics", metrics)
     register_error_handlers(app)
 
     from .jobs import kinds  # noqa: F401  (registers the job kinds)
     from .jobs.runner import runner
+    from .observability import install_state_collector
     from .realtime import init_realtime
 
     runner.init_app(app)
     init_realtime(app)
+    install_state_collector()
 
     from .realtime.ws import init_ws
 
@@ -60,6 +63,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .cli import register_cli
 
     register_cli(app)
+    if app.config["REQUEST_LOG"]:
+        app.wsgi_app = RequestLog(app.wsgi_app)  # type: ignore[method-assign]
+        # Werkzeug's own line per request (threading mode) would repeat ours.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
     proxies = int(app.config["TRUSTED_PROXIES"])
     if proxies:
         from werkzeug.middleware.proxy_fix import ProxyFix

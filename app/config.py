@@ -69,6 +69,11 @@ def database_uri(url: str) -> str:
     return url
 
 
+#: Accepted ``LOG_LEVEL`` values and ``LOG_FORMAT`` values.
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
+
+
 class Config:
     """Production defaults: nothing secret has a default, limits are conservative."""
 
@@ -190,12 +195,23 @@ class Config:
     IMPORT_XLSX_MAX_MEMBERS = _int("IMPORT_XLSX_MAX_MEMBERS", 1000)
     API_TEST_ALLOWED_HOSTS = _list("API_TEST_ALLOWED_HOSTS", "localhost,127.0.0.1,::1")
 
+    #: Python logging level of the process: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``.
+    LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
+    #: ``text`` (one readable line per record) or ``json`` (one JSON object per line).
+    LOG_FORMAT = (os.environ.get("LOG_FORMAT") or "text").strip().lower()
+    #: One log line per HTTP request (method, path, status, duration, client address).
+    REQUEST_LOG = _bool("REQUEST_LOG", True)
+    #: When set, ``/metrics`` wants ``Authorization: Bearer <METRICS_TOKEN>``; unset, it is
+    #: open like ``/health`` (keep it on an internal network then).
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+
     #: Create and print a demo login when serving (development only).
     DEMO_USER = False
 
     def validate(self) -> None:
         """Refuse settings that would be unsafe in this environment."""
         self.check_jobs()
+        self.check_logging()
         if not self.JWT_SECRET_KEY:
             raise ConfigError(
                 "JWT_SECRET_KEY must be set in production (or run with HERALD_ENV=development for a throwaway key)"
@@ -212,6 +228,15 @@ class Config:
         if self.JOB_LEASE_SECONDS < 2 * self.WORKER_HEARTBEAT_INTERVAL:
             raise ConfigError("JOB_LEASE_SECONDS must be at least twice WORKER_HEARTBEAT_INTERVAL")
 
+    def check_logging(self) -> None:
+        """A misspelt level or format would silently log too much or unparseable lines."""
+        self.LOG_LEVEL = str(self.LOG_LEVEL).strip().upper()
+        self.LOG_FORMAT = str(self.LOG_FORMAT).strip().lower()
+        if self.LOG_LEVEL not in LOG_LEVELS:
+            raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {self.LOG_LEVEL!r}")
+        if self.LOG_FORMAT not in LOG_FORMATS:
+            raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {self.LOG_FORMAT!r}")
+
 
 class DevelopmentConfig(Config):
     """Local runs: a fixed throwaway secret, a printed demo login, SQLite."""
@@ -225,6 +250,7 @@ class DevelopmentConfig(Config):
     def validate(self) -> None:
         """Development accepts the throwaway secret."""
         self.check_jobs()
+        self.check_logging()
 
 
 class TestingConfig(DevelopmentConfig):

@@ -45,3 +45,9 @@ MESSAGES_DELIVERED = Counter(
 CONNECTIONS_DROPPED = Counter(
     "herald_connections_dropped_total", "Connections closed for a full send queue", ["transport"]
 )
+#: Subscriptions that asked to resume from a ``last_seq``: ``complete`` when every missed
+#: durable event was replayed, ``resync`` when the history could not cover the gap and the
+#: client had to start again from the snapshot (both series exist from the start).
+RESUMES = Counter("herald_resumes_total", "Subscriptions resumed from a last_seq, by result", ["result"])
+RESUMED_COMPLETE = RESUMES.labels("complete")
+RESUMED_RESYNC = RESUMES.labels("resync")

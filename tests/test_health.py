@@ -1,4 +1,5 @@
-"""/health reports the database and the message queue apart; the queue is probed, cached."""
+"""/health (liveness) and /ready (readiness) report the database and the message queue apart;
+the queue is probed, cached."""
 
 from __future__ import annotations
 
@@ -77,18 +78,33 @@ def test_health_is_ok_with_database_ok_and_queue_disabled(client):
     assert body["async_mode"] == "threading" and "socketio" in body["connections"] and body["worker_id"]
 
 
-def test_health_is_503_degraded_when_the_queue_is_unreachable(tmp_path):
+def test_ready_is_200_with_database_ok_and_queue_disabled(client):
+    response = client.get("/ready")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ready",
+        "database": {"status": "ok"},
+        "message_queue": {"status": "disabled"},
+    }
+
+
+def test_an_unreachable_queue_is_503_on_ready_and_degraded_but_alive_on_health(tmp_path):
     app = _app_with_queue(tmp_path, f"redis://127.0.0.1:{_closed_port()}/0")
-    response = app.test_client().get("/health")
+    client = app.test_client()
+    response = client.get("/ready")
     body = response.get_json()
     assert response.status_code == 503
-    assert body["status"] == "degraded"
+    assert body["status"] == "not_ready"
     assert body["database"] == {"status": "ok"}
     assert body["message_queue"]["status"] == "degraded"
-    assert "ConnectionError" in body["message_queue"]["reason"]
+    assert "ConnectionError" in body["reasons"]["message_queue"] and "database" not in body["reasons"]
+    health = client.get("/health")
+    assert health.status_code == 200  # liveness: restarting the process would not bring Redis back
+    assert health.get_json()["status"] == "degraded"
+    assert "ConnectionError" in health.get_json()["message_queue"]["reason"]
 
 
-def test_health_is_503_degraded_when_the_database_is_gone(app, client):
+def test_a_lost_database_is_503_on_ready_and_degraded_but_alive_on_health(app, client):
     from app.extensions import db
 
     with app.app_context():
@@ -97,12 +113,16 @@ def test_health_is_503_degraded_when_the_database_is_gone(app, client):
     for leftover in path.parent.glob(path.name + "*"):
         leftover.unlink()
     path.mkdir()  # a folder where the file was: SQLite cannot open it
-    response = client.get("/health")
+    response = client.get("/ready")
     body = response.get_json()
     assert response.status_code == 503
-    assert body["status"] == "degraded"
+    assert body["status"] == "not_ready" and body["reasons"]["database"]
     assert body["database"]["status"] == "degraded" and body["database"]["reason"]
     assert body["message_queue"] == {"status": "disabled"}
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.get_json()["status"] == "degraded"
+    assert health.get_json()["database"]["status"] == "degraded"
 
 
 def test_queue_probe_pings_at_most_once_a_second(monkeypatch):

@@ -27,7 +27,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
-        if not request.path.startswith("/api") and request.path != "/health":
+        if not request.path.startswith("/api") and request.path not in ("/health", "/ready", "/metrics"):
             return exc
         code = getattr(exc, "herald_code", None) or (exc.name or "error").lower().replace(" ", "_")
         return error_body(code, exc.description or exc.name or "error"), exc.code or 500

@@ -14,6 +14,7 @@ from flask import Flask
 
 from ..extensions import db, socketio
 from ..jobs.service import get_owned_job, job_events, job_snapshot
+from ..metrics import RESUMED_COMPLETE
 from .delivery import ledger
 from .messages import Message, make_message
 
@@ -71,6 +72,8 @@ def subscribe_job(
         db.session.rollback()
     for message in ledger.finish_replay(conn, job_id, replayed):
         send(message)
+    if last_seq is not None:
+        RESUMED_COMPLETE.inc()  # the journal keeps every event: a replay always covers the gap
     return snapshot
 
 

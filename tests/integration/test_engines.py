@@ -158,7 +158,7 @@ def test_db_upgrade_waits_for_the_migration_lock(postgres_server):
         postgres_server.drop_database(database)
 
 
-def test_unreachable_message_queue_is_one_clear_log_line_and_health_503(tmp_path):
+def test_unreachable_message_queue_is_one_clear_log_line_and_ready_503(tmp_path):
     port = free_port()  # nothing listens there
     from .conftest import prepare_database
 
@@ -168,11 +168,13 @@ def test_unreachable_message_queue_is_one_clear_log_line_and_health_503(tmp_path
     proc = ServerProcess(tmp_path, {"DATABASE_URL": database_url, "MESSAGE_QUEUE_URL": queue_url})
     proc.start(healthy=False)
     try:
-        response = requests.get(proc.url + "/health", timeout=5)
+        response = requests.get(proc.url + "/ready", timeout=5)
         assert response.status_code == 503
         body = response.json()
-        assert body["status"] == "degraded" and body["database"] == {"status": "ok"}
+        assert body["status"] == "not_ready" and body["database"] == {"status": "ok"}
         assert body["message_queue"]["status"] == "degraded" and body["message_queue"]["url"] == queue_url
+        health = requests.get(proc.url + "/health", timeout=5)
+        assert health.status_code == 200 and health.json()["status"] == "degraded"  # alive, not ready
     finally:
         proc.stop()
     lines = [line for line in proc.log_path.read_text().splitlines() if "message queue" in line]

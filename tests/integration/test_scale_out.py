@@ -242,7 +242,7 @@ def test_redis_stopped_for_5_s_mid_job_loses_nothing_for_clients_on_the_other_pr
         cluster.redis.proc.terminate()
         cluster.redis.proc.wait(10)
         time.sleep(1.5)
-        health = requests.get(watcher_web.url + "/health", timeout=5)
+        ready = requests.get(watcher_web.url + "/ready", timeout=5)
         time.sleep(3.5)
         cluster.redis.start()
         done = wait_for(lambda: finished(runner_web, token, job["id"]), timeout=60)
@@ -251,7 +251,7 @@ def test_redis_stopped_for_5_s_mid_job_loses_nothing_for_clients_on_the_other_pr
     finally:
         sio.close()
         plain.close()
-    assert health.status_code == 503 and health.json()["status"] == "degraded", health.text
+    assert ready.status_code == 503 and ready.json()["message_queue"]["status"] == "degraded", ready.text
     assert done["status"] == "completed"
     stored = history(runner_web, token, job["id"])
     assert_one_terminal_event_last(stored)
