@@ -51,3 +51,7 @@ CONNECTIONS_DROPPED = Counter(
 RESUMES = Counter("herald_resumes_total", "Subscriptions resumed from a last_seq, by result", ["result"])
 RESUMED_COMPLETE = RESUMES.labels("complete")
 RESUMED_RESYNC = RESUMES.labels("resync")
+#: Messages discarded with a connection cut off for not reading, by transport.
+MESSAGES_DROPPED = Counter(
+    "herald_messages_dropped_total", "Messages discarded with a connection cut off for not reading", ["transport"]
+)

@@ -82,7 +82,11 @@ def serve(app: Flask) -> int:
     host, port = app.config["HOST"], int(app.config["PORT"])
     mode = socketio.async_mode
     backlog = listen_backlog(max_connections)
-    print(f"Herald serving on http://{host}:{port} (async mode {mode})", flush=True)
+    banner = f"Herald serving on http://{host}:{port} (async mode {mode})"
+    if app.config["LOG_FORMAT"] == "json":
+        log.info(banner)  # every line of a JSON log is JSON
+    else:
+        print(banner, flush=True)
     if mode == "eventlet":
         # What socketio.run does for eventlet, with a listen backlog of our choosing.
         import eventlet
@@ -92,7 +96,9 @@ def serve(app: Flask) -> int:
         family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
         listener = eventlet.listen(address, family, backlog=backlog)
         without_nagle(listener)
-        eventlet.wsgi.server(listener, app, max_size=max_connections, log_output=False)
+        eventlet.wsgi.server(
+            listener, app, max_size=max_connections, log_output=False, log=logging.getLogger("eventlet.wsgi")
+        )
         return 0
     if mode == "gevent":
         # What socketio.run does for gevent, with our listener (backlog, no Nagle).
@@ -106,7 +112,9 @@ def serve(app: Flask) -> int:
         listener.bind(address)
         listener.listen(backlog)
         without_nagle(listener)
-        WSGIServer(listener, app, spawn=Pool(max_connections), log=None).serve_forever()
+        WSGIServer(
+            listener, app, spawn=Pool(max_connections), log=None, error_log=logging.getLogger("gevent.pywsgi")
+        ).serve_forever()
         return 0
     socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)
     return 0

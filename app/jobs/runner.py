@@ -36,6 +36,7 @@ from sqlalchemy import delete, select, update
 
 from ..database import write_transaction
 from ..extensions import db, socketio
+from ..logs import job_logging
 from ..models import FINAL_STATUSES, Job, JobStatus, Worker, utcnow
 from ..realtime.journal import SeqConflict
 from ..realtime.pipeline import ACTIVE_STATUSES, Fence, FenceRefused, JobGone, pipeline
@@ -401,7 +402,7 @@ class JobRunner:
     def _run(self, job_id: int) -> None:
         assert self._app is not None
         try:
-            with self._app.app_context():
+            with self._app.app_context(), job_logging(job_id):  # every log line of the run says its job
                 self._run_in_context(job_id)
         finally:
             with self._lock:

@@ -38,7 +38,7 @@ from ..auth.tokens import authenticate, bearer_token
 from ..errors import HeraldError, Unauthorized
 from ..extensions import db, sock, socketio
 from ..inputs import InvalidDocument, load_json
-from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED
+from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED
 from . import limits
 from .connections import expiry_watch, plain_connections
 from .delivery import ledger, plain_rooms, unreported_plain_direct
@@ -257,6 +257,7 @@ class PlainSocket:
             return
         log.info("dropping %r: %s", self, reason)
         CONNECTIONS_DROPPED.labels("plain").inc()
+        MESSAGES_DROPPED.labels("plain").inc(self._live_pending)
         self.open = False
         self._closing = (code, reason)
         self._queue.clear()

@@ -105,8 +105,6 @@ def json_server(tmp_path: Path) -> Iterator[ServerProcess]:
 #: Written by Python's warnings module when ``wsgi.py`` imports eventlet, before the app
 #: (and its logging) exists; it ends with the source line it points at.
 WARNING_END = "  import eventlet"
-#: ``app.serving`` prints its banner instead of logging it.
-BANNER = "Herald serving on "
 
 
 def log_entries(log_text: str) -> list[dict[str, Any]]:
@@ -116,8 +114,6 @@ def log_entries(log_text: str) -> list[dict[str, Any]]:
         lines = lines[lines.index(WARNING_END) + 1 :]
     entries = []
     for line in lines:
-        if line.startswith(BANNER):
-            continue
         entry = json.loads(line)
         assert isinstance(entry, dict) and {"time", "level", "logger", "message"} <= entry.keys(), line
         entries.append(entry)
