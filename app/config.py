@@ -152,6 +152,8 @@ class Config:
     #: Plain WebSocket: kernel send buffer per socket in bytes (0: the OS autotunes, up to
     #: megabytes). A small one bounds memory per client and shows a stalled reader sooner.
     WEBSOCKET_SEND_BUFFER = _int("WEBSOCKET_SEND_BUFFER", 0)
+    #: Socket.IO: packets queued for one client that does not read before it is cut off.
+    SOCKETIO_SEND_QUEUE = _int("SOCKETIO_SEND_QUEUE", 1000)
     #: Both transports: open connections one user may hold in this process (0: no cap).
     MAX_CONNECTIONS_PER_USER = _int("MAX_CONNECTIONS_PER_USER", 100)
     #: Both transports: job subscriptions one connection may hold.

@@ -25,7 +25,7 @@ import logging
 import struct
 from typing import Any
 
-from ..metrics import MESSAGES_DELIVERED
+from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,9 @@ def text_frame(payload: str) -> bytes:
 class FrameWriter:
     """Replaces ``socketio.Server._send_eio_packet``: a direct write when safe, else the queue."""
 
-    def __init__(self, server: Any, *, direct: bool = True) -> None:
+    def __init__(self, server: Any, *, direct: bool = True, queue_limit: int = 0) -> None:
+        #: Packets queued for one connection before it is cut off (0: unbounded).
+        self.queue_limit = queue_limit
         #: False outside eventlet: every packet takes the queue (and is counted).
         self.direct_enabled = direct
         self.eio = server.eio
@@ -96,8 +98,33 @@ class FrameWriter:
             self._spawn(self._finish, ws, frame[sent:])
 
     def _queue(self, eio_sid: str, eio_packet: Any) -> None:
+        if self.queue_limit:
+            socket = self.eio.sockets.get(eio_sid)
+            if socket is not None and socket.queue.qsize() >= self.queue_limit:
+                self._cut_off(eio_sid, socket)
+                return
         self.queued += 1
         self._queued_send(eio_sid, eio_packet)
+
+    def _cut_off(self, eio_sid: str, socket: Any) -> None:
+        """A client that stopped reading: its queue is full. Close it (nothing more is
+        queued for it), so its backlog cannot grow without bound."""
+        if getattr(socket, "herald_cut_off", False):
+            return
+        socket.herald_cut_off = True
+        log.info(
+            "closing Socket.IO connection %s: it stopped reading (%d packets queued)", eio_sid, socket.queue.qsize()
+        )
+        CONNECTIONS_DROPPED.labels("socketio").inc()
+        MESSAGES_DROPPED.labels("socketio").inc(socket.queue.qsize())
+        ws = getattr(socket, "herald_ws", None)
+        raw = getattr(getattr(ws, "socket", None), "fd", None)
+        if raw is not None:
+            try:
+                raw.shutdown(2)  # SHUT_RDWR: wakes its writer (blocked on a full buffer) and reader
+            except OSError:
+                pass
+        self._spawn(socket.close, False, True)  # (wait=False, abort=True): forget it now
 
     def report(self) -> None:
         """Add the deliveries since the last report to the metrics (once per fan-out, not
@@ -126,11 +153,11 @@ class FrameWriter:
             ws._sendlock.release()
 
 
-def install_frame_writer(server: Any) -> FrameWriter:
+def install_frame_writer(server: Any, *, queue_limit: int = 0) -> FrameWriter:
     """Under eventlet, let Socket.IO deliveries write frames straight to the sockets (in
     other modes the writer only counts them)."""
     if server.eio.async_mode != "eventlet":
-        writer = FrameWriter(server, direct=False)
+        writer = FrameWriter(server, direct=False, queue_limit=queue_limit)
         server._send_eio_packet = writer
         return writer
     from engineio import socket as eio_socket
@@ -151,6 +178,6 @@ def install_frame_writer(server: Any) -> FrameWriter:
 
         websocket_handler.herald_keeps_ws = True  # type: ignore[attr-defined]
         eio_socket.Socket._websocket_handler = websocket_handler
-    writer = FrameWriter(server)
+    writer = FrameWriter(server, queue_limit=queue_limit)
     server._send_eio_packet = writer
     return writer

@@ -110,7 +110,11 @@ class RawClient:
 
     def send_json(self, message: Any) -> None:
         """One masked text frame (clients must mask)."""
-        payload = json.dumps(message).encode()
+        self.send_text(json.dumps(message))
+
+    def send_text(self, text: str) -> None:
+        """One masked text frame of ``text`` as is (e.g. a Socket.IO packet)."""
+        payload = text.encode()
         mask = os.urandom(4)
         header = bytes([0x81])
         if len(payload) < 126:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
+import requests
 import socketio
 import websockets
 from websockets.sync.client import connect as ws_connect
@@ -18,7 +19,7 @@ from websockets.sync.client import connect as ws_connect
 from tests.helpers import wait_for
 from tests.integration.clients import Recorder
 
-from .plain_ws import KindsServer, connect, recv_json, recv_until, send_json, start_server
+from .plain_ws import KindsServer, RawClient, connect, recv_json, recv_until, send_json, start_server
 
 CAP = 3
 
@@ -33,6 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KindsServer]:
         SOCKET_RATE_BURST="20",
         SOCKET_RATE_DISCONNECT_AFTER="300",
         SOCKET_CONNECT_TIMEOUT="1",
+        SOCKETIO_SEND_QUEUE="500",
     )
 
 
@@ -149,3 +151,30 @@ def test_an_engineio_session_that_never_authenticates_is_closed(server):
                 assert packet == "2"  # only Engine.IO pings may come before
         except websockets.ConnectionClosed:
             pass
+
+
+def test_a_socketio_client_that_stops_reading_is_cut_off_and_others_get_everything(server, tmp_path):
+    token = server.login("alice")
+    gate = tmp_path / "go"
+    # 3,000 lines of 4 kB: more than the kernel's send buffer can hold for it.
+    job = server.submit(token, "test_chatty", lines=3000, size=4000, interval=0.002, gate=str(gate))
+    stalled = RawClient(server, f"/socket.io/?EIO=4&transport=websocket&token={token}", receive_buffer=4096)
+    assert " 101 " in stalled.status_line
+    stalled.send_text("40")  # Socket.IO CONNECT (the token came with the URL)
+    stalled.send_text(f'42["subscribe",{{"job_id":{job["id"]}}}]')
+    watcher = Recorder(server, token)
+    assert watcher.client.call("subscribe", {"job_id": job["id"]}, timeout=10)["ok"] is True
+    gate.touch()  # both subscribed: the lines go out, the stalled client reads none
+    wait_for(lambda: watcher.job_finished(job["id"]), timeout=60)
+    lines = [m for m in watcher.of_job(job["id"]) if m["type"] == "job_log"]
+    assert len(lines) == 3000  # the reading client got every line
+    dropped = 'herald_connections_dropped_total{transport="socketio"} 1.0'
+    wait_for(lambda: dropped in requests.get(server.url + "/metrics", timeout=10).text, timeout=10)
+    frames = 0
+    for opcode, _payload in stalled.frames():  # what was buffered, then the end
+        frames += opcode == 0x1
+        if opcode == 0x8:
+            break
+    stalled.close()
+    assert frames < 3000  # it was cut off: much of the job never went to it
+    watcher.close()
