@@ -95,8 +95,8 @@ def install_eventlet_postgres_wait() -> None:
     socket at once. psycopg2 opens that socket in C, so eventlet never learns that its fd
     may be one just closed elsewhere while a greenlet still waited on it (a WebSocket
     closed under its reader): the hub then refuses the wait ("Second simultaneous read on
-    fileno") and the request fails. Announcing the fd as reopened while the connection is
-    being set up retires such stale waiters, as eventlet does for its own sockets.
+    fileno") and the request fails. A waiter found on the fd before ours can only be such a
+    stale one: announcing the fd as reopened retires it, as eventlet does for its own sockets.
     """
     import eventlet.hubs
     import psycopg2
@@ -107,8 +107,12 @@ def install_eventlet_postgres_wait() -> None:
             state = conn.poll()
             if state == extensions.POLL_OK:
                 return
-            if conn.status == extensions.STATUS_SETUP:
-                eventlet.hubs.get_hub().mark_as_reopened(conn.fileno())
+            fileno = conn.fileno()
+            hub = eventlet.hubs.get_hub()
+            if fileno in hub.listeners[hub.READ] or fileno in hub.listeners[hub.WRITE]:
+                # Only this greenlet waits on this connection's socket: a waiter already
+                # there belongs to a socket that had this fd before (closed under it).
+                hub.mark_as_reopened(fileno)
             if state == extensions.POLL_READ:
                 eventlet.hubs.trampoline(conn.fileno(), read=True)
             elif state == extensions.POLL_WRITE:
