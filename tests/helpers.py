@@ -1,4 +1,4 @@
-"""Small waiting helpers shared by tests."""
+"""Small helpers shared by tests: waiting, and a job context as the runner builds it."""
 
 from __future__ import annotations
 
@@ -17,3 +17,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def stored_job_context(owner_id: int, *, worker_id: str | None = None) -> Any:
+    """A stored ``simulate`` job and its context, as the runner builds one (nothing runs
+    it). With ``worker_id`` the job is running and held by that worker, its writes fenced
+    on it. Call inside an app context."""
+    from app.extensions import db
+    from app.jobs.context import JobContext
+    from app.models import Job
+    from app.realtime.pipeline import Fence, pipeline
+
+    job = Job(kind="simulate", owner_id=owner_id, params={})
+    if worker_id is not None:
+        job.status, job.worker_id = "running", worker_id
+    db.session.add(job)
+    db.session.commit()
+    fence = Fence.held_by(worker_id) if worker_id is not None else Fence()
+    return JobContext(
+        job_id=job.id, owner_id=owner_id, kind="simulate", params={}, client_id=None, pipeline=pipeline, fence=fence
+    )

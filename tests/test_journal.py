@@ -14,7 +14,8 @@ from sqlalchemy import event, select, update
 from app.extensions import db
 from app.jobs.context import JobContext
 from app.models import Job, JobEvent
-from app.realtime.pipeline import Fence, FenceRefused, pipeline
+from app.realtime.pipeline import FenceRefused, pipeline
+from tests.helpers import stored_job_context
 
 WORKER = "worker-under-test"
 
@@ -24,21 +25,10 @@ def held_job(app, auth) -> Iterator[JobContext]:
     """A running job held by ``WORKER``, with its first (waited-for) status stored."""
     owner_id = auth.create_user("alice")
     with app.app_context():
-        job = Job(kind="simulate", owner_id=owner_id, params={}, status="running", worker_id=WORKER)
-        db.session.add(job)
-        db.session.commit()
-        ctx = JobContext(
-            job_id=job.id,
-            owner_id=owner_id,
-            kind="simulate",
-            params={},
-            client_id=None,
-            pipeline=pipeline,
-            fence=Fence.held_by(WORKER),
-        )
-        pipeline.publish_status(job.id, "running", fence=ctx.fence)  # seq 1: the journal learns it
+        ctx = stored_job_context(owner_id, worker_id=WORKER)
+        pipeline.publish_status(ctx.job_id, "running", fence=ctx.fence)  # seq 1: the journal learns it
         yield ctx
-        pipeline.forget(job.id)
+        pipeline.forget(ctx.job_id)
 
 
 def stored_seqs(job_id: int) -> list[int]:

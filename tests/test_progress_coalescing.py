@@ -17,8 +17,9 @@ from sqlalchemy import event
 
 from app.extensions import db
 from app.jobs.context import JobContext
-from app.models import Job, JobEvent
-from app.realtime.pipeline import Fence, pipeline
+from app.models import JobEvent
+from app.realtime.pipeline import pipeline
+from tests.helpers import stored_job_context
 
 CALLS = 10_000
 
@@ -28,20 +29,9 @@ def job_context(app, auth) -> Iterator[JobContext]:
     """A context for a stored job, as the runner builds it (nothing runs the job)."""
     owner_id = auth.create_user("alice")
     with app.app_context():
-        job = Job(kind="simulate", owner_id=owner_id, params={})
-        db.session.add(job)
-        db.session.commit()
-        ctx = JobContext(
-            job_id=job.id,
-            owner_id=owner_id,
-            kind="simulate",
-            params={},
-            client_id=None,
-            pipeline=pipeline,
-            fence=Fence(),
-        )
+        ctx = stored_job_context(owner_id)
         yield ctx
-        pipeline.forget(job.id)
+        pipeline.forget(ctx.job_id)
 
 
 @pytest.fixture
