@@ -37,3 +37,17 @@ def stored_job_context(owner_id: int, *, worker_id: str | None = None) -> Any:
     return JobContext(
         job_id=job.id, owner_id=owner_id, kind="simulate", params={}, client_id=None, pipeline=pipeline, fence=fence
     )
+
+
+def break_sqlite_database(app: Any) -> None:
+    """Put a folder where the app's SQLite file was: from now on SQLite cannot open it."""
+    from pathlib import Path
+
+    from app.extensions import db
+
+    with app.app_context():
+        path = Path(db.engine.url.database)
+        db.engine.dispose()
+    for leftover in path.parent.glob(path.name + "*"):
+        leftover.unlink()
+    path.mkdir()

@@ -12,6 +12,7 @@ import pytest
 
 from app.config import database_uri
 from app.realtime.queue_health import QueueProbe, log_queue_at_start, redacted
+from tests.helpers import break_sqlite_database
 
 
 def _closed_port() -> int:
@@ -105,14 +106,7 @@ def test_an_unreachable_queue_is_503_on_ready_and_degraded_but_alive_on_health(t
 
 
 def test_a_lost_database_is_503_on_ready_and_degraded_but_alive_on_health(app, client):
-    from app.extensions import db
-
-    with app.app_context():
-        path = Path(db.engine.url.database)
-        db.engine.dispose()
-    for leftover in path.parent.glob(path.name + "*"):
-        leftover.unlink()
-    path.mkdir()  # a folder where the file was: SQLite cannot open it
+    break_sqlite_database(app)
     response = client.get("/ready")
     body = response.get_json()
     assert response.status_code == 503

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
@@ -11,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from app import observability
 from app.extensions import socketio
-from tests.helpers import wait_for
+from tests.helpers import break_sqlite_database, wait_for
 
 #: Every metric the issue asks for, under the name a scrape shows (counters end ``_total``).
 EXPECTED = {
@@ -159,15 +157,8 @@ def test_counters_move_while_a_job_runs(client, auth):
 
 
 def test_a_database_outage_is_a_zero_gauge_not_a_failed_scrape(app, client):
-    from app.extensions import db
-
     before = scrape(client)
-    with app.app_context():
-        path = Path(db.engine.url.database)
-        db.engine.dispose()
-    for leftover in path.parent.glob(path.name + "*"):
-        leftover.unlink()
-    path.mkdir()  # a folder where the file was: SQLite cannot open it
+    break_sqlite_database(app)
     samples = scrape(client)
     assert value(samples, "herald_database_up") == 0
     assert (
