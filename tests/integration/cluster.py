@@ -17,7 +17,7 @@ from typing import Any
 
 from tests.engines import RedisServer
 
-from .conftest import ROOT, ServerProcess
+from .conftest import ROOT, ServerProcess, _running
 
 BIN = Path(sys.executable).parent
 #: Lease timing for these tests: short, so that a dead worker is noticed within seconds.
@@ -94,14 +94,16 @@ class Cluster:
         workdir = self.tmp_path / f"web-{len(self.processes)}"
         workdir.mkdir()
         server = server_class(workdir, {**self.env, **env})
-        server.start()
         self.processes.append(server)
+        _running.append(server)  # a failed test's report carries its log
+        server.start()
         return server
 
     def worker(self, **env: str) -> CeleryWorker:
-        worker = CeleryWorker(self.tmp_path, {**self.env, **env}).start()
+        worker = CeleryWorker(self.tmp_path, {**self.env, **env})
         self.processes.append(worker)
-        return worker
+        _running.append(worker)  # a failed test's report carries its log
+        return worker.start()
 
     def job_row(self, job_id: int) -> dict[str, Any]:
         """The job's row as stored (columns clients never see, such as ``worker_id``)."""
@@ -126,4 +128,6 @@ class Cluster:
     def stop(self) -> None:
         for proc in reversed(self.processes):
             proc.stop()
+            if proc in _running:
+                _running.remove(proc)
         self.redis.stop()
