@@ -88,10 +88,10 @@ def subscriptions_by_transport() -> dict[str, int]:
     """Live subscriptions (connection, job) of this process, by transport."""
     from .realtime.delivery import ledger
 
-    with ledger._lock:  # a snapshot: the ledger changes under the event loop
-        keys = list(ledger._subs)
-    tally = Tally(SOCKETIO if isinstance(conn, str) else PLAIN for conn, _job_id in keys)  # a sid is a str
-    return {SOCKETIO: tally[SOCKETIO], PLAIN: tally[PLAIN]}
+    totals = {SOCKETIO: 0, PLAIN: 0}
+    for conn, count in ledger.counts().items():
+        totals[SOCKETIO if isinstance(conn, str) else PLAIN] += count  # a sid is a str
+    return totals
 
 
 def connections_by_transport() -> dict[str, int]:

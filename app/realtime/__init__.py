@@ -61,9 +61,7 @@ def init_realtime(app: Flask) -> None:
     if isinstance(manager, HeraldRedisManager):
         manager.on_recovered = partial(catch_up, app)
     socketio.init_app(app, **options)
-    app.extensions["herald_frames"] = install_frame_writer(
-        socketio.server, queue_limit=int(app.config["SOCKETIO_SEND_QUEUE"])
-    )
+    install_frame_writer(socketio.server, queue_limit=int(app.config["SOCKETIO_SEND_QUEUE"]))
     init_limits(app)
     init_queue_probe(app)
     pipeline.init_app(app)

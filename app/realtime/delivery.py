@@ -59,6 +59,11 @@ class Ledger:
         """How many jobs ``conn`` is subscribed to."""
         return len(self._jobs_of.get(conn, ()))
 
+    def counts(self) -> dict[Any, int]:
+        """A snapshot: how many jobs each subscribed connection holds (for metrics)."""
+        with self._lock:
+            return {conn: len(jobs) for conn, jobs in self._jobs_of.items()}
+
     def has(self, conn: Any, job_id: int) -> bool:
         """Whether ``conn`` is subscribed to ``job_id``."""
         return (conn, job_id) in self._subs

@@ -33,6 +33,15 @@ _DIRECT = MESSAGES_DELIVERED.labels("socketio", "direct")
 _QUEUED = MESSAGES_DELIVERED.labels("socketio", "queued")
 
 
+def send_without_blocking(raw: Any, data: bytes) -> int:
+    """How much of ``data`` a non-blocking socket takes at once: 0 when none (a full
+    buffer) or the socket is broken — the connection's usual write path then finds out."""
+    try:
+        return int(raw.send(data))
+    except OSError:  # BlockingIOError, InterruptedError, a reset ...
+        return 0
+
+
 def text_frame(payload: str) -> bytes:
     """An unmasked, final WebSocket text frame (RFC 6455 §5.2), as a server sends it."""
     data = payload.encode("utf-8")
@@ -83,12 +92,7 @@ class FrameWriter:
             self._queue(eio_sid, eio_packet)
             return
         frame = self._frame(eio_packet)
-        try:
-            sent = ws.socket.fd.send(frame)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            sent = 0  # a broken socket: the queue path finds out and ends the connection
+        sent = send_without_blocking(ws.socket.fd, frame)
         if sent == 0:
             self._queue(eio_sid, eio_packet)
             return

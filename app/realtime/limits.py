@@ -86,9 +86,6 @@ class InboundLimiter:
     def forget(self, key: Hashable) -> None:
         self._buckets.pop(key, None)
 
-    def keys(self) -> list[Hashable]:
-        return list(self._buckets)
-
 
 class UserConnections:
     """Open connections per user in this process, against ``MAX_CONNECTIONS_PER_USER``."""
@@ -118,10 +115,6 @@ class UserConnections:
                 held.discard(key)
                 if not held:
                     del self._holders[user_id]  # type: ignore[arg-type]
-
-    def count(self, user_id: int) -> int:
-        with self._lock:
-            return len(self._holders.get(user_id, ()))
 
 
 #: The process's limits, configured by :func:`init_limits`.
@@ -212,9 +205,6 @@ def close_unconnected_sessions(server: Any, timeout: float, first_seen: dict[str
                 closed += 1
             except Exception:  # already gone
                 pass
-    for key in inbound.keys():
-        if isinstance(key, str) and key not in sockets:
-            inbound.forget(key)
     return closed
 
 

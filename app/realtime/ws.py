@@ -47,6 +47,7 @@ from .dialects.batch import init_batch
 from .dialects.client import ClientDialect
 from .dialects.executions import ExecutionDialect
 from .dialects.herald import HeraldDialect
+from .frames import send_without_blocking
 from .messages import Message
 from .origins import origin_allowed
 
@@ -80,27 +81,21 @@ class _SerializedSocket:
             self._raw.sendall(data)
         return len(data)
 
-    def try_write_now(self, data: bytes, finish: Any) -> bool:
+    def try_write_now(self, data: bytes) -> bool:
         """Write ``data`` without blocking if no other write is under way: True when it
-        went (the kernel took it all, or took part and ``finish(rest, release)`` sends the
-        rest from a task that keeps the lock); False when it did not start at all."""
+        went (all of it, or part and a task that keeps the lock sends the rest); False
+        when it did not start at all."""
         raw_fd = getattr(self._raw, "fd", None)  # eventlet's green socket: the real one
         if raw_fd is None or not self._lock.acquire(blocking=False):
             return False
-        try:
-            sent = raw_fd.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._lock.release()
-            return False  # the sender finds the socket broken and ends the connection
+        sent = send_without_blocking(raw_fd, data)
         if sent == 0:
             self._lock.release()
             return False
         if sent == len(data):
             self._lock.release()
         else:
-            finish(data[sent:], self._finish_write)
+            socketio.start_background_task(self._finish_write, data[sent:])
         return True
 
     def _finish_write(self, rest: bytes) -> None:
@@ -219,7 +214,7 @@ class PlainSocket:
         if not payloads:
             return True
         data = self._frame([_encode(payload) for payload in payloads])  # type: ignore[arg-type]
-        if self.ws.sock.try_write_now(data, lambda rest, finish: socketio.start_background_task(finish, rest)):
+        if self.ws.sock.try_write_now(data):
             unreported_plain_direct[0] += len(payloads)
             return True
         self._queue.append(("framed", data))  # rendered already: the sender writes it as is
