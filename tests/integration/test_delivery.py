@@ -1,7 +1,8 @@
 """The delivery design, by behaviour: what the event loop and the sockets must never do.
 
 No timing asserts (``bench/`` measures speed): these fail when the design regresses —
-Nagle back on accepted sockets, the loop waiting on a commit, ticks forced by logging.
+Nagle back on accepted sockets, the loop waiting on a commit, a writer wake-up per delivery.
+(Logging forcing no ticks: ``test_hub.test_tight_progress_loop_is_coalesced``.)
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,24 +69,6 @@ def test_the_loop_answers_while_a_group_commit_is_in_flight(server, tmp_path: Pa
     events = server.api("GET", f"/api/jobs/{job['id']}/events", token).json()["events"]
     assert [e["type"] for e in events] == ["job_status", "job_status", "job_log", "job_status"]
     assert final["result"] == {"seq": 3}
-    rec.close()
-
-
-def test_a_job_logging_every_ten_steps_still_ticks_at_most_once_per_interval(server):
-    token = server.login("alice")
-    rec = Recorder(server, token)
-    rec.client.call("subscribe", {"all": True}, timeout=10)
-    started = time.monotonic()
-    job = server.submit(token, steps=100_000, interval=0, log_every=10)
-    wait_for(lambda: rec.job_finished(job["id"]), timeout=180)
-    duration = time.monotonic() - started
-    messages = rec.of_job(job["id"])
-    ticks = [m for m in messages if m["type"] == "job_progress"]
-    logs = [m for m in messages if m["type"] == "job_log"]
-    assert len(logs) == 10_001  # the opening line, then one every ten steps
-    # PROGRESS_INTERVAL is 0.1 s: a durable event carries no tick of its own.
-    assert 1 <= len(ticks) <= duration / 0.1 + 3
-    assert ticks[-1]["data"]["current"] == 100_000
     rec.close()
 
 

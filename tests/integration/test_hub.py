@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from tests.helpers import wait_for
 from tests.integration.clients import Recorder
 from tests.integration.conftest import KILLED_JOBS_SETTLE_WITHIN
@@ -73,19 +75,24 @@ def test_other_users_cannot_see_or_touch_a_job(server):
     owner.close()
 
 
-def test_tight_progress_loop_is_coalesced(server):
+@pytest.mark.parametrize("log_every", [0, 10], ids=["progress only", "a log line every ten steps"])
+def test_tight_progress_loop_is_coalesced(server, log_every):
+    """A durable event carries no tick of its own: logging does not add ticks either."""
     token = server.login("alice")
     rec = Recorder(server, token)
     rec.client.call("subscribe", {"all": True}, timeout=10)
     started = time.monotonic()
-    job = server.submit(token, steps=100_000, interval=0, log_every=0)
-    wait_for(lambda: rec.job_finished(job["id"]), timeout=60)
+    job = server.submit(token, steps=100_000, interval=0, log_every=log_every)
+    wait_for(lambda: rec.job_finished(job["id"]), timeout=180)
     duration = time.monotonic() - started
-    progress = [m for m in rec.of_job(job["id"]) if m["type"] == "job_progress"]
+    messages = rec.of_job(job["id"])
+    progress = [m for m in messages if m["type"] == "job_progress"]
     # PROGRESS_INTERVAL is 0.1 s: about duration / interval ticks, never one per call.
     assert 1 <= len(progress) <= duration / 0.1 + 3
     assert progress[-1]["data"]["current"] == 100_000
-    assert rec.of_job(job["id"])[-1]["data"]["status"] == "completed"
+    logs = [m for m in messages if m["type"] == "job_log"]
+    assert len(logs) == 1 + (100_000 // log_every if log_every else 0)  # the opening line, then the steps'
+    assert messages[-1]["data"]["status"] == "completed"
     rec.close()
 
 
