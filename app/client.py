@@ -97,7 +97,9 @@ class HeraldClient:
 
         A dropped connection is re-opened (growing delay, up to ``max_reconnects`` times in
         a row) and re-subscribed with the last seq seen; a gap in seqs re-subscribes from
-        the last contiguous one: no event is lost, repeated or out of order.
+        the last contiguous one: no event is lost, repeated or out of order. When the
+        server no longer keeps what was missed (history retention) it sends ``resync``
+        with the job's snapshot, which is yielded; events go on from its ``last_seq``.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         last_seq = after
@@ -131,6 +133,14 @@ class HeraldClient:
                     if message is _DISCONNECTED:
                         break
                     if not isinstance(message, dict) or message.get("job_id") != job_id:
+                        continue
+                    if message.get("type") == "resync":
+                        # What was missed is no longer kept: start again from the snapshot.
+                        early.clear()
+                        last_seq = int(message["data"]["last_seq"])
+                        yield message
+                        if message["data"]["job"].get("status") in FINAL_STATUSES:
+                            return
                         continue
                     seq = message.get("seq")
                     if seq is None:

@@ -130,6 +130,13 @@ class Config:
     JOB_CANCEL_POLL_INTERVAL = _float("JOB_CANCEL_POLL_INTERVAL", 0.5)
     #: Celery: seconds after which a pending job nobody claimed is handed to the broker again.
     JOB_REDISPATCH_AFTER = _float("JOB_REDISPATCH_AFTER", 30.0)
+    #: Durable events kept per job: the oldest beyond it are deleted (0 keeps every one).
+    #: A client resuming from before the oldest kept event gets a ``resync``.
+    HISTORY_MAX_EVENTS_PER_JOB = _int("HISTORY_MAX_EVENTS_PER_JOB", 100_000)
+    #: Days a durable event is kept (0: forever); the job row itself is never deleted.
+    HISTORY_MAX_AGE_DAYS = _float("HISTORY_MAX_AGE_DAYS", 0)
+    #: Seconds between history trims (each process's heartbeat; each trim is bounded).
+    HISTORY_TRIM_INTERVAL = _float("HISTORY_TRIM_INTERVAL", 60.0)
     #: Jobs running at once in this process; more wait as ``pending``.
     MAX_CONCURRENT_JOBS = _int("MAX_CONCURRENT_JOBS", 8)
     #: Batches and workflows running at once; they wait on children outside those slots.
@@ -229,6 +236,10 @@ class Config:
             raise ConfigError("JOB_EXECUTOR=celery needs CELERY_BROKER_URL or MESSAGE_QUEUE_URL (redis://…)")
         if self.JOB_LEASE_SECONDS < 2 * self.WORKER_HEARTBEAT_INTERVAL:
             raise ConfigError("JOB_LEASE_SECONDS must be at least twice WORKER_HEARTBEAT_INTERVAL")
+        if self.HISTORY_MAX_EVENTS_PER_JOB < 0 or self.HISTORY_MAX_AGE_DAYS < 0:
+            raise ConfigError("HISTORY_MAX_EVENTS_PER_JOB and HISTORY_MAX_AGE_DAYS must be 0 (keep all) or more")
+        if self.HISTORY_TRIM_INTERVAL <= 0:
+            raise ConfigError("HISTORY_TRIM_INTERVAL must be a positive number of seconds")
 
     def check_logging(self) -> None:
         """A misspelt level or format would silently log too much or unparseable lines."""

@@ -51,6 +51,8 @@ CONNECTIONS_DROPPED = Counter(
 RESUMES = Counter("herald_resumes_total", "Subscriptions resumed from a last_seq, by result", ["result"])
 RESUMED_COMPLETE = RESUMES.labels("complete")
 RESUMED_RESYNC = RESUMES.labels("resync")
+#: Durable events deleted by the history retention (``HISTORY_MAX_*`` settings).
+HISTORY_EVENTS_TRIMMED = Counter("herald_history_events_trimmed_total", "Durable events deleted by history retention")
 #: Messages discarded with a connection cut off for not reading, by transport.
 MESSAGES_DROPPED = Counter(
     "herald_messages_dropped_total", "Messages discarded with a connection cut off for not reading", ["transport"]

@@ -9,7 +9,7 @@ from flask import request
 from ..auth.tokens import current_user, login_required
 from ..errors import ValidationFailed
 from ..inputs import CLIENT_ID_REGEX
-from ..jobs import service
+from ..jobs import history, service
 from ..jobs.registry import all_kinds
 from ..models import JobStatus
 from . import bp
@@ -79,11 +79,24 @@ def get_job(job_id: int) -> dict[str, Any]:
 )
 @login_required
 def job_events(job_id: int) -> dict[str, Any]:
-    """Durable events with ``seq > after`` (default 0), in order: the same messages as live."""
+    """Durable events with ``seq > after`` (default 0), in order: the same messages as live.
+
+    ``first_seq`` is the oldest event still kept (history retention may have deleted
+    older ones); ``complete`` is false when events after ``after`` are no longer kept —
+    then the job itself (``GET /api/jobs/<id>``) is the state to start again from.
+    """
     job = service.get_owned_job(current_user().id, job_id)
     after = query_int("after", 0)
     events = service.job_events(job.id, after=after, limit=query_int("limit", 1000, minimum=1, maximum=10_000))
-    return {"job_id": job.id, "last_seq": job.last_seq, "events": [e.to_message() for e in events]}
+    first_seq = history.first_kept_seq(job.id)
+    complete = after >= job.last_seq or (first_seq is not None and first_seq <= after + 1)
+    return {
+        "job_id": job.id,
+        "last_seq": job.last_seq,
+        "first_seq": first_seq,
+        "complete": complete,
+        "events": [e.to_message() for e in events],
+    }
 
 
 @bp.post("/jobs/<id:job_id>/cancel")

@@ -40,6 +40,7 @@ from ..logs import job_logging
 from ..models import FINAL_STATUSES, Job, JobStatus, Worker, utcnow
 from ..realtime.journal import SeqConflict
 from ..realtime.pipeline import ACTIVE_STATUSES, Fence, FenceRefused, JobGone, pipeline
+from . import history
 from .context import JobCancelled, JobContext, JobFailed, LeaseLost
 from .registry import get_kind, queued_kind_names
 
@@ -73,6 +74,9 @@ class JobRunner:
         self.heartbeat_interval = 2.0
         self.cancel_poll_interval = 0.5
         self.redispatch_after = 30.0
+        self.retention = history.Retention()
+        self.trim_interval = 60.0
+        self._next_trim = 0.0
         self._app: Flask | None = None
         #: Jobs this process runs (None until their context exists).
         self._running: dict[int, JobContext | None] = {}
@@ -97,6 +101,8 @@ class JobRunner:
         self.heartbeat_interval = float(app.config["WORKER_HEARTBEAT_INTERVAL"])
         self.cancel_poll_interval = float(app.config["JOB_CANCEL_POLL_INTERVAL"])
         self.redispatch_after = float(app.config["JOB_REDISPATCH_AFTER"])
+        self.retention = history.Retention.from_config(app.config)
+        self.trim_interval = float(app.config["HISTORY_TRIM_INTERVAL"])
         self._role = app.config["ROLE"]
         app.extensions["herald_runner"] = self
         if self.executor == "celery":
@@ -173,6 +179,12 @@ class JobRunner:
                 callback()
         if self.executor == "celery" and self._role == "web":
             self.redispatch_stale()
+        if time.monotonic() >= self._next_trim:
+            self._next_trim = time.monotonic() + self.trim_interval
+            try:
+                history.trim(db.engine, self.retention, now=utcnow())
+            except Exception:
+                log.exception("trimming the event history failed (next try in %.0f s)", self.trim_interval)
 
     def renew_leases(self) -> None:
         """Extend the lease of every job this worker holds; stop runs whose lease is gone."""

@@ -155,7 +155,9 @@ def on_subscribe(*args: Any) -> Ack:
     """Client → ``subscribe {job_id, last_seq?}`` or ``{all: true}``.
 
     Ack ``{ok: true, job: snapshot}``; with ``last_seq`` the missed durable events and the
-    latest progress are sent first. A job that is not yours is ``not_found`` in the ack
+    latest progress are sent first and the ack adds ``resumed: "complete"`` — or, when
+    that position cannot be replayed, a ``resync`` message is sent instead and the ack
+    says ``resumed: "resync"``. A job that is not yours is ``not_found`` in the ack
     only: nothing else carrying its id reaches the client.
     """
     try:
@@ -171,7 +173,7 @@ def on_subscribe(*args: Any) -> Ack:
         return _error_ack(exc)
     sid: str = request.sid  # type: ignore[attr-defined]
     try:
-        snapshot = subscribe_job(
+        subscribed = subscribe_job(
             sid,
             info.user_id,
             job_id,
@@ -181,7 +183,9 @@ def on_subscribe(*args: Any) -> Ack:
         )
     except NotFound as exc:
         return _error_ack(exc, notify=False)
-    return {"ok": True, "job": snapshot}
+    if subscribed.resume is None:
+        return {"ok": True, "job": subscribed.snapshot}
+    return {"ok": True, "job": subscribed.snapshot, "resumed": subscribed.resume.value}
 
 
 @socketio.on("unsubscribe")

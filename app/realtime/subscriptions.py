@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from flask import Flask
 
 from ..extensions import db, socketio
 from ..jobs.service import get_owned_job, job_events, job_snapshot
-from ..metrics import RESUMED_COMPLETE
+from ..metrics import RESUMED_COMPLETE, RESUMED_RESYNC
+from ..models import Job
 from .delivery import ledger
 from .messages import Message, make_message
 
@@ -22,6 +25,24 @@ log = logging.getLogger(__name__)
 
 #: Events replayed per database read (the connection yields between pages).
 REPLAY_PAGE = 500
+
+
+class Resume(StrEnum):
+    """How a subscription with ``last_seq`` was resumed (the ack says which)."""
+
+    #: Every durable event after ``last_seq`` was replayed, in order.
+    COMPLETE = "complete"
+    #: The position could not be served (history trimmed, or ahead of the job's head): a
+    #: ``resync`` message carried the current snapshot and head seq instead of a replay.
+    RESYNC = "resync"
+
+
+@dataclass(frozen=True)
+class Subscribed:
+    """What a subscription started from: the job's snapshot and, with ``last_seq``, the resume."""
+
+    snapshot: dict[str, Any]
+    resume: Resume | None = None
 
 
 def subscribe_job(
@@ -32,39 +53,36 @@ def subscribe_job(
     *,
     join: Callable[[], None],
     send: Callable[[Message], None],
-    on_snapshot: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Subscribe ``conn`` to a job it owns; returns the snapshot (raises ``NotFound``).
+    on_subscribed: Callable[[Subscribed], None] | None = None,
+) -> Subscribed:
+    """Subscribe ``conn`` to a job it owns (raises ``NotFound`` otherwise).
 
-    With ``last_seq`` every durable event after it is sent first, then the latest progress;
-    without it only events after the snapshot follow. ``on_snapshot(snapshot)`` runs while
-    live events are still held back: what it prepares (and may read for) goes out first.
+    With ``last_seq`` every durable event after it is sent first, then the latest progress
+    — or, when the kept history no longer starts right after ``last_seq`` (trimmed) or
+    ``last_seq`` is past the job's head, one ``resync`` message with the snapshot and the
+    head seq: the client starts again from there, never from a silent gap. Without it only
+    events after the snapshot follow. ``on_subscribed(subscribed)`` runs while live events
+    are still held back: what it prepares (and may read for) goes out first.
     """
     job = get_owned_job(user_id, job_id)
+    resume: Resume | None = None
     ledger.begin_replay(conn, job_id)
     try:
         join()
         db.session.refresh(job)
         snapshot = job_snapshot(job)
-        replayed = job.last_seq
+        head = replayed = job.last_seq
         if last_seq is not None:
-            after = max(0, last_seq)
-            sent_max = 0
-            while after < job.last_seq:
-                page = job_events(job_id, after=after, limit=REPLAY_PAGE)
-                if not page:
-                    break
-                for event in page:
-                    send(event.to_message())
-                after = sent_max = page[-1].seq
-                socketio.sleep(0)
-            replayed = max(replayed, sent_max)
-            if snapshot.get("progress"):
+            resume, replayed = _replay(job_id, last_seq, head, send)
+            if resume is Resume.RESYNC:
+                send(_resync_message(snapshot, head, last_seq))
+            elif snapshot.get("progress"):
                 progress = dict(snapshot["progress"])
                 type_ = progress.pop("type", "job_progress")
                 send(make_message(type_, progress, job_id=job_id))
-        if on_snapshot is not None:
-            on_snapshot(snapshot)
+        subscribed = Subscribed(snapshot, resume)
+        if on_subscribed is not None:
+            on_subscribed(subscribed)
     except BaseException:
         ledger.forget(conn, job_id)
         raise
@@ -72,9 +90,28 @@ def subscribe_job(
         db.session.rollback()
     for message in ledger.finish_replay(conn, job_id, replayed):
         send(message)
-    if last_seq is not None:
-        RESUMED_COMPLETE.inc()  # the journal keeps every event: a replay always covers the gap
-    return snapshot
+    if resume is not None:
+        (RESUMED_COMPLETE if resume is Resume.COMPLETE else RESUMED_RESYNC).inc()
+    return subscribed
+
+
+def _replay(job_id: int, last_seq: int, head: int, send: Callable[[Message], None]) -> tuple[Resume, int]:
+    """Send the stored events after ``last_seq`` up to at least ``head``; returns the
+    outcome and the last seq sent (events committed since the snapshot may come along)."""
+    if last_seq > head:
+        return Resume.RESYNC, head
+    after = last_seq
+    while after < head:
+        page = job_events(job_id, after=after, limit=REPLAY_PAGE)
+        if not page or page[0].seq != after + 1:
+            # Trimmed below the position: start again from the snapshot. Events past ``head``
+            # sent meanwhile come again live (the ledger releases everything after ``head``).
+            return Resume.RESYNC, head
+        for event in page:
+            send(event.to_message())
+        after = page[-1].seq
+        socketio.sleep(0)
+    return Resume.COMPLETE, after
 
 
 def unsubscribe_job(conn: Any, job_id: int, *, leave: Callable[[], None]) -> None:
@@ -99,6 +136,9 @@ def catch_up(app: Flask, held: list[tuple[Any, int, int]]) -> None:
                     page = job_events(job_id, after=replayed, limit=REPLAY_PAGE)
                     if not page:
                         break
+                    if page[0].seq != replayed + 1:  # trimmed during the outage: start again
+                        replayed = _send_resync(job_id, replayed, send)
+                        break
                     for event in page:
                         send(event.to_message())
                     replayed = page[-1].seq
@@ -109,6 +149,23 @@ def catch_up(app: Flask, held: list[tuple[Any, int, int]]) -> None:
                 db.session.rollback()
                 for message in ledger.finish_replay(conn, job_id, replayed):
                     send(message)
+
+
+def _resync_message(snapshot: dict[str, Any], head: int, requested: int) -> Message:
+    """``resync {job, last_seq, requested_seq}``: drop what you have, start from this snapshot."""
+    return make_message(
+        "resync", {"job": snapshot, "last_seq": head, "requested_seq": requested}, job_id=snapshot["id"]
+    )
+
+
+def _send_resync(job_id: int, position: int, send: Callable[[Message], None]) -> int:
+    """Tell a connection its position can no longer be replayed; returns the head seq."""
+    job = db.session.get(Job, job_id)
+    if job is None:
+        return position
+    send(_resync_message(job_snapshot(job), job.last_seq, position))
+    RESUMED_RESYNC.inc()
+    return job.last_seq
 
 
 def _sender(conn: Any) -> Callable[[Message], None]:

@@ -224,7 +224,11 @@ export class HeraldConnection {
   _dispatch(event, message) {
     if (message && message.job_id != null && this.jobs.has(message.job_id)) {
       const entry = this.jobs.get(message.job_id);
-      if (message.seq != null) {
+      if (event === "resync") {
+        // What was missed is no longer kept on the server: start again from its snapshot.
+        entry.lastSeq = message.data.last_seq;
+        for (const handler of entry.snapshotHandlers) handler(message.data.job);
+      } else if (message.seq != null) {
         if (message.seq <= entry.lastSeq) return; // already seen (replay overlap)
         if (message.seq > entry.lastSeq + 1) {
           // A durable event went missing (e.g. the server's message queue was away): ask for
@@ -255,6 +259,8 @@ export class HeraldConnection {
    * for each new event, exactly once and in seq order; onSnapshot(job) after each
    * (re)subscribe. After a reconnect the subscription resumes from the last seq seen, and
    * a gap in seqs (an event that never arrived) re-subscribes from the last contiguous one.
+   * When the server no longer keeps the missed events it sends ``resync``: onSnapshot gets
+   * its snapshot, the handlers get the ``resync`` message, and events go on from its head.
    */
   subscribe(jobId, handler, { lastSeq = 0, onSnapshot } = {}) {
     jobId = Number(jobId);

@@ -23,7 +23,7 @@ from ..delivery import plain_rooms
 from ..limits import check_subscription_room
 from ..messages import Message, error_message, int_field  # noqa: F401  (dialects use int_field)
 from ..rooms import job_room
-from ..subscriptions import subscribe_job
+from ..subscriptions import Subscribed, subscribe_job
 
 if TYPE_CHECKING:
     from ..ws import PlainSocket
@@ -69,9 +69,9 @@ def subscribe_plain(
     conn: PlainSocket,
     job_id: int,
     last_seq: int | None,
-    first: Callable[[dict[str, Any]], list[Payload]],
-) -> dict[str, Any]:
-    """Subscribe ``conn`` to a job; ``first(snapshot)`` goes out before replay and live.
+    first: Callable[[Subscribed], list[Payload]],
+) -> Subscribed:
+    """Subscribe ``conn`` to a job; ``first(subscribed)`` goes out before replay and live.
 
     Replayed and held-back messages are collected while ``subscribe_job`` runs and queued
     in one step after the acknowledgement, so the order is ack, replay, live.
@@ -79,7 +79,7 @@ def subscribe_plain(
     check_subscription_room(conn, job_id)
     collected: list[Message] = []
     firsts: list[Payload] = []
-    snapshot = subscribe_job(
+    subscribed = subscribe_job(
         conn,
         conn.user_id,
         job_id,
@@ -88,7 +88,7 @@ def subscribe_plain(
         send=collected.append,
         # Built while live events are held: ``first`` may read (and yield) without a live
         # event getting ahead of it.
-        on_snapshot=lambda snapshot: firsts.extend(first(snapshot)),
+        on_subscribed=lambda subscribed: firsts.extend(first(subscribed)),
     )
     conn.send_batch(firsts, collected)
-    return snapshot
+    return subscribed

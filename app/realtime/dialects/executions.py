@@ -26,6 +26,7 @@ from ...jobs.service import get_owned_job, status_moments
 from ...models import FINAL_STATUSES, JobStatus
 from ...workflows.executions import EXECUTION_KIND, Moments, error_text, execution_time, percent
 from ..messages import Message, is_progress
+from ..subscriptions import Subscribed
 from . import Close, Dialect, Payload, subscribe_plain
 
 if TYPE_CHECKING:
@@ -58,13 +59,14 @@ class ExecutionDialect(Dialect):
             conn.close(1008, message)
             return
         self.execution_id = execution_id
-        snapshot = subscribe_plain(conn, execution_id, None, self._subscribed)
+        subscribed = subscribe_plain(conn, execution_id, None, self._subscribed)
         if self.finished:
-            conn.close(1000, f"execution {snapshot['status']}")
+            conn.close(1000, f"execution {subscribed.snapshot['status']}")
 
-    def _subscribed(self, snapshot: dict[str, Any]) -> list[Payload]:
+    def _subscribed(self, subscribed: Subscribed) -> list[Payload]:
         """At subscribe: when it started (and ended), from the status events the messages
         before the snapshot carried; nothing to read while it is still pending."""
+        snapshot = subscribed.snapshot
         moments: Moments = (None, None)
         if snapshot["status"] != JobStatus.PENDING.value:
             moments = status_moments([self.execution_id]).get(self.execution_id, moments)

@@ -12,7 +12,7 @@ from ...models import isoformat, utcnow
 from ..delivery import plain_rooms
 from ..messages import make_message, seq_field
 from ..rooms import job_room
-from ..subscriptions import unsubscribe_job
+from ..subscriptions import Subscribed, unsubscribe_job
 from . import Dialect, int_field, subscribe_plain
 from .batch import ws_subscribe_batch, ws_unsubscribe_batch
 
@@ -59,7 +59,7 @@ class HeraldDialect(Dialect):
             conn,
             job_id,
             last_seq,
-            lambda snapshot: [make_message("subscribed", {"job": snapshot}, job_id=job_id)],
+            lambda subscribed: [make_message("subscribed", _subscribed_data(subscribed), job_id=job_id)],
         )
 
     @staticmethod
@@ -69,3 +69,10 @@ class HeraldDialect(Dialect):
         assert job_id is not None
         unsubscribe_job(conn, job_id, leave=lambda: plain_rooms.leave(conn, job_room(job_id)))
         conn.send(make_message("unsubscribed", {}, job_id=job_id))
+
+
+def _subscribed_data(subscribed: Subscribed) -> dict[str, Any]:
+    """``{job}``, plus ``resumed`` (``complete`` or ``resync``) when a ``last_seq`` was given."""
+    if subscribed.resume is None:
+        return {"job": subscribed.snapshot}
+    return {"job": subscribed.snapshot, "resumed": subscribed.resume.value}
