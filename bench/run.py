@@ -642,6 +642,42 @@ def scenario_progress(report: Report, work: Path, quick: bool) -> None:
     report.add("loop lateness p99 meanwhile", lateness, None, "ms", goal="<= 20", met=met)
 
 
+def scenario_ack(report: Report, work: Path, quick: bool) -> None:
+    """Socket.IO ack round trip on an idle loopback connection (``ping``: a pong and an ack).
+
+    One python-socketio client (websocket transport) calls ``ping`` and waits for its ack,
+    one call at a time: what a page's request/response over the socket feels like.
+    """
+    import socketio
+
+    calls = 300 if quick else 2000
+    figures: dict[str, dict[str, Any]] = {}
+    for server in (HeraldServer(work / "ack-h"), NodeServer(work / "ack-n")):
+        with running(server):
+            client = socketio.Client(reconnection=False)
+            client.connect(server.url, auth={"token": server.tokens(1)[0]}, transports=["websocket"], wait_timeout=10)
+            try:
+                for _ in range(20):  # warm-up
+                    client.call("ping", {}, timeout=10)
+                samples = []
+                for _ in range(calls):
+                    started = time.perf_counter()
+                    client.call("ping", {}, timeout=10)
+                    samples.append((time.perf_counter() - started) * 1000)
+            finally:
+                client.disconnect()
+        samples.sort()
+        figures[server.name] = {
+            "calls": calls,
+            "p50_ms": samples[len(samples) // 2],
+            "p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+        }
+    h, n = figures["herald"], figures["node"]
+    report.raw["ack"] = figures
+    report.add("ack round trip p50", h["p50_ms"], n["p50_ms"], "ms", goal="<= 5 ms", met=h["p50_ms"] <= 5)
+    report.add("ack round trip p99", h["p99_ms"], n["p99_ms"], "ms")
+
+
 def scenario_plainws(report: Report, work: Path, quick: bool) -> None:
     """Plain-WebSocket fan-out (issue 3's ``/ws``): one job, many watchers, one publish rate."""
     watchers, rate, window = (500 if quick else 1000), 100, (3.0 if quick else 5.0)
@@ -763,6 +799,7 @@ SCENARIOS: dict[str, Callable[[Report, Path, bool], None]] = {
     "browser": scenario_browser,
     "manyjobs": scenario_manyjobs,
     "storm": scenario_storm,
+    "ack": scenario_ack,
     "plainws": scenario_plainws,
     "progress": scenario_progress,
     "import": scenario_import,

@@ -107,6 +107,10 @@ io.on("connection", (socket) => {
     "connection_established",
     message("connection_established", null, null, { sid: socket.id, server_time: new Date().toISOString() }),
   );
+  socket.on("ping", (payload, ack) => {
+    socket.emit("pong", message("pong", null, null, { echo: payload, server_time: new Date().toISOString() }));
+    if (typeof ack === "function") ack({ ok: true });
+  });
   socket.on("subscribe", (payload, ack) => {
     const jobId = Number(payload && payload.job_id);
     socket.join(`job:${jobId}`);
