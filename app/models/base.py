@@ -34,7 +34,11 @@ def isoformat(moment: datetime | None) -> str | None:
     """ISO 8601 UTC with milliseconds and a ``Z``, the one timestamp format on the wire."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    # ``datetime.isoformat`` is C code (strftime is several times slower): one call per
+    # message on the delivery path. Its ``+00:00`` suffix becomes ``Z``.
+    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 JSONType = JSON
