@@ -30,6 +30,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(INSTANCE_DIR.parent / "migrations"))
     jwt.init_app(app)
+    from .auth.cache import token_cache
+
+    token_cache.configure(float(app.config["TOKEN_CACHE_SECONDS"]), int(app.config["TOKEN_CACHE_SIZE"]))
+    token_cache.clear()
     sock.init_app(app)
     init_database(app)
 

@@ -86,6 +86,11 @@ class Config:
     JWT_ACCESS_TOKEN_EXPIRES = _int("JWT_ACCESS_TOKEN_MINUTES", 60) * 60
     JWT_REFRESH_TOKEN_EXPIRES = _int("JWT_REFRESH_TOKEN_DAYS", 14) * 86400
     JWT_ERROR_MESSAGE_KEY = "message"
+    #: Seconds a socket connect may reuse the check of the same access token (0: off);
+    #: revocation empties it at once, on every process (``app/auth/cache.py``).
+    TOKEN_CACHE_SECONDS = _float("TOKEN_CACHE_SECONDS", 30.0)
+    #: Tokens that cache holds at most per process (the oldest goes first).
+    TOKEN_CACHE_SIZE = _int("TOKEN_CACHE_SIZE", 10_000)
 
     #: ``postgresql://`` and ``postgres://`` are mapped to psycopg2 (see ``database_uri``).
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'herald.db'}")

@@ -89,3 +89,18 @@ def test_committed_events_are_sent_in_seq_order(held_job, monkeypatch):
     pipeline.settle(held_job.job_id)
     assert pipeline.outbox.drain()
     assert sent == list(range(2, 302))
+
+
+def test_the_progress_of_several_jobs_is_saved_in_one_statement(app, auth):
+    """Regression: the executemany once carried an expanding ``IN`` and failed for two rows."""
+    from app.realtime.journal import _SAVE_PROGRESS
+
+    owner_id = auth.create_user("alice")
+    with app.app_context():
+        ids = [stored_job_context(owner_id, worker_id=WORKER).job_id for _ in range(2)]
+        db.session.execute(update(Job).where(Job.id.in_(ids)).values(status="running"))
+        db.session.commit()
+        with db.engine.begin() as conn:
+            conn.execute(_SAVE_PROGRESS, [{"_job_id": i, "_progress": {"current": i}} for i in ids])
+        db.session.expire_all()
+        assert [db.session.get(Job, i).progress for i in ids] == [{"current": i} for i in ids]

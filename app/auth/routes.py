@@ -78,7 +78,8 @@ def me() -> dict[str, Any]:
 @spec(responses={200: {"type": "object"}, 401: None})
 @login_required
 def logout() -> dict[str, Any]:
-    """Revoke the access token (and ``refresh_token`` from the body); its sockets are closed."""
+    """Revoke the access token (and ``refresh_token`` from the body); its sockets are closed
+    on every process (``closed_connections`` counts this process's)."""
     user = current_user()
     revoke(g.token_claims, user.id)
     refresh_token = (request.get_json(silent=True) or {}).get("refresh_token")
@@ -90,7 +91,8 @@ def logout() -> dict[str, Any]:
         if refresh_user is not None and refresh_user.id == user.id:
             revoke(refresh_claims, user.id)
     commit_session()
-    from ..realtime.connections import disconnect_token
+    from ..realtime.connections import revoke_token
 
-    closed = disconnect_token(str(g.token_claims["jti"]))
+    # After the commit: a process that hears of it and checks the database agrees.
+    closed = revoke_token(str(g.token_claims["jti"]), g.token_claims.get("exp"))
     return {"ok": True, "closed_connections": closed}

@@ -14,6 +14,7 @@ from jwt import ExpiredSignatureError, InvalidTokenError
 from ..errors import Unauthorized
 from ..extensions import db
 from ..models import RevokedToken, User
+from .cache import Identity, token_cache
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +57,30 @@ def authenticate(token: str | None, *, token_type: str = "access") -> tuple[User
     if user is None:
         raise Unauthorized("the token's user no longer exists", code="token_invalid")
     return user, claims
+
+
+def authenticate_socket(token: str | None) -> Identity:
+    """``authenticate`` for a socket's connect, through the short-lived token cache.
+
+    A hit skips the signature check and both database reads; a revoked token never hits
+    (see :mod:`app.auth.cache`). Sockets need the identity only, never the ``User`` row.
+    """
+    if token and token_cache.ttl > 0:
+        cached = token_cache.get(token)
+        if cached is not None:
+            return cached
+    user, claims = authenticate(token)
+    exp = claims.get("exp")
+    identity = Identity(
+        user_id=user.id,
+        username=user.username,
+        user=user.to_dict(),
+        jti=str(claims.get("jti")),
+        expires_at=float(exp) if isinstance(exp, int | float) else None,
+    )
+    if token and token_cache.ttl > 0:
+        token_cache.put(token, identity)
+    return identity
 
 
 def revoke(claims: dict[str, Any], user_id: int) -> None:

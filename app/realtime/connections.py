@@ -3,9 +3,16 @@
 Socket.IO sessions (:class:`ConnectionInfo`) and plain WebSockets (``ws.PlainSocket``)
 are both *sessions*: each knows the token it authenticated with (``token_jti``, and
 ``expires_at`` from its ``exp`` claim) and how to ``end`` itself with an error message.
-A token is checked when the socket connects; afterwards logout (:func:`disconnect_token`)
+A token is checked when the socket connects; afterwards revocation (:func:`revoke_token`)
 and expiry (:class:`ExpiryWatch`) end every session that used it, so no socket outlives
 its credentials. Handlers also refuse an expired session at once (:func:`current`).
+
+Revocation reaches **every process**: the one that revoked ends its own sessions and
+tells the others through the message queue (a notice on python-socketio's channel, see
+:func:`~.delivery.broadcast_notice`); each ends its sessions of that token and drops it
+from its token cache (:mod:`app.auth.cache`). Without a message queue there is one process
+and nothing to tell. A session that registers while a revocation of its token is being
+announced is caught by :func:`ended_if_revoked` right after it registered.
 """
 
 from __future__ import annotations
@@ -19,13 +26,17 @@ from typing import Any, Protocol
 
 from flask import request
 
+from ..auth.cache import token_cache
 from ..errors import BadRequest, Unauthorized
 from ..models.base import utcnow
-from .delivery import plain_rooms
+from .delivery import broadcast_notice, notice_handlers, plain_rooms
 from .messages import error_message
 
 #: How late an expired session may be closed, at most (the watcher's longest sleep).
 EXPIRY_CHECK_INTERVAL = 0.25
+#: The message-queue notice that tells every process a token was revoked.
+TOKEN_REVOKED_NOTICE = "token_revoked"
+TOKEN_REVOKED_MESSAGE = "the token was revoked; sign in again"
 
 
 class Session(Protocol):
@@ -162,5 +173,36 @@ def disconnect_token(jti: str) -> int:
         sessions: list[Session] = [info for info in _sessions.values() if info.token_jti == jti]
     sessions += [conn for conn in list(plain_connections) if conn.token_jti == jti]
     for session in sessions:
-        session.end("token_revoked", "the token was revoked; sign in again")
+        session.end("token_revoked", TOKEN_REVOKED_MESSAGE)
     return len(sessions)
+
+
+def revoke_token(jti: str, expires_at: float | None) -> int:
+    """A token was revoked (its row is committed): end its sessions on every process.
+
+    Returns how many sessions this process ended; the others end theirs when the notice
+    reaches them (a few milliseconds through Redis).
+    """
+    closed = _forget_token({"jti": jti, "exp": expires_at})
+    broadcast_notice(TOKEN_REVOKED_NOTICE, {"jti": jti, "exp": expires_at})
+    return closed
+
+
+def _forget_token(notice: dict[str, Any]) -> int:
+    """This process's part of a revocation: no more cache hits, no more sessions."""
+    jti = str(notice.get("jti"))
+    exp = notice.get("exp")
+    token_cache.revoke(jti, float(exp) if isinstance(exp, int | float) else None)
+    return disconnect_token(jti)
+
+
+notice_handlers[TOKEN_REVOKED_NOTICE] = _forget_token
+
+
+def ended_if_revoked(session: Session) -> bool:
+    """End a just-registered session whose token this process has heard revoked (a
+    connect that raced the revocation); True when it did."""
+    if token_cache.is_revoked(session.token_jti):
+        session.end("token_revoked", TOKEN_REVOKED_MESSAGE)
+        return True
+    return False

@@ -12,6 +12,11 @@ cannot do:
 * **One fan-out** for Socket.IO sessions and plain sockets (:class:`_LocalFanOut`): a
   message is encoded once and every connection in its rooms passes the same ledger
   check, whether it was emitted here or arrived through the message queue.
+
+It also carries **notices** between processes (:func:`broadcast_notice`): small
+messages for the processes themselves, not for clients (a token was revoked). They travel
+on python-socketio's own channel as an emit to :data:`NOTICE_NAMESPACE`, a namespace no
+client can connect to, and each receiving process runs ``notice_handlers[name](data)``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,34 @@ from ..metrics import MESSAGES_DELIVERED
 from .messages import Message, is_progress
 
 log = logging.getLogger(__name__)
+
+#: The namespace process-to-process notices are addressed to; clients never join it.
+NOTICE_NAMESPACE = "/herald-notices"
+#: ``name -> handler(data)``: what a process does when another tells it something.
+notice_handlers: dict[str, Callable[[dict[str, Any]], Any]] = {}
+
+
+def broadcast_notice(name: str, data: dict[str, Any]) -> None:
+    """Tell every other process of the deployment (a no-op without a message queue).
+
+    Best effort, like every message on the queue: a notice published while Redis is away
+    is lost, so what it says must also be in the database.
+    """
+    server = extensions.socketio.server
+    manager = getattr(server, "manager", None)
+    if isinstance(manager, HeraldRedisManager):
+        manager.publish_notice(name, data)
+
+
+def handle_notice(name: str, data: Any) -> None:
+    """Run the handler of a notice another process sent (unknown names are ignored)."""
+    handler = notice_handlers.get(name)
+    if handler is None or not isinstance(data, dict):
+        return
+    try:
+        handler(data)
+    except Exception:
+        log.exception("handling the %r notice from another process failed", name)
 
 
 @dataclass
@@ -344,6 +377,9 @@ class HeraldRedisManager(_LocalFanOut, socketio.RedisManager):
         fan-out; callbacks and binary data python-socketio's own path."""
         data = message.get("data")
         payload = data[0] if isinstance(data, list) and len(data) == 1 else None
+        if message.get("namespace") == NOTICE_NAMESPACE:
+            handle_notice(str(message.get("event")), payload)
+            return
         if message.get("callback") is None and not message.get("binary") and isinstance(payload, dict):
             self._fan_out(
                 message.get("event", ""),
@@ -354,6 +390,22 @@ class HeraldRedisManager(_LocalFanOut, socketio.RedisManager):
             )
             return
         super()._handle_emit(message)
+
+    def publish_notice(self, name: str, data: dict[str, Any]) -> None:
+        """Send a notice to the other processes (they skip their own by ``host_id``)."""
+        self._publish(
+            {
+                "method": "emit",
+                "event": name,
+                "data": [data],
+                "binary": False,
+                "namespace": NOTICE_NAMESPACE,
+                "room": None,
+                "skip_sid": None,
+                "callback": None,
+                "host_id": self.host_id,
+            }
+        )
 
     def _publish(self, data):  # type: ignore[no-untyped-def]
         try:

@@ -13,7 +13,8 @@ from typing import Any
 from flask import request
 from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
 
-from ..auth.tokens import authenticate
+from ..auth.cache import token_cache
+from ..auth.tokens import authenticate_socket
 from ..errors import BadRequest, HeraldError, NotFound, ValidationFailed
 from ..extensions import socketio
 from ..inputs import CLIENT_ID_RULE, is_client_id
@@ -79,33 +80,37 @@ def on_connect(auth: Any = None) -> None:
     auth = auth if isinstance(auth, dict) else {}
     token = auth.get("token") or request.args.get("token")
     try:
-        user, claims = authenticate(token if isinstance(token, str) else None)
+        identity = authenticate_socket(token if isinstance(token, str) else None)
     except HeraldError as exc:
         raise _refused(exc.code, exc.message) from None
     client_id = auth.get("client_id") or request.args.get("client_id") or uuid.uuid4().hex
     if not is_client_id(client_id):
         raise _refused("invalid_client_id", f"client_id must match {CLIENT_ID_RULE}")
     sid: str = request.sid  # type: ignore[attr-defined]
-    if not user_connections.acquire(user.id, sid):
+    if not user_connections.acquire(identity.user_id, sid):
         raise _refused("too_many_connections", TOO_MANY_CONNECTIONS)
     connections.register(
         ConnectionInfo(
             sid=sid,
-            user_id=user.id,
-            username=user.username,
+            user_id=identity.user_id,
+            username=identity.username,
             client_id=client_id,
-            token_jti=str(claims.get("jti")),
-            expires_at=claims.get("exp"),
+            token_jti=identity.jti,
+            expires_at=identity.expires_at,
         )
     )
-    join_room(client_room(user.id, client_id))
-    join_room(user_room(user.id))
+    if token_cache.is_revoked(identity.jti):  # revoked while this connect was checking it
+        connections.unregister(sid)
+        user_connections.release(sid)
+        raise _refused("token_revoked", connections.TOKEN_REVOKED_MESSAGE)
+    join_room(client_room(identity.user_id, client_id))
+    join_room(user_room(identity.user_id))
     greeting = make_message(
         "connection_established",
         {
             "sid": sid,
             "client_id": client_id,
-            "user": user.to_dict(),
+            "user": identity.user,
             "server_time": isoformat(utcnow()),
         },
     )

@@ -34,13 +34,13 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import TextMessage
 from wsproto.utilities import LocalProtocolError
 
-from ..auth.tokens import authenticate, bearer_token
+from ..auth.tokens import authenticate_socket, bearer_token
 from ..errors import HeraldError, Unauthorized
 from ..extensions import db, sock, socketio
 from ..inputs import InvalidDocument, load_json
 from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED
 from . import limits
-from .connections import expiry_watch, plain_connections
+from .connections import ended_if_revoked, expiry_watch, plain_connections
 from .delivery import ledger, plain_rooms, unreported_plain_direct
 from .dialects import Close, Dialect, Payload
 from .dialects.batch import init_batch
@@ -392,16 +392,18 @@ def _authenticate(conn: PlainSocket, auth_timeout: float) -> bool:
                 conn.end("auth_required", 'the first message must be {"type": "auth", "token": ...}')
                 return False
             token = first.get("token") if isinstance(first.get("token"), str) else None
-        user, claims = authenticate(token)
+        identity = authenticate_socket(token)
     except Unauthorized as exc:
         conn.end(exc.code, exc.message)
         return False
     finally:
         db.session.remove()
-    conn.user_id = user.id
-    conn.username = user.username
-    conn.token_jti = str(claims.get("jti"))
-    conn.expires_at = claims.get("exp")
+    conn.user_id = identity.user_id
+    conn.username = identity.username
+    conn.token_jti = identity.jti
+    conn.expires_at = identity.expires_at
+    if ended_if_revoked(conn):  # revoked while this connect was checking it
+        return False
     expiry_watch.watch(conn)
     return True
 
