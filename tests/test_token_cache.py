@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 from flask_jwt_extended import decode_token
 from sqlalchemy import event
@@ -10,7 +11,8 @@ from sqlalchemy import event
 from app.auth.cache import Identity, TokenCache, token_cache
 from app.auth.tokens import authenticate_socket
 from app.extensions import db, socketio
-from app.realtime.connections import TOKEN_REVOKED_NOTICE
+from app.models.token import RevokedToken
+from app.realtime.connections import TOKEN_REVOKED_NOTICE, recheck_revocations
 from app.realtime.delivery import handle_notice
 
 
@@ -87,3 +89,28 @@ def test_logout_refuses_a_token_a_socket_connected_with_moments_before(app, clie
     assert not first.is_connected()
     refused = socketio.test_client(app, auth={"token": token})
     assert not refused.is_connected()
+
+
+def test_a_revocation_whose_notice_was_lost_still_ends_the_socket(app, auth):
+    """Another process revoked the token while the message queue was down: its row is
+    all there is, and the periodic recheck finds it."""
+    token = auth.token_for("alice")
+    other = auth.login("alice")["access_token"]
+    doomed = socketio.test_client(app, auth={"token": token})
+    spared = socketio.test_client(app, auth={"token": other})
+    assert doomed.is_connected() and spared.is_connected()
+    with app.app_context():
+        claims = decode_token(token)
+        db.session.add(
+            RevokedToken(
+                jti=claims["jti"],
+                user_id=int(claims["sub"]),
+                expires_at=datetime.fromtimestamp(claims["exp"], UTC),
+            )
+        )
+        db.session.commit()
+        assert recheck_revocations() == 1
+        assert recheck_revocations() == 0
+    assert not doomed.is_connected() and spared.is_connected()
+    assert token_cache.get(token) is None
+    assert not socketio.test_client(app, auth={"token": token}).is_connected()

@@ -12,28 +12,42 @@ tells the others through the message queue (a notice on python-socketio's channe
 :func:`~.delivery.broadcast_notice`); each ends its sessions of that token and drops it
 from its token cache (:mod:`app.auth.cache`). Without a message queue there is one process
 and nothing to tell. A session that registers while a revocation of its token is being
-announced is caught by :func:`ended_if_revoked` right after it registered.
+announced is caught by :func:`ended_if_revoked` right after it registered. A notice lost
+with the message queue (Redis down at the moment of a logout) is made up for by
+:func:`recheck_revocations`: every ``REVOCATION_RECHECK_INTERVAL`` the tokens of the
+open sessions are looked up in the revoked-token table.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from flask import request
+from flask import Flask, current_app, request
+from sqlalchemy import select
 
 from ..auth.cache import token_cache
 from ..errors import BadRequest, Unauthorized
+from ..extensions import db
 from ..models.base import utcnow
+from ..models.token import RevokedToken
 from .delivery import broadcast_notice, notice_handlers, plain_rooms
 from .messages import error_message
 
 #: How late an expired session may be closed, at most (the watcher's longest sleep).
 EXPIRY_CHECK_INTERVAL = 0.25
+log = logging.getLogger(__name__)
+
+#: How late, at most, a session whose token another process revoked is ended when the
+#: notice of it was lost (the message queue was down): the revoked-token table is read.
+REVOCATION_RECHECK_INTERVAL = 10.0
+#: Token ids per lookup in the revoked-token table.
+RECHECK_CHUNK = 500
 #: The message-queue notice that tells every process a token was revoked.
 TOKEN_REVOKED_NOTICE = "token_revoked"
 TOKEN_REVOKED_MESSAGE = "the token was revoked; sign in again"
@@ -86,25 +100,27 @@ plain_connections: set[Any] = set()
 
 
 class ExpiryWatch:
-    """Ends sessions when their token expires: one heap and one task per process."""
+    """Ends sessions when their token expires, and those whose token was revoked where
+    this process did not hear of it: one heap and one task per process."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Session]] = []
         self._order = itertools.count()
         self._lock = threading.Lock()
         self._started = False
+        self._app: Flask | None = None
 
     def watch(self, session: Session) -> None:
-        """Close ``session`` once its ``expires_at`` has passed (no-op without one)."""
-        if session.expires_at is None:
-            return
+        """Close ``session`` once its ``expires_at`` has passed, or its token is revoked."""
         with self._lock:
-            heapq.heappush(self._heap, (session.expires_at, next(self._order), session))
+            if session.expires_at is not None:
+                heapq.heappush(self._heap, (session.expires_at, next(self._order), session))
             start = not self._started
             self._started = True
         if start:
             from ..extensions import socketio
 
+            self._app = current_app._get_current_object()  # type: ignore[attr-defined]
             socketio.start_background_task(self._run)
 
     def due(self, now: float) -> list[Session]:
@@ -119,9 +135,17 @@ class ExpiryWatch:
     def _run(self) -> None:
         from ..extensions import socketio
 
+        next_recheck = time.monotonic() + REVOCATION_RECHECK_INTERVAL
         while True:
             for session in self.due(time.time()):
                 session.end("token_expired", "the token has expired; reconnect with a fresh token")
+            if time.monotonic() >= next_recheck and self._app is not None:
+                next_recheck = time.monotonic() + REVOCATION_RECHECK_INTERVAL
+                try:
+                    with self._app.app_context():
+                        recheck_revocations()
+                except Exception:
+                    log.exception("checking open sessions against revoked tokens failed")
             with self._lock:
                 wait = self._heap[0][0] - time.time() if self._heap else EXPIRY_CHECK_INTERVAL
             socketio.sleep(min(max(wait, 0.0), EXPIRY_CHECK_INTERVAL))
@@ -197,6 +221,27 @@ def _forget_token(notice: dict[str, Any]) -> int:
 
 
 notice_handlers[TOKEN_REVOKED_NOTICE] = _forget_token
+
+
+def recheck_revocations() -> int:
+    """End the open sessions whose token is in the revoked-token table; returns how many.
+
+    Revocation notices travel over the message queue; one sent while it was down never
+    arrives. The table is the truth every process can read.
+    """
+    with _lock:
+        sessions: list[Session] = list(_sessions.values())
+    sessions += list(plain_connections)
+    jtis = sorted({session.token_jti for session in sessions if session.token_jti and session.is_open()})
+    revoked: list[tuple[str, Any]] = []
+    try:
+        for start in range(0, len(jtis), RECHECK_CHUNK):
+            chunk = jtis[start : start + RECHECK_CHUNK]
+            query = select(RevokedToken.jti, RevokedToken.expires_at).where(RevokedToken.jti.in_(chunk))
+            revoked += [(row.jti, row.expires_at) for row in db.session.execute(query)]
+    finally:
+        db.session.rollback()
+    return sum(_forget_token({"jti": jti, "exp": expires_at.timestamp()}) for jti, expires_at in revoked)
 
 
 def ended_if_revoked(session: Session) -> bool:
