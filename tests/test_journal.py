@@ -89,3 +89,18 @@ def test_committed_events_are_sent_in_seq_order(held_job, monkeypatch):
     pipeline.settle(held_job.job_id)
     assert pipeline.outbox.drain()
     assert sent == list(range(2, 302))
+
+
+def test_progress_rows_of_several_jobs_are_saved_in_one_transaction(app, auth):
+    """Regression: the progress update ran as one executemany with an expanding ``IN``,
+    which SQLAlchemy refuses, so a batch holding two jobs' progress failed to commit."""
+    from app.realtime.journal import _apply
+
+    owner_id = auth.create_user("alice")
+    with app.app_context():
+        jobs = [stored_job_context(owner_id, worker_id=WORKER).job_id for _ in range(2)]
+        rows = [{"_job_id": job_id, "_progress": {"current": job_id}} for job_id in jobs]
+        with db.engine.begin() as connection:
+            _apply(connection, [], rows)
+        db.session.rollback()
+        assert [db.session.get(Job, job_id).progress for job_id in jobs] == [{"current": job_id} for job_id in jobs]

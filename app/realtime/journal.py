@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, insert, select, true, update
+from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, insert, literal, select, true, update
 
 from ..concurrency import Signal, run_in_os_thread
 from ..database import write_lock
@@ -135,10 +135,11 @@ _jobs = Job.__table__
 _events = JobEvent.__table__
 #: Durable-event insert; one executemany per transaction.
 _INSERT_EVENTS = insert(_events)
-#: Progress-only row update, one executemany for every job whose row is behind.
+#: Progress-only row update, one executemany for every job whose row is behind. The
+#: statuses are plain binds: an expanding ``IN`` cannot be executed many times at once.
 _SAVE_PROGRESS = (
     update(_jobs)
-    .where((_jobs.c.id == bindparam("_job_id")) & _jobs.c.status.in_(ACTIVE_STATUSES))
+    .where((_jobs.c.id == bindparam("_job_id")) & _jobs.c.status.in_([literal(s) for s in ACTIVE_STATUSES]))
     .values(progress=bindparam("_progress"))
 )
 _take_seqs_statements: dict[tuple[frozenset[str], str], Update] = {}
