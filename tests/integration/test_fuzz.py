@@ -286,6 +286,15 @@ def test_every_route_with_an_id_answers_another_users_resource_as_not_found(serv
     assert_server_healthy(server)
 
 
+@pytest.mark.parametrize("path", ["/ws", "/ws/tab-1", "/api/v1/ws/executions/1"])
+def test_plain_http_on_a_websocket_endpoint_is_a_400_not_a_5xx(server, alice, path):
+    """The WebSocket endpoints are not in the document (OpenAPI cannot describe them); a
+    request that is not an upgrade still gets a 4xx."""
+    response = requests.get(server.url + path + "?token=" + alice["access_token"], timeout=10)
+    assert response.status_code == 400, (path, response.status_code, response.text[:200])
+    assert_server_healthy(server)
+
+
 # -- sockets: messages from the server's own schemas ----------------------------------------------
 
 #: Any JSON a client might send, including what JSON cannot carry safely (NaN, huge integers).
