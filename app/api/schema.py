@@ -80,8 +80,20 @@ def read_optional_json(schema: Schema) -> Any:
     return read_json(schema)
 
 
+_validators: dict[int, tuple[Schema, Draft202012Validator]] = {}
+
+
+def _validator(schema: Schema) -> Draft202012Validator:
+    """One validator per declared schema, built once (kept with its schema, so an id is
+    never reused for another)."""
+    hit = _validators.get(id(schema))
+    if hit is None or hit[0] is not schema:
+        hit = _validators[id(schema)] = (schema, Draft202012Validator(schema))
+    return hit[1]
+
+
 def _validate(schema: Schema, data: Any) -> None:
-    errors = sorted(Draft202012Validator(schema).iter_errors(data), key=lambda e: list(e.path))
+    errors = sorted(_validator(schema).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         details = [{"path": ".".join(str(p) for p in e.path) or "(body)", "message": e.message} for e in errors]
         raise ValidationFailed(f"{details[0]['path']}: {details[0]['message']}", details=details)
@@ -177,7 +189,7 @@ def _query_value(name: str, schema: Schema) -> Any:
         if not low <= value <= high:
             message = f"query parameter {name!r} must be between {low} and {high}"
             raise ValidationFailed(message, details={"path": name})
-    error = best_match(Draft202012Validator(schema).iter_errors(value))
+    error = best_match(_validator(schema).iter_errors(value))
     if error is not None:
         raise ValidationFailed(f"query parameter {name!r}: {error.message}", details={"path": name})
     return value

@@ -119,18 +119,16 @@ _Validator = validators.extend(
     Draft202012Validator,
     type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
 )
-_validators: dict[int, Any] = {}
+_validators: dict[int, tuple[Schema, Any]] = {}
 
 
 def check(schema: Schema, value: Any, what: str) -> Any:
     """``value`` when it fits ``schema``; else ``ValidationFailed`` ``invalid_payload`` that
     names the first field at fault and what it must be."""
-    validator = _validators.get(id(schema))
-    if validator is None:
-        validator = _validators[id(schema)] = _Validator(schema)
-    error = min(
-        validator.iter_errors(value), key=lambda e: (len(e.absolute_path), list(map(str, e.path))), default=None
-    )
+    hit = _validators.get(id(schema))
+    if hit is None or hit[0] is not schema:  # kept with its schema: an id is never reused for another
+        hit = _validators[id(schema)] = (schema, _Validator(schema))
+    error = min(hit[1].iter_errors(value), key=lambda e: (len(e.absolute_path), list(map(str, e.path))), default=None)
     if error is None:
         return value
     path = ".".join(str(part) for part in error.absolute_path)
