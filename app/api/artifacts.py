@@ -6,16 +6,24 @@ from typing import Any
 
 from flask import Response, send_file, url_for
 
-from ..auth.tokens import current_user, login_required
+from ..auth.tokens import current_user
 from ..data.artifacts import get_artifact, job_artifacts
+from ..data.reports import CONTENT_TYPES
 from ..jobs.service import get_owned_job
 from . import bp
-from .schema import spec
+from .schema import files, spec
 
 
 @bp.get("/jobs/<id:job_id>/artifacts")
-@spec(responses={200: {"type": "object", "properties": {"artifacts": {"type": "array"}}}, 401: None, 404: None})
-@login_required
+@spec(
+    responses={
+        200: {
+            "type": "object",
+            "required": ["job_id", "artifacts"],
+            "properties": {"job_id": {"type": "integer"}, "artifacts": {"type": "array"}},
+        }
+    }
+)
 def list_artifacts(job_id: int) -> dict[str, Any]:
     """A job's artifacts ``[{name, content_type, size, url}]``."""
     job = get_owned_job(current_user().id, job_id)
@@ -29,8 +37,7 @@ def list_artifacts(job_id: int) -> dict[str, Any]:
 
 
 @bp.get("/jobs/<id:job_id>/artifacts/<name>")
-@spec(responses={200: None, 401: None, 404: None})
-@login_required
+@spec(responses={200: files(*CONTENT_TYPES.values())})
 def download_artifact(job_id: int, name: str) -> Response:
     """Download one artifact with its content type and ``<report>.<format>`` as file name."""
     job = get_owned_job(current_user().id, job_id)

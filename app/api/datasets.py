@@ -6,19 +6,18 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..auth.tokens import current_user, login_required
+from ..auth.tokens import current_user
 from ..data.datasets import get_owned_dataset, page_of_rows
 from ..extensions import db
 from ..models import Dataset
 from . import bp
-from .schema import query_int, spec
+from .schema import OFFSET, integer, spec
 
-DATASET_SCHEMA = {"type": "object", "properties": {"dataset": {"type": "object"}}}
+DATASET_SCHEMA = {"type": "object", "required": ["dataset"], "properties": {"dataset": {"type": "object"}}}
 
 
 @bp.get("/datasets")
-@spec(responses={200: {"type": "object", "properties": {"datasets": {"type": "array"}}}, 401: None})
-@login_required
+@spec(responses={200: {"type": "object", "required": ["datasets"], "properties": {"datasets": {"type": "array"}}}})
 def list_datasets() -> dict[str, Any]:
     """Your datasets by name (schema and row count)."""
     query = select(Dataset).where(Dataset.owner_id == current_user().id).order_by(Dataset.name)
@@ -26,8 +25,7 @@ def list_datasets() -> dict[str, Any]:
 
 
 @bp.get("/datasets/<name>")
-@spec(responses={200: DATASET_SCHEMA, 401: None, 404: None})
-@login_required
+@spec(responses={200: DATASET_SCHEMA})
 def get_dataset(name: str) -> dict[str, Any]:
     """One dataset: columns with types, row count, live imports."""
     return {"dataset": get_owned_dataset(current_user().id, name).to_dict()}
@@ -35,15 +33,12 @@ def get_dataset(name: str) -> dict[str, Any]:
 
 @bp.get("/datasets/<name>/rows")
 @spec(
-    query={"limit": {"type": "integer"}, "offset": {"type": "integer"}},
-    responses={200: {"type": "object", "properties": {"rows": {"type": "array"}}}, 401: None, 404: None},
+    query={"limit": integer(100, minimum=1, maximum=1000), "offset": OFFSET},
+    responses={200: {"type": "object", "required": ["rows"], "properties": {"rows": {"type": "array"}}}},
 )
-@login_required
-def dataset_rows(name: str) -> dict[str, Any]:
+def dataset_rows(name: str, limit: int, offset: int) -> dict[str, Any]:
     """A page of rows as ``{column: value}`` objects, in import order."""
     dataset = get_owned_dataset(current_user().id, name)
-    limit = query_int("limit", 100, minimum=1, maximum=1000)
-    offset = query_int("offset", 0)
     return {
         "dataset": dataset.name,
         "columns": [c["name"] for c in dataset.columns],

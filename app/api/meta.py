@@ -14,7 +14,7 @@ from .schema import openapi_document, spec
 
 
 @bp.get("/openapi.json")
-@spec(auth=False)
+@spec(auth=False, responses={200: {"type": "object", "required": ["openapi", "paths"]}})
 def openapi() -> dict[str, Any]:
     """The OpenAPI 3.1 document, generated from the routes."""
     return openapi_document(current_app)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, after_this_request, request
 from sqlalchemy import select
 
-from ..auth.tokens import current_user, login_required
+from ..auth.tokens import current_user
 from ..data.uploads import delete_upload, get_owned_upload, reconcile_upload
 from ..errors import HeraldError, PayloadTooLarge
 from ..extensions import db
@@ -15,15 +15,16 @@ from ..inputs import CLIENT_ID_REGEX
 from ..jobs.upload_receiver import LengthRequired, UploadReceiver
 from ..models import Upload
 from . import bp
-from .schema import query_int, spec
+from .schema import OFFSET, Body, integer, spec
 
-UPLOAD_SCHEMA = {"type": "object", "properties": {"upload": {"type": "object"}}}
+UPLOAD_SCHEMA = {"type": "object", "required": ["upload"], "properties": {"upload": {"type": "object"}}}
+CLIENT_ID = {"type": "string", "pattern": CLIENT_ID_REGEX}
 FORM_SCHEMA = {
     "type": "object",
     "required": ["file"],
     "properties": {
-        "upload_id": {"type": "string", "pattern": CLIENT_ID_REGEX},
-        "client_id": {"type": "string", "pattern": CLIENT_ID_REGEX},
+        "upload_id": CLIENT_ID,
+        "client_id": CLIENT_ID,
         "file": {"type": "string", "format": "binary"},
     },
 }
@@ -37,13 +38,13 @@ def _close_connection(response: Response) -> Response:
 
 @bp.post("/uploads")
 @spec(
-    body=FORM_SCHEMA,
-    content_type="multipart/form-data",
-    query={"upload_id": {"type": "string"}, "client_id": {"type": "string"}},
-    responses={201: UPLOAD_SCHEMA, 400: None, 401: None, 409: None, 411: None, 413: None},
+    # Streamed by ``UploadReceiver`` (``read=None``), which also takes the two ids from form
+    # fields placed before the file and checks them by the same rule.
+    body=Body(FORM_SCHEMA, media_types=("multipart/form-data",), read=None),
+    query={"upload_id": CLIENT_ID, "client_id": CLIENT_ID},
+    responses={201: UPLOAD_SCHEMA, 409: None, 411: None, 413: None},
 )
-@login_required
-def create_upload() -> tuple[dict[str, Any], int]:
+def create_upload(upload_id: str | None, client_id: str | None) -> tuple[dict[str, Any], int]:
     """Upload one file (multipart field ``file``); ``file_upload_progress`` streams while it arrives."""
     try:
         receiver = UploadReceiver(current_user().id, request)
@@ -61,33 +62,30 @@ def create_upload() -> tuple[dict[str, Any], int]:
 
 @bp.get("/uploads")
 @spec(
-    query={"limit": {"type": "integer"}, "offset": {"type": "integer"}},
-    responses={200: {"type": "object", "properties": {"uploads": {"type": "array"}}}, 401: None},
+    query={"limit": integer(50, minimum=1, maximum=500), "offset": OFFSET},
+    responses={200: {"type": "object", "required": ["uploads"], "properties": {"uploads": {"type": "array"}}}},
 )
-@login_required
-def list_uploads() -> dict[str, Any]:
+def list_uploads(limit: int, offset: int) -> dict[str, Any]:
     """Your uploads, newest first."""
     query = (
         select(Upload)
         .where(Upload.owner_id == current_user().id)
         .order_by(Upload.id.desc())
-        .limit(query_int("limit", 50, minimum=1, maximum=500))
-        .offset(query_int("offset", 0))
+        .limit(limit)
+        .offset(offset)
     )
     return {"uploads": [reconcile_upload(u).to_dict() for u in db.session.scalars(query)]}
 
 
 @bp.get("/uploads/<upload_id>")
-@spec(responses={200: UPLOAD_SCHEMA, 401: None, 404: None})
-@login_required
+@spec(responses={200: UPLOAD_SCHEMA})
 def get_upload(upload_id: str) -> dict[str, Any]:
     """One of your uploads (404 for others' uploads, same as missing)."""
     return {"upload": get_owned_upload(current_user().id, upload_id).to_dict()}
 
 
 @bp.delete("/uploads/<upload_id>")
-@spec(responses={204: None, 401: None, 404: None, 409: None})
-@login_required
+@spec(responses={204: None, 409: None})
 def remove_upload(upload_id: str) -> tuple[str, int]:
     """Delete one of your uploads and its file (409 while it is still arriving)."""
     delete_upload(get_owned_upload(current_user().id, upload_id))

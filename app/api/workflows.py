@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from ..auth.tokens import current_user, login_required
+from ..auth.tokens import current_user
 from ..database import commit_session
 from ..errors import NotFound, ValidationFailed
 from ..extensions import db
@@ -20,7 +20,7 @@ from ..jobs.kinds.workflow import missing_inputs, validate_steps
 from ..models import Job, JobStatus, Workflow
 from ..workflows.executions import EXECUTION_KIND, execution_view
 from . import bp
-from .schema import json_body, query_int, spec
+from .schema import OFFSET, integer, spec
 
 WORKFLOW_SCHEMA = {
     "type": "object",
@@ -49,6 +49,22 @@ EXECUTION_SCHEMA = {
     },
     "additionalProperties": False,
 }
+WORKFLOW_RESPONSE = {
+    "type": "object",
+    "required": ["workflow"],
+    "properties": {
+        "workflow": {
+            "type": "object",
+            "required": ["id", "name", "steps"],
+            "properties": {"id": {"type": "integer"}, "name": {"type": "string"}, "steps": {"type": "array"}},
+        }
+    },
+}
+EXECUTION_RESPONSE = {
+    "type": "object",
+    "required": ["id", "workflow_id", "status", "progress"],
+    "properties": {"id": {"type": "integer"}, "status": {"type": "string"}, "progress": {"type": "number"}},
+}
 
 
 def _owned_workflow(workflow_id: int) -> Workflow:
@@ -59,11 +75,9 @@ def _owned_workflow(workflow_id: int) -> Workflow:
 
 
 @bp.post("/workflows")
-@spec(body=WORKFLOW_SCHEMA, responses={201: {"type": "object"}, 400: None, 401: None})
-@login_required
-def create_workflow() -> tuple[dict[str, Any], int]:
+@spec(body=WORKFLOW_SCHEMA, responses={201: WORKFLOW_RESPONSE})
+def create_workflow(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Save a workflow ``{name, steps: [{kind, params}]}``; references are checked now."""
-    body = json_body()
     workflow = Workflow(owner_id=current_user().id, name=body["name"], steps=validate_steps(body["steps"]))
     db.session.add(workflow)
     commit_session()
@@ -71,8 +85,7 @@ def create_workflow() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/workflows")
-@spec(responses={200: {"type": "object", "properties": {"workflows": {"type": "array"}}}, 401: None})
-@login_required
+@spec(responses={200: {"type": "object", "required": ["workflows"], "properties": {"workflows": {"type": "array"}}}})
 def list_workflows() -> dict[str, Any]:
     """Your workflows, newest first."""
     query = select(Workflow).where(Workflow.owner_id == current_user().id).order_by(Workflow.id.desc())
@@ -80,16 +93,14 @@ def list_workflows() -> dict[str, Any]:
 
 
 @bp.get("/workflows/<id:workflow_id>")
-@spec(responses={200: {"type": "object"}, 404: None})
-@login_required
+@spec(responses={200: WORKFLOW_RESPONSE})
 def get_workflow(workflow_id: int) -> dict[str, Any]:
     """One of your workflows."""
     return {"workflow": _owned_workflow(workflow_id).to_dict()}
 
 
 @bp.delete("/workflows/<id:workflow_id>")
-@spec(responses={204: None, 404: None})
-@login_required
+@spec(responses={204: None})
 def delete_workflow(workflow_id: int) -> tuple[str, int]:
     """Delete a workflow; executions already started keep their copy of the steps."""
     db.session.delete(_owned_workflow(workflow_id))
@@ -98,11 +109,12 @@ def delete_workflow(workflow_id: int) -> tuple[str, int]:
 
 
 @bp.post("/v1/executions")
-@spec(body=EXECUTION_SCHEMA, responses={201: {"type": "object"}, 400: None, 401: None, 404: None})
-@login_required
-def create_execution() -> tuple[dict[str, Any], int]:
-    """Execute a workflow ``{workflow_id, input_data}``; watch it on ``/api/v1/ws/executions/<id>``."""
-    body = json_body()
+@spec(body=EXECUTION_SCHEMA, responses={201: EXECUTION_RESPONSE, 404: None})
+def create_execution(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Execute a workflow ``{workflow_id, input_data}``; watch it on ``/api/v1/ws/executions/<id>``.
+
+    404 when the workflow is not yours.
+    """
     workflow = _owned_workflow(parse_id(body["workflow_id"], "workflow_id"))
     input_data = body.get("input_data") or {}
     missing = missing_inputs(workflow.steps, input_data)
@@ -114,22 +126,24 @@ def create_execution() -> tuple[dict[str, Any], int]:
 
 
 @bp.get("/v1/executions")
-@spec(query={"limit": {"type": "integer"}, "offset": {"type": "integer"}}, responses={200: {"type": "object"}})
-@login_required
-def list_executions() -> dict[str, Any]:
+@spec(
+    query={"limit": integer(50, minimum=1, maximum=500), "offset": OFFSET},
+    responses={
+        200: {
+            "type": "object",
+            "required": ["executions"],
+            "properties": {"executions": {"type": "array", "items": EXECUTION_RESPONSE}},
+        }
+    },
+)
+def list_executions(limit: int, offset: int) -> dict[str, Any]:
     """Your workflow executions, newest first."""
-    jobs = service.list_jobs(
-        current_user().id,
-        kind=EXECUTION_KIND,
-        limit=query_int("limit", 50, minimum=1, maximum=500),
-        offset=query_int("offset", 0),
-    )
+    jobs = service.list_jobs(current_user().id, kind=EXECUTION_KIND, limit=limit, offset=offset)
     return {"executions": _views(jobs)}
 
 
 @bp.get("/v1/executions/<id:execution_id>")
-@spec(responses={200: {"type": "object"}, 404: None})
-@login_required
+@spec(responses={200: EXECUTION_RESPONSE})
 def get_execution(execution_id: int) -> dict[str, Any]:
     """One execution: status, progress 0-100, result or error, execution_time."""
     job = service.get_owned_job(current_user().id, execution_id)

@@ -7,14 +7,14 @@ from typing import Any
 from flask import g, request
 from sqlalchemy import select
 
-from ..api.schema import json_body, spec
+from ..api.schema import Body, read_optional_json, spec
 from ..database import commit_session
 from ..errors import HeraldError, Unauthorized
 from ..extensions import db
 from ..models import User
 from . import bp
 from .throttle import login_throttle
-from .tokens import authenticate, bearer_token, current_user, issue_tokens, login_required, revoke, user_from_token
+from .tokens import authenticate, bearer_token, current_user, issue_tokens, revoke, user_from_token
 
 
 class TooManyAttempts(HeraldError):
@@ -35,15 +35,22 @@ LOGIN_SCHEMA = {
 }
 TOKENS_SCHEMA = {
     "type": "object",
+    "required": ["access_token", "refresh_token"],
     "properties": {"access_token": {"type": "string"}, "refresh_token": {"type": "string"}},
 }
+USER_SCHEMA = {"type": "object", "required": ["user"], "properties": {"user": {"type": "object"}}}
+#: ``refresh`` and ``logout`` may name a refresh token in an optional body.
+REFRESH_BODY = Body(
+    {"type": "object", "properties": {"refresh_token": {"type": "string"}}},
+    read=read_optional_json,
+    required=False,
+)
 
 
 @bp.post("/login")
 @spec(body=LOGIN_SCHEMA, responses={200: TOKENS_SCHEMA, 401: None, 429: None}, auth=False)
-def login() -> tuple[dict[str, Any], int]:
+def login(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Log in with username and password; returns an access and a refresh token."""
-    body = json_body()
     address = request.remote_addr or "-"
     wait = login_throttle.retry_after(body["username"], address)
     if wait:
@@ -57,32 +64,37 @@ def login() -> tuple[dict[str, Any], int]:
 
 
 @bp.post("/refresh")
-@spec(responses={200: TOKENS_SCHEMA, 401: None}, auth="refresh")
-def refresh() -> tuple[dict[str, Any], int]:
-    """Trade a refresh token (as Bearer) for a new token pair."""
-    user = user_from_token(
-        bearer_token() or (request.get_json(silent=True) or {}).get("refresh_token"), token_type="refresh"
-    )
+@spec(body=REFRESH_BODY, responses={200: TOKENS_SCHEMA, 401: None}, auth="refresh")
+def refresh(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Trade a refresh token (as Bearer, or ``refresh_token`` in the body) for a new token pair."""
+    user = user_from_token(bearer_token() or body.get("refresh_token"), token_type="refresh")
     return issue_tokens(user), 200
 
 
 @bp.get("/me")
-@spec(responses={200: {"type": "object"}, 401: None})
-@login_required
+@spec(responses={200: USER_SCHEMA})
 def me() -> dict[str, Any]:
     """The user the access token belongs to."""
     return {"user": current_user().to_dict()}
 
 
 @bp.post("/logout")
-@spec(responses={200: {"type": "object"}, 401: None})
-@login_required
-def logout() -> dict[str, Any]:
+@spec(
+    body=REFRESH_BODY,
+    responses={
+        200: {
+            "type": "object",
+            "required": ["ok", "closed_connections"],
+            "properties": {"ok": {"const": True}, "closed_connections": {"type": "integer"}},
+        }
+    },
+)
+def logout(body: dict[str, Any]) -> dict[str, Any]:
     """Revoke the access token (and ``refresh_token`` from the body); its sockets are closed
     on every process (``closed_connections`` counts this process's)."""
     user = current_user()
     revoke(g.token_claims, user.id)
-    refresh_token = (request.get_json(silent=True) or {}).get("refresh_token")
+    refresh_token = body.get("refresh_token")
     if isinstance(refresh_token, str):
         try:
             refresh_user, refresh_claims = authenticate(refresh_token, token_type="refresh")

@@ -15,15 +15,16 @@ from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
 
 from ..auth.cache import token_cache
 from ..auth.tokens import authenticate_socket
-from ..errors import BadRequest, HeraldError, NotFound, ValidationFailed
+from ..errors import BadRequest, HeraldError, NotFound
 from ..extensions import socketio
-from ..inputs import CLIENT_ID_RULE, is_client_id
+from ..inputs import CLIENT_ID_RULE, is_client_id, parse_id
 from ..models.base import isoformat, utcnow
 from . import connections
+from .commands import SOCKETIO_EVENTS, check
 from .connections import ConnectionInfo
 from .delivery import ledger
 from .limits import TOO_MANY_CONNECTIONS, check_subscription_room, user_connections
-from .messages import Message, error_message, int_field, make_message, seq_field
+from .messages import Message, error_message, make_message
 from .packets import INTERNAL_EVENTS, MALFORMED_EVENT, TOO_LARGE_EVENT, TolerantPacket
 from .rooms import client_room, job_room, user_jobs_room, user_room
 from .subscriptions import subscribe_job, unsubscribe_job
@@ -55,13 +56,9 @@ def socket_handler(func: Callable[..., Ack]) -> Callable[..., Ack]:
     return wrapper
 
 
-def _payload_object(args: tuple[Any, ...], event: str) -> dict[str, Any]:
-    payload = args[0] if args else {}
-    if payload is None:
-        payload = {}
-    if not isinstance(payload, dict):
-        raise ValidationFailed(f"{event} expects a JSON object payload", code="invalid_payload")
-    return payload
+def payload_of(event: str, args: tuple[Any, ...]) -> Any:
+    """The event's payload, checked against its schema in ``commands.SOCKETIO_EVENTS``."""
+    return check(SOCKETIO_EVENTS[event], args[0] if args else None, event)
 
 
 def _refused(code: str, message: str) -> ConnectionRefusedError:
@@ -167,12 +164,12 @@ def on_subscribe(*args: Any) -> Ack:
     """
     try:
         info = connections.current()
-        payload = _payload_object(args, "subscribe")
+        payload = payload_of("subscribe", args)
         if payload.get("all") is True:
             join_room(user_jobs_room(info.user_id))
             return {"ok": True, "all": True}
-        job_id = int_field(payload, "job_id")
-        last_seq = seq_field(payload)
+        job_id = parse_id(payload["job_id"], "job_id")
+        last_seq = payload.get("last_seq")
         check_subscription_room(request.sid, job_id)  # type: ignore[attr-defined]
     except HeraldError as exc:
         return _error_ack(exc)
@@ -198,11 +195,11 @@ def on_subscribe(*args: Any) -> Ack:
 def on_unsubscribe(*args: Any) -> Ack:
     """Client → ``unsubscribe {job_id}`` or ``{all: true}``; ack ``{ok: true}``."""
     info = connections.current()
-    payload = _payload_object(args, "unsubscribe")
+    payload = payload_of("unsubscribe", args)
     if payload.get("all") is True:
         leave_room(user_jobs_room(info.user_id))
         return {"ok": True, "all": True}
-    job_id = int_field(payload, "job_id")
+    job_id = parse_id(payload["job_id"], "job_id")
     unsubscribe_job(request.sid, job_id, leave=lambda: leave_room(job_room(job_id)))  # type: ignore[attr-defined]
     return {"ok": True, "job_id": job_id}
 

@@ -40,6 +40,7 @@ from ..extensions import db, sock, socketio
 from ..inputs import InvalidDocument, load_json
 from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED
 from . import limits
+from .commands import AUTH, FRAME, check
 from .connections import ended_if_revoked, expiry_watch, plain_connections
 from .delivery import ledger, plain_rooms, unreported_plain_direct
 from .dialects import Close, Dialect, Payload
@@ -391,7 +392,7 @@ def _authenticate(conn: PlainSocket, auth_timeout: float) -> bool:
             if not isinstance(first, dict) or first.get("type") != "auth":
                 conn.end("auth_required", 'the first message must be {"type": "auth", "token": ...}')
                 return False
-            token = first.get("token") if isinstance(first.get("token"), str) else None
+            token = first["token"] if _fits(AUTH, first) else None
         identity = authenticate_socket(token)
     except Unauthorized as exc:
         conn.end(exc.code, exc.message)
@@ -415,9 +416,15 @@ def _parse(raw: Any) -> dict[str, Any]:
         message = load_json(raw)
     except InvalidDocument as exc:
         raise HeraldError(f"the message is not valid JSON: {exc}", code="invalid_json") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise HeraldError('a message must be a JSON object with a string "type"', code="invalid_payload")
-    return message
+    return check(FRAME, message, "a message")  # type: ignore[no-any-return]
+
+
+def _fits(schema: dict[str, Any], message: Any) -> bool:
+    try:
+        check(schema, message, "")
+    except HeraldError:
+        return False
+    return True
 
 
 def serve(ws: Any, dialect: Dialect) -> None:

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ValidationFailed
+from ..commands import PLAIN_COMMANDS, Schema, check
 from ..delivery import plain_rooms
 from ..limits import check_subscription_room
-from ..messages import Message, error_message, int_field  # noqa: F401  (dialects use int_field)
+from ..messages import Message, error_message
 from ..rooms import job_room
 from ..subscriptions import Subscribed, subscribe_job
 
@@ -42,14 +43,23 @@ class Close:
 class Dialect:
     """Base dialect: Herald's error shape, pass-through rendering, no commands."""
 
-    #: Shown in logs and ``/health``.
+    #: Shown in logs and ``/health``; also names its commands in ``commands.PLAIN_COMMANDS``.
     name = "herald"
 
     def open(self, conn: PlainSocket) -> None:
         """Called once the connection is authenticated (join rooms, greet)."""
 
     def handle(self, conn: PlainSocket, message: dict[str, Any]) -> None:
-        """One parsed client object (never the ``auth`` message)."""
+        """One parsed client object (never the ``auth`` message): checked against its
+        command's schema, then given to ``on_<type>``; a type with no schema goes to ``unknown``."""
+        schema: Schema | None = PLAIN_COMMANDS[self.name].get(message["type"])
+        if schema is None:
+            self.unknown(conn, message)
+            return
+        getattr(self, f"on_{message['type']}")(conn, check(schema, message, message["type"]))
+
+    def unknown(self, conn: PlainSocket, message: dict[str, Any]) -> None:
+        """A type this dialect has no command for."""
         raise ValidationFailed(f"unknown message type {message.get('type')!r}", code="unknown_type")
 
     def wants(self, message: Message) -> bool:

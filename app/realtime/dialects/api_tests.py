@@ -22,13 +22,12 @@ from typing import Any
 from flask import Flask, request
 from flask_socketio import join_room, leave_room
 
-from ...errors import ValidationFailed
 from ...extensions import socketio
 from ...inputs import parse_id
 from ...jobs.service import snapshot_after_join
 from ...models.base import isoformat, utcnow
 from .. import connections
-from ..events import register_handler, socket_handler
+from ..events import payload_of, register_handler, socket_handler
 from ..messages import Message, is_progress
 from ..pipeline import pipeline
 from ..rooms import test_room
@@ -98,11 +97,8 @@ def seed001_adapter(message: Message, owner_id: int) -> list[Emit]:
     return [(rooms, event, seed001_message(event, job_id, payload)) for event, payload in derived]
 
 
-def _test_id(args: tuple[Any, ...]) -> int:
-    payload = args[0] if args else None
-    if not isinstance(payload, dict):
-        raise ValidationFailed("expects a JSON object payload {test_id}", code="invalid_payload")
-    return parse_id(payload.get("test_id"), "test_id")
+def _test_id(event: str, args: tuple[Any, ...]) -> int:
+    return parse_id(payload_of(event, args)["test_id"], "test_id")
 
 
 def _user_id() -> int:
@@ -120,7 +116,7 @@ def on_subscribe_test(*args: Any) -> dict[str, Any]:
     Another user's or an unknown id is an ``error`` ``not_found`` (same as missing).
     """
     user_id = _user_id()
-    test_id = _test_id(args)
+    test_id = _test_id("subscribe_test", args)
     sid: str = request.sid  # type: ignore[attr-defined]
     snapshot = snapshot_after_join(user_id, test_id, lambda: join_room(test_room(test_id)))
     for event, payload in _status_messages(test_id, snapshot["status"], snapshot):
@@ -132,7 +128,7 @@ def on_subscribe_test(*args: Any) -> dict[str, Any]:
 def on_unsubscribe_test(*args: Any) -> dict[str, Any]:
     """Client → ``unsubscribe_test {test_id}``; ack ``{ok: true, test_id}``; nothing more arrives."""
     _user_id()
-    test_id = _test_id(args)
+    test_id = _test_id("unsubscribe_test", args)
     leave_room(test_room(test_id))
     return {"ok": True, "test_id": test_id}
 

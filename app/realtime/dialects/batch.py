@@ -20,15 +20,16 @@ from flask import request
 from flask_socketio import join_room, leave_room
 
 from ...errors import HeraldError, NotFound
+from ...inputs import parse_id
 from ...jobs.service import get_owned_job, job_snapshot
 from ...models import FINAL_STATUSES, JobStatus, isoformat, utcnow
 from .. import connections
 from ..delivery import plain_rooms
-from ..events import emit_reply, register_handler
+from ..events import emit_reply, payload_of, register_handler
 from ..messages import Message, error_message
 from ..pipeline import pipeline
 from ..rooms import batch_room
-from . import Payload, int_field
+from . import Payload
 
 if TYPE_CHECKING:
     from ..ws import PlainSocket
@@ -117,8 +118,7 @@ def current_update(user_id: int, job_id: int) -> Payload:
 
 def ws_subscribe_batch(conn: PlainSocket, message: dict[str, Any]) -> None:
     """``subscribe_batch``: join the batch room, then the current state right away."""
-    job_id = int_field(message, "batch_execution_id")
-    assert job_id is not None
+    job_id = parse_id(message["batch_execution_id"], "batch_execution_id")
     get_owned_job(conn.user_id, job_id)
     plain_rooms.join(conn, batch_room(job_id))
     conn.send(current_update(conn.user_id, job_id))
@@ -126,8 +126,7 @@ def ws_subscribe_batch(conn: PlainSocket, message: dict[str, Any]) -> None:
 
 def ws_unsubscribe_batch(conn: PlainSocket, message: dict[str, Any]) -> None:
     """``unsubscribe_batch``: leave the batch room (silently, as in the document)."""
-    job_id = int_field(message, "batch_execution_id")
-    assert job_id is not None
+    job_id = parse_id(message["batch_execution_id"], "batch_execution_id")
     plain_rooms.leave(conn, batch_room(job_id))
 
 
@@ -138,13 +137,6 @@ def _user_id() -> int:
     return connections.current().user_id
 
 
-def _payload(args: tuple[Any, ...]) -> dict[str, Any]:
-    payload = args[0] if args else None
-    if not isinstance(payload, dict):
-        raise HeraldError("expects an object {batch_execution_id}", code="invalid_payload")
-    return payload
-
-
 def on_subscribe_batch(*args: Any) -> dict[str, Any]:
     """Client → ``subscribe_batch {batch_execution_id}``; server → ``batch_execution_update``.
 
@@ -153,8 +145,7 @@ def on_subscribe_batch(*args: Any) -> dict[str, Any]:
     """
     try:
         user_id = _user_id()
-        job_id = int_field(_payload(args), "batch_execution_id")
-        assert job_id is not None
+        job_id = parse_id(payload_of("subscribe_batch", args)["batch_execution_id"], "batch_execution_id")
         update = current_update(user_id, job_id)
     except NotFound as exc:
         return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
@@ -170,7 +161,7 @@ def on_unsubscribe_batch(*args: Any) -> dict[str, Any]:
     """Client → ``unsubscribe_batch {batch_execution_id}``; ack ``{ok: true}``."""
     try:
         _user_id()
-        job_id = int_field(_payload(args), "batch_execution_id")
+        job_id = parse_id(payload_of("unsubscribe_batch", args)["batch_execution_id"], "batch_execution_id")
     except HeraldError as exc:
         emit_reply(error_message(exc.code, exc.message))
         return {"ok": False, "error": {"code": exc.code, "message": exc.message}}

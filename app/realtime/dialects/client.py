@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ValidationFailed
 from ...inputs import CLIENT_ID_RULE, is_client_id
 from ...models import isoformat, utcnow
 from ..delivery import plain_rooms
@@ -59,25 +58,19 @@ class ClientDialect(Dialect):
             }
         )
 
-    def handle(self, conn: PlainSocket, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "ping":
-            conn.send({"type": "pong", "timestamp": _now()})
-        elif kind == "subscribe":
-            event = message.get("event")
-            if not isinstance(event, str) or not event:
-                raise ValidationFailed('subscribe needs {"event": NAME}', code="invalid_payload")
-            self.events.add(event)
-            conn.send(
-                {
-                    "type": "subscription",
-                    "event": event,
-                    "message": f"subscribed to {event} events",
-                    "timestamp": _now(),
-                }
-            )
-        else:
-            conn.send({"type": "echo", "data": message, "timestamp": _now()})
+    def on_ping(self, conn: PlainSocket, message: dict[str, Any]) -> None:
+        conn.send({"type": "pong", "timestamp": _now()})
+
+    def on_subscribe(self, conn: PlainSocket, message: dict[str, Any]) -> None:
+        event = message["event"]
+        self.events.add(event)
+        conn.send(
+            {"type": "subscription", "event": event, "message": f"subscribed to {event} events", "timestamp": _now()}
+        )
+
+    def unknown(self, conn: PlainSocket, message: dict[str, Any]) -> None:
+        """Any other type is echoed back (the document's behaviour)."""
+        conn.send({"type": "echo", "data": message, "timestamp": _now()})
 
     def wants(self, message: Message) -> bool:
         """Only the three progress types (of any room) and user-level notices pass."""

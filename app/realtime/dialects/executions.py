@@ -91,11 +91,8 @@ class ExecutionDialect(Dialect):
     def _status(self) -> Payload:
         return {"type": "status", "execution_id": self.execution_id, **self.state}
 
-    def handle(self, conn: PlainSocket, message: dict[str, Any]) -> None:
-        if message["type"] == "ping":
-            conn.send({"type": "pong"})
-            return
-        super().handle(conn, message)
+    def on_ping(self, conn: PlainSocket, message: dict[str, Any]) -> None:
+        conn.send({"type": "pong"})
 
     def render(self, conn: PlainSocket, message: Message) -> list[Payload | Close]:
         if self.finished:

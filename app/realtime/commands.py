@@ -1,0 +1,141 @@
+"""Every message a socket client may send, declared once as a JSON Schema.
+
+The handlers check each inbound message against its schema here before acting (a
+mismatch is an ``error`` ``invalid_payload`` naming the field), docs/PROTOCOL.md describes
+the same shapes, and the fuzz tests generate their messages from these very schemas, so
+the check, the document and the tests cannot drift apart.
+
+* :data:`SOCKETIO_EVENTS` — Socket.IO event name → schema of its payload.
+* :data:`PLAIN_COMMANDS` — plain-WebSocket dialect name → ``type`` → schema of the frame.
+
+Ids are integers or their digits as text (seed clients send them so); whether an id is in
+``1..2^63-1`` is settled by :func:`app.inputs.parse_id` when the handler reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft202012Validator, validators
+
+from ..errors import ValidationFailed
+from ..inputs import INT64_MAX
+
+Schema = dict[str, Any]
+
+#: A job (or batch, test, execution) id.
+ID: Schema = {
+    "description": "an integer from 1 to 2^63-1, or its digits as a string",
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": INT64_MAX},
+        {"type": "string", "pattern": "^[0-9]{1,19}$"},
+    ],
+}
+#: A resume position: the last durable seq the client holds (0 replays everything).
+SEQ: Schema = {
+    "description": "an integer from 0 to 2^63-1, or null",
+    "anyOf": [{"type": "integer", "minimum": 0, "maximum": INT64_MAX}, {"type": "null"}],
+}
+#: Any payload at all (``ping``, ``echo``).
+ANY: Schema = {}
+
+
+def _object(description: str, required: tuple[str, ...] = (), **properties: Schema) -> Schema:
+    return {"description": description, "type": "object", "required": list(required), "properties": properties}
+
+
+#: One job, optionally resumed (plain ``subscribe``; Socket.IO's also takes ``all``).
+JOB: Schema = _object("an object {job_id, last_seq?}", ("job_id",), job_id=ID, last_seq=SEQ)
+#: ``subscribe``: one job (optionally resumed), or ``{"all": true}``.
+SUBSCRIBE: Schema = {
+    **_object("an object {job_id, last_seq?} or {all: true}", all={"type": "boolean"}, job_id=ID, last_seq=SEQ),
+    "if": {"required": ["all"], "properties": {"all": {"const": True}}},
+    "else": {"required": ["job_id"]},
+}
+#: ``unsubscribe``: one job, or ``{"all": true}``.
+UNSUBSCRIBE: Schema = {
+    **_object("an object {job_id} or {all: true}", all={"type": "boolean"}, job_id=ID),
+    "if": {"required": ["all"], "properties": {"all": {"const": True}}},
+    "else": {"required": ["job_id"]},
+}
+#: Seed 000: ``subscribe_batch`` / ``unsubscribe_batch``.
+BATCH: Schema = _object("an object {batch_execution_id}", ("batch_execution_id",), batch_execution_id=ID)
+#: Seed 001: ``subscribe_test`` / ``unsubscribe_test``.
+TEST: Schema = _object("an object {test_id}", ("test_id",), test_id=ID)
+
+SOCKETIO_EVENTS: dict[str, Schema] = {
+    "ping": ANY,
+    "echo": ANY,
+    "subscribe": SUBSCRIBE,
+    "unsubscribe": UNSUBSCRIBE,
+    "subscribe_batch": BATCH,
+    "unsubscribe_batch": BATCH,
+    "subscribe_test": TEST,
+    "unsubscribe_test": TEST,
+}
+
+
+def frame(type_: str, payload: Schema) -> Schema:
+    """A plain-WebSocket frame: ``payload``'s object with ``"type": type_`` in it."""
+    schema = {**payload, "type": "object", "required": ["type", *payload.get("required", [])]}
+    schema["properties"] = {"type": {"const": type_}, **payload.get("properties", {})}
+    return schema
+
+
+#: Any frame that names its type (what every plain endpoint parses first).
+FRAME: Schema = _object('a JSON object with a string "type"', ("type",), type={"type": "string"})
+#: The first frame when the handshake carried no token.
+AUTH: Schema = frame("auth", _object("an object {type: auth, token}", ("token",), token={"type": "string"}))
+
+PLAIN_COMMANDS: dict[str, dict[str, Schema]] = {
+    # /ws
+    "herald": {
+        "ping": frame("ping", _object("an object {type: ping, data?}", data=ANY)),
+        "echo": frame("echo", _object("an object {type: echo, ...}")),
+        "subscribe": frame("subscribe", JOB),
+        "unsubscribe": frame("unsubscribe", _object("an object {job_id}", ("job_id",), job_id=ID)),
+        "subscribe_batch": frame("subscribe_batch", BATCH),
+        "unsubscribe_batch": frame("unsubscribe_batch", BATCH),
+    },
+    # /ws/<client_id> (seed 002); any other type is echoed back
+    "client": {
+        "ping": frame("ping", _object("an object {type: ping}")),
+        "subscribe": frame(
+            "subscribe",
+            _object("an object {type: subscribe, event}", ("event",), event={"type": "string", "minLength": 1}),
+        ),
+    },
+    # /api/v1/ws/executions/<id> (seed 004)
+    "execution": {"ping": frame("ping", _object("an object {type: ping}"))},
+}
+
+
+def _is_integer(checker: Any, instance: Any) -> bool:
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+#: JSON Schema with integers that are integers (``1.0`` is not an id).
+_Validator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer),
+)
+_validators: dict[int, tuple[Schema, Any]] = {}
+
+
+def check(schema: Schema, value: Any, what: str) -> Any:
+    """``value`` when it fits ``schema``; else ``ValidationFailed`` ``invalid_payload`` that
+    names the first field at fault and what it must be."""
+    hit = _validators.get(id(schema))
+    if hit is None or hit[0] is not schema:  # kept with its schema: an id is never reused for another
+        hit = _validators[id(schema)] = (schema, _Validator(schema))
+    error = min(hit[1].iter_errors(value), key=lambda e: (len(e.absolute_path), list(map(str, e.path))), default=None)
+    if error is None:
+        return value
+    path = ".".join(str(part) for part in error.absolute_path)
+    if error.validator == "required":
+        message = f"{what}: {error.message}"
+    elif "description" in error.schema:
+        message = f"{path or what} must be {error.schema['description']}"
+    else:
+        message = f"{path or what}: {error.message}"
+    raise ValidationFailed(message, code="invalid_payload", details={"path": path or None})
