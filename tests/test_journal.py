@@ -89,3 +89,27 @@ def test_committed_events_are_sent_in_seq_order(held_job, monkeypatch):
     pipeline.settle(held_job.job_id)
     assert pipeline.outbox.drain()
     assert sent == list(range(2, 302))
+
+
+def test_progress_of_several_jobs_in_one_group_commit_is_stored(app, auth):
+    """Several jobs' progress rows go out as one executemany: the statement must allow it
+    (an expanding ``IN`` does not), or the group commit fails and every event of it is
+    committed again one by one."""
+    owner_id = auth.create_user("alice")
+    with app.app_context():
+        contexts = [stored_job_context(owner_id, worker_id=WORKER) for _ in range(3)]
+        rows = [{"_job_id": ctx.job_id, "_progress": {"current": n, "total": 9}} for n, ctx in enumerate(contexts)]
+        failures: list[BaseException] = []
+        listener = lambda context: failures.append(context.original_exception)  # noqa: E731
+        event.listen(db.engine, "handle_error", listener)
+        try:
+            pipeline.journal.save_progress(db.engine, rows)
+            pipeline.publish_status(contexts[0].job_id, "running", fence=contexts[0].fence)  # waits for the commit
+        finally:
+            event.remove(db.engine, "handle_error", listener)
+            for ctx in contexts:
+                pipeline.forget(ctx.job_id)
+        db.session.rollback()
+        stored = {ctx.job_id: db.session.get(Job, ctx.job_id).progress for ctx in contexts}
+        assert failures == []
+        assert stored == {row["_job_id"]: row["_progress"] for row in rows}

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, insert, select, true, update
+from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, insert, or_, select, true, update
 
 from ..concurrency import Signal, run_in_os_thread
 from ..database import write_lock
@@ -136,9 +136,11 @@ _events = JobEvent.__table__
 #: Durable-event insert; one executemany per transaction.
 _INSERT_EVENTS = insert(_events)
 #: Progress-only row update, one executemany for every job whose row is behind.
+#: Run with one row per job (executemany), so the statuses are spelled out: an ``IN``
+#: list is an expanding parameter, which executemany refuses.
 _SAVE_PROGRESS = (
     update(_jobs)
-    .where((_jobs.c.id == bindparam("_job_id")) & _jobs.c.status.in_(ACTIVE_STATUSES))
+    .where((_jobs.c.id == bindparam("_job_id")) & or_(*(_jobs.c.status == status for status in ACTIVE_STATUSES)))
     .values(progress=bindparam("_progress"))
 )
 _take_seqs_statements: dict[tuple[frozenset[str], str], Update] = {}
