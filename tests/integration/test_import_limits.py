@@ -1,85 +1,21 @@
 """Import limits against the real server: an XLSX bomb is refused quickly and nobody else
 notices, and a legitimate large workbook is imported without holding the event loop.
 
-A second user pings over Socket.IO the whole time; the round trip is timed to the
-``pong`` event (the first write of the reply, so delayed ACK on the ack does not count).
+A second user pings over Socket.IO the whole time (``probes.PingProbe``).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import requests
-import socketio
 
 from tests.data_helpers import write_shared_strings_bomb, write_xlsx
 from tests.helpers import wait_for
 
-
-class PingProbe:
-    """A bystander's Socket.IO client pinging back to back in a thread; keeps every RTT."""
-
-    def __init__(self, server: Any, token: str) -> None:
-        self.client = socketio.Client(reconnection=False)
-        self.round_trips: list[float] = []
-        self._pong = threading.Event()
-        self._running = True
-        self.client.on("pong", lambda message: self._pong.set())
-        self.client.connect(server.url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while self._running:
-            self._pong.clear()
-            sent = time.perf_counter()
-            self.client.emit("ping", {"sent": sent})
-            if not self._pong.wait(30):
-                self.round_trips.append(30.0)
-                return
-            self.round_trips.append(time.perf_counter() - sent)
-            time.sleep(0.005)
-
-    def stop(self) -> list[float]:
-        self._running = False
-        self._thread.join(35)
-        self.client.disconnect()
-        return sorted(self.round_trips)
-
-
-class RssSampler:
-    """Peak resident memory of a process, sampled every 20 ms from /proc."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.start = self.peak = self.rss()
-        self._running = True
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def rss(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
-
-    def _run(self) -> None:
-        while self._running:
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.02)
-
-    def stop(self) -> int:
-        """Growth of the peak over the start, in bytes."""
-        self._running = False
-        self._thread.join(5)
-        return self.peak - self.start
-
-
-def p99(samples: list[float]) -> float:
-    return samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+from .probes import PingProbe, RssSampler, p99
 
 
 def upload_file(server: Any, token: str, path: Path, upload_id: str) -> None:
