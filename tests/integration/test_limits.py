@@ -36,7 +36,7 @@ from .plain_ws import (
     socketio_next,
     start_server,
 )
-from .probes import PingProbe, p99, rss
+from .probes import PingProbe, RssSampler, p99, rss
 
 CAP = 3
 
@@ -489,3 +489,45 @@ def test_300_connect_disconnect_cycles_leave_the_server_rss_flat(roomy_server):
     time.sleep(1)
     growth = rss(server.proc.pid) - before
     assert growth < 10 * 1024 * 1024, f"RSS grew {growth / 1e6:.1f} MB over 300 cycles"
+
+
+def test_slow_readers_on_both_transports_are_cut_off_with_memory_bounded_and_others_fast(default_server, tmp_path):
+    """Issue 12, test 11: a job streams 12 MB of log lines; a Socket.IO and a plain client
+    stop reading. Both are cut off at the default send queues (plain: close 1013 once it
+    reads again), the server's memory stays bounded, a reading client gets everything and
+    a bystander's pings stay fast."""
+    server = default_server
+    token = server.login("alice")
+    probe = PingProbe(server, server.login("bob"))
+    memory = RssSampler(server.proc.pid)
+    gate = tmp_path / "go"
+    job = server.submit(token, "test_chatty", lines=3000, size=4000, interval=0.002, gate=str(gate))
+    stalled_sio = RawClient(server, f"/socket.io/?EIO=4&transport=websocket&token={token}", receive_buffer=4096)
+    stalled_sio.send_text("40")
+    stalled_sio.send_text(f'42["subscribe",{{"job_id":{job["id"]}}}]')
+    stalled_plain = RawClient(server, f"/ws?token={token}", receive_buffer=4096)
+    stalled_plain.send_json({"type": "subscribe", "job_id": job["id"]})
+    watcher = Recorder(server, token)
+    assert watcher.client.call("subscribe", {"job_id": job["id"]}, timeout=10)["ok"] is True
+    time.sleep(0.5)  # both stalled clients subscribed
+    gate.touch()
+    wait_for(lambda: watcher.job_finished(job["id"]), timeout=120)
+    round_trips, growth = probe.stop(), memory.stop()
+
+    assert len([m for m in watcher.of_job(job["id"]) if m["type"] == "job_log"]) == 3000
+    dropped = requests.get(server.url + "/metrics", timeout=10).text
+    assert 'herald_connections_dropped_total{transport="socketio"} 1.0' in dropped
+    sio_frames = sum(opcode == 0x1 for opcode, _ in stalled_sio.frames())  # what was buffered, then the end
+    stalled_sio.close()
+    assert sio_frames < 3000
+    plain_frames, close_code = 0, None
+    for opcode, payload in stalled_plain.frames():
+        plain_frames += opcode == 0x1
+        if opcode == 0x8:
+            close_code = int.from_bytes(payload[:2], "big")
+            break
+    stalled_plain.close()
+    assert close_code == 1013 and plain_frames < 3000
+    assert growth < 64 * 1024 * 1024, f"RSS grew {growth / 1e6:.1f} MB"
+    assert len(round_trips) > 20 and p99(round_trips) < 0.1, round_trips[-10:]
+    watcher.close()
