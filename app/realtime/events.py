@@ -21,7 +21,7 @@ from ..models.base import isoformat, utcnow
 from . import connections
 from .connections import ConnectionInfo
 from .delivery import ledger
-from .limits import TOO_MANY_CONNECTIONS, check_subscription_room, user_connections
+from .limits import TOO_MANY_CONNECTIONS, subscription_slot, user_connections
 from .messages import Message, error_message, int_field, make_message, seq_field
 from .packets import INTERNAL_EVENTS, MALFORMED_EVENT, TOO_LARGE_EVENT, TolerantPacket
 from .rooms import client_room, job_room, user_jobs_room, user_room
@@ -166,21 +166,23 @@ def on_subscribe(*args: Any) -> Ack:
             return {"ok": True, "all": True}
         job_id = int_field(payload, "job_id")
         last_seq = seq_field(payload)
-        check_subscription_room(request.sid, job_id)  # type: ignore[attr-defined]
     except HeraldError as exc:
         return _error_ack(exc)
     sid: str = request.sid  # type: ignore[attr-defined]
     try:
-        snapshot = subscribe_job(
-            sid,
-            info.user_id,
-            job_id,
-            last_seq,
-            join=lambda: join_room(job_room(job_id)),
-            send=lambda message: _send_to_sid(sid, message),
-        )
+        with subscription_slot(sid, job_id):
+            snapshot = subscribe_job(
+                sid,
+                info.user_id,
+                job_id,
+                last_seq,
+                join=lambda: join_room(job_room(job_id)),
+                send=lambda message: _send_to_sid(sid, message),
+            )
     except NotFound as exc:
         return _error_ack(exc, notify=False)
+    except HeraldError as exc:
+        return _error_ack(exc)
     return {"ok": True, "job": snapshot}
 
 
