@@ -100,8 +100,8 @@ async def socketio_emit(ws: Any, event: str, payload: Any, ack_id: int | None = 
 
 
 async def socketio_next(ws: Any, timeout: float = 15.0) -> tuple[str, Any]:
-    """The next event ``(name, payload)`` or ack ``("ack", [args])``, in wire order; Engine.IO
-    pings are answered on the way."""
+    """The next event ``(name, payload)`` or ack ``("ack", (id, [args]))``, in wire order;
+    Engine.IO pings are answered on the way."""
     while True:
         packet = await asyncio.wait_for(ws.recv(), timeout)
         if packet == "2":
@@ -110,7 +110,8 @@ async def socketio_next(ws: Any, timeout: float = 15.0) -> tuple[str, Any]:
             event, *args = json.loads(packet[2:])
             return event, args[0] if args else None
         elif packet.startswith("43"):
-            return "ack", json.loads(packet[packet.index("[") :])
+            start = packet.index("[")
+            return "ack", (int(packet[2:start]), json.loads(packet[start:]))
         elif packet.startswith(("41", "1")):
             raise websockets.ConnectionClosedOK(None, None)
 

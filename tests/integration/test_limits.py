@@ -388,7 +388,7 @@ def test_5000_subscriptions_on_one_socket_stop_at_the_cap_and_the_socket_stays(r
                 while len(acks) < len(job_ids):
                     event, payload = await socketio_next(ws, 60)
                     if event == "ack":
-                        acks.append(payload[0])
+                        acks.append(payload[1][0])
 
             reader = asyncio.create_task(read_acks())
             for n, job_id in enumerate(job_ids):
@@ -401,8 +401,9 @@ def test_5000_subscriptions_on_one_socket_stop_at_the_cap_and_the_socket_stays(r
 
     acks, after = asyncio.run(scenario())
     round_trips = probe.stop()
-    assert all(ack["ok"] for ack in acks[:1000])
-    assert [ack["error"]["code"] for ack in acks[1000:]] == ["too_many_subscriptions"] * 4000
+    # Handlers run side by side (on PostgreSQL their reads yield): acks come in any order.
+    assert sum(ack["ok"] for ack in acks) == 1000
+    assert [ack["error"]["code"] for ack in acks if not ack["ok"]] == ["too_many_subscriptions"] * 4000
     assert after[0] == "pong"
     # Served throughout, but not unaffected: one connection's runnable handlers (200 in
     # flight here) run before the bystander's ping (p99 ~0.36 s here; open, see the flood).

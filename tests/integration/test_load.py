@@ -67,7 +67,7 @@ async def socketio_subscriber(server: KindsServer, token: str, job_id: int, subs
         while True:
             event, payload = await socketio_next(ws, 60)
             if event == "ack":
-                assert payload[0]["ok"] is True, payload
+                assert payload[1][0]["ok"] is True, payload
                 subscribed.append(1)
             elif isinstance(payload, dict) and payload.get("job_id") == job_id:
                 received.append(payload)
