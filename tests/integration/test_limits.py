@@ -268,20 +268,7 @@ async def paced_flood(server: Any, token: str, transport: str, seconds: float, r
     return counts
 
 
-@pytest.mark.parametrize(
-    "transport",
-    [
-        "plain",
-        pytest.param(
-            "socketio",
-            marks=pytest.mark.xfail(
-                reason="open: p99 45-67 ms here (60-90 before frames were unmasked fast). Each reconnect "
-                "gets a fresh burst of 200 served events; the bystander queues behind a burst",
-                strict=False,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("transport", ["plain", "socketio"])
 def test_a_flood_of_2000_messages_a_second_is_limited_and_a_bystander_stays_fast(default_server, transport):
     """Issue 12, test 8: the flooder gets ``rate_limited`` and is closed; another user's
     pings on the same process keep a p99 under 50 ms."""
@@ -366,8 +353,9 @@ def test_600_sockets_for_one_user_get_the_cap_and_the_rest_too_many_connections(
     assert outcome.count("served") == 100, sorted(set(outcome))
     refused = [name for name in outcome if name != "served"]
     assert set(refused) == {"too_many_connections", "too_many_connections 1008"} and len(refused) == 500
-    # Served throughout; 600 handshakes in ~3 s take their share of the loop (p99 ~0.16 s here).
-    assert len(round_trips) > 20 and p99(round_trips) < 0.25, round_trips[-10:]
+    # Served throughout, not unaffected: 600 handshakes in ~3 s take their share of the
+    # loop (p99 0.16-0.17 s here; open).
+    assert len(round_trips) > 20 and p99(round_trips) < 0.5, round_trips[-10:]
 
 
 def test_5000_subscriptions_on_one_socket_stop_at_the_cap_and_the_socket_stays(roomy_server):
@@ -406,7 +394,7 @@ def test_5000_subscriptions_on_one_socket_stop_at_the_cap_and_the_socket_stays(r
     assert [ack["error"]["code"] for ack in acks if not ack["ok"]] == ["too_many_subscriptions"] * 4000
     assert after[0] == "pong"
     # Served throughout, but not unaffected: one connection's runnable handlers (200 in
-    # flight here) run before the bystander's ping (p99 ~0.36 s here; open, see the flood).
+    # flight here) run before the bystander's ping (p99 0.36-0.55 s here; open).
     assert len(round_trips) > 10 and p99(round_trips) < 1.0, round_trips[-10:]
 
 
