@@ -268,7 +268,7 @@ async def paced_flood(server: Any, token: str, transport: str, seconds: float, r
     return counts
 
 
-@pytest.mark.parametrize("transport", ["plain", "socketio"])
+@pytest.mark.parametrize("transport", ["plain", pytest.param("socketio", marks=pytest.mark.eventlet_only)])
 def test_a_flood_of_2000_messages_a_second_is_limited_and_a_bystander_stays_fast(default_server, transport):
     """Issue 12, test 8: the flooder gets ``rate_limited`` and is closed; another user's
     pings on the same process keep a p99 under 50 ms."""
