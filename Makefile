@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run worker test lint format bench bench-quick clean
+.PHONY: run worker test audit lint format bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ worker: $(VENV)/.runtime
 ## test: lint, unit and integration tests (eventlet on SQLite and on PostgreSQL + Redis, gevent), browser tests
 test: $(VENV)/.dev
 	bash scripts/test.sh
+
+## audit: known vulnerabilities in the pinned requirements (pip-audit against PyPI; HERALD_AUDIT_STRICT=1: fail when it cannot ask)
+audit: $(VENV)/.dev
+	$(BIN)/python scripts/audit.py
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

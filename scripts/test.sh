@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test run behind `make test`: lint, in-process tests, then the real-server
 # integration tests under eventlet (deployed mode) on SQLite and on PostgreSQL + Redis,
-# under gevent (SQLite), then the browser tests. Each stage prints how long it took.
+# under gevent (SQLite), then the browser tests, then the dependency audit. Each stage
+# prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -57,5 +58,11 @@ if [ ! -x /usr/bin/chromium ]; then
   apt_install chromium || echo "no /usr/bin/chromium: the browser tests will skip" >&2
 fi
 SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/e2e
+
+stage "dependency audit (pip-audit, PyPI advisories, pinned runtime requirements)"
+# Last, so that a machine without the advisory service still runs every test first. Fails
+# on a known vulnerability; says loudly when the service answered for nothing (see
+# scripts/audit.py; HERALD_AUDIT_STRICT=1 makes that a failure too).
+$BIN/python scripts/audit.py
 echo "-- $STAGE: $((SECONDS - stage_start)) s"
 echo "== all stages passed in $((SECONDS - START)) s"

@@ -135,27 +135,7 @@ def write_xlsx(
 
 def write_shared_strings_bomb(path: Path, inflated_bytes: int = 1 << 30) -> None:
     """A valid workbook whose shared-strings part is one string of ``inflated_bytes`` letters
-    stored in about ``inflated_bytes / 1000`` bytes (1 GiB in ~1 MiB, in well under a second).
-
-    Deflating a gigabyte takes seconds, so one megabyte of ``a`` is deflated once behind a
-    full flush (which makes the block independent of what came before) and that block is
-    repeated; the member is then appended to the zip by hand, like ``zipfile`` would.
-    """
-    chunk = b"a" * (1 << 20)
-    head = f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{MAIN_NS}"><si><t>'.encode()
-    tail = b"</t></si></sst>"
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    compressed_head = deflate.compress(head) + deflate.flush(zlib.Z_FULL_FLUSH)
-    block = deflate.compress(chunk) + deflate.flush(zlib.Z_FULL_FLUSH)
-    compressed_tail = deflate.compress(tail) + deflate.flush()
-    repeats = -(-inflated_bytes // len(chunk))
-    crc = zlib.crc32(head)
-    for _ in range(repeats):
-        crc = zlib.crc32(chunk, crc)
-    crc = zlib.crc32(tail, crc)
-    body = compressed_head + block * repeats + compressed_tail
-    size = len(head) + repeats * len(chunk) + len(tail)
-
+    stored in about ``inflated_bytes / 1000`` bytes (1 GiB in ~1 MiB, in well under a second)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, content in workbook_parts().items():
@@ -165,16 +145,63 @@ def write_shared_strings_bomb(path: Path, inflated_bytes: int = 1 << 30) -> None
             f'<worksheet xmlns="{MAIN_NS}"><sheetData><row r="1"><c r="A1" t="s"><v>0</v></c></row>'
             "</sheetData></worksheet>",
         )
-    entries = buffer.getvalue()
+    chunk = b"a" * (1 << 20)
+    head = f'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="{MAIN_NS}"><si><t>'.encode()
+    path.write_bytes(
+        _append_repeated_member(
+            buffer.getvalue(), SHARED_STRINGS, head, chunk, -(-inflated_bytes // len(chunk)), b"</t></si></sst>"
+        )
+    )
+
+
+def write_tall_sheet(path: Path, rows: int = 30_000_000) -> None:
+    """A valid workbook whose sheet really holds ``rows`` rows of one number (no ``r``
+    attributes, so every row is the same bytes): ~800 MB of sheet XML in about 1 MB."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in workbook_parts().items():
+            archive.writestr(name, content)
+        archive.writestr(SHARED_STRINGS, f'<sst xmlns="{MAIN_NS}"/>')
+    per_chunk = 40_000
+    row = b"<row><c><v>1</v></c></row>"
+    head = f'<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="{MAIN_NS}"><sheetData>'.encode()
+    path.write_bytes(
+        _append_repeated_member(
+            buffer.getvalue(), "xl/worksheets/sheet1.xml", head, row * per_chunk, rows // per_chunk,
+            b"</sheetData></worksheet>",
+        )
+    )  # fmt: skip
+
+
+def _append_repeated_member(entries: bytes, name: str, head: bytes, chunk: bytes, repeats: int, tail: bytes) -> bytes:
+    """A zip archive (``entries``, as ``zipfile`` wrote it) with one more deflated member:
+    ``head``, ``chunk`` ``repeats`` times, ``tail``.
+
+    Deflating gigabytes takes seconds, so ``chunk`` is deflated once behind a full flush
+    (which makes the block independent of what came before) and that block is repeated;
+    the member is then appended to the zip by hand, like ``zipfile`` would.
+    """
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    compressed_head = deflate.compress(head) + deflate.flush(zlib.Z_FULL_FLUSH)
+    block = deflate.compress(chunk) + deflate.flush(zlib.Z_FULL_FLUSH)
+    compressed_tail = deflate.compress(tail) + deflate.flush()
+    crc = zlib.crc32(head)
+    for _ in range(repeats):
+        crc = zlib.crc32(chunk, crc)
+    crc = zlib.crc32(tail, crc)
+    body = compressed_head + block * repeats + compressed_tail
+    size = len(head) + repeats * len(chunk) + len(tail)
+
     directory_at = struct.unpack("<I", entries[-6:-2])[0]
     directory, count = entries[directory_at:-22], struct.unpack("<H", entries[-12:-10])[0]
-    name = SHARED_STRINGS.encode()
+    encoded = name.encode()
     offset = directory_at
-    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(body), size, len(name), 0)
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(body), size, len(encoded), 0)
     central = struct.pack(
-        "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(body), size, len(name), 0, 0, 0, 0, 0, offset
-    )
-    new_directory = directory + central + name
-    new_directory_at = offset + len(local) + len(name) + len(body)
+        "<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(body), size, len(encoded), 0, 0, 0, 0, 0,
+        offset,
+    )  # fmt: skip
+    new_directory = directory + central + encoded
+    new_directory_at = offset + len(local) + len(encoded) + len(body)
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count + 1, count + 1, len(new_directory), new_directory_at, 0)
-    path.write_bytes(entries[:directory_at] + local + name + body + new_directory + end)
+    return entries[:directory_at] + local + encoded + body + new_directory + end

@@ -23,7 +23,7 @@ from . import connections
 from .commands import SOCKETIO_EVENTS, check
 from .connections import ConnectionInfo
 from .delivery import ledger
-from .limits import TOO_MANY_CONNECTIONS, check_subscription_room, user_connections
+from .limits import TOO_MANY_CONNECTIONS, subscription_slot, user_connections
 from .messages import Message, error_message, make_message
 from .packets import INTERNAL_EVENTS, MALFORMED_EVENT, TOO_LARGE_EVENT, TolerantPacket
 from .rooms import client_room, job_room, user_jobs_room, user_room
@@ -170,21 +170,23 @@ def on_subscribe(*args: Any) -> Ack:
             return {"ok": True, "all": True}
         job_id = parse_id(payload["job_id"], "job_id")
         last_seq = payload.get("last_seq")
-        check_subscription_room(request.sid, job_id)  # type: ignore[attr-defined]
     except HeraldError as exc:
         return _error_ack(exc)
     sid: str = request.sid  # type: ignore[attr-defined]
     try:
-        subscribed = subscribe_job(
-            sid,
-            info.user_id,
-            job_id,
-            last_seq,
-            join=lambda: join_room(job_room(job_id)),
-            send=lambda message: _send_to_sid(sid, message),
-        )
+        with subscription_slot(sid, job_id):
+            subscribed = subscribe_job(
+                sid,
+                info.user_id,
+                job_id,
+                last_seq,
+                join=lambda: join_room(job_room(job_id)),
+                send=lambda message: _send_to_sid(sid, message),
+            )
     except NotFound as exc:
         return _error_ack(exc, notify=False)
+    except HeraldError as exc:
+        return _error_ack(exc)
     if subscribed.resume is None:
         return {"ok": True, "job": subscribed.snapshot}
     return {"ok": True, "job": subscribed.snapshot, "resumed": subscribed.resume.value}

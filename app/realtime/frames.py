@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED
@@ -157,9 +158,25 @@ class FrameWriter:
             ws._sendlock.release()
 
 
+def apply_mask(data: bytes, mask: Sequence[int], length: int | None = None, offset: int = 0) -> bytes:
+    """XOR the first ``length`` bytes of ``data`` with the 4-byte WebSocket ``mask``, ``offset``
+    bytes into the frame, as one big-integer operation.
+
+    eventlet's own unmasks a byte at a time (~0.45 µs a byte): one client frame just under
+    Engine.IO's 1 MiB buffer held the event loop for half a second, every 64 KiB event for
+    30 ms."""
+    if length is None:
+        length = len(data)
+    if length <= 0:
+        return b""
+    key = bytes(mask[(offset + i) % 4] for i in range(4)) * (length // 4 + 1)
+    masked = int.from_bytes(data[:length], "little") ^ int.from_bytes(key[:length], "little")
+    return masked.to_bytes(length, "little")
+
+
 def install_frame_writer(server: Any, *, queue_limit: int = 0) -> FrameWriter:
     """Under eventlet, let Socket.IO deliveries write frames straight to the sockets (in
-    other modes the writer only counts them)."""
+    other modes the writer only counts them), and unmask incoming frames quickly."""
     if server.eio.async_mode != "eventlet":
         writer = FrameWriter(server, direct=False, queue_limit=queue_limit)
         server._send_eio_packet = writer
@@ -167,6 +184,7 @@ def install_frame_writer(server: Any, *, queue_limit: int = 0) -> FrameWriter:
     from engineio import socket as eio_socket
     from eventlet.websocket import RFC6455WebSocket
 
+    RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
     original = eio_socket.Socket._websocket_handler
     if not getattr(original, "herald_keeps_ws", False):
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,16 +127,43 @@ RATE_LIMITED = "too many messages: slow down (messages over the limit are droppe
 TOO_MANY_CONNECTIONS = "too many open connections for this user"
 
 
+#: Per connection, the jobs whose subscription is being made right now (see ``subscription_slot``).
+_subscribing: dict[Hashable, set[int]] = {}
+
+
 def check_subscription_room(conn: Hashable, job_id: int) -> None:
     """Raise ``TooMany`` when ``conn`` may not subscribe to one more job (re-subscribing to
-    a job it has is always allowed)."""
+    a job it has is always allowed); subscriptions still being made count as held."""
     from .delivery import ledger
 
-    if not ledger.has(conn, job_id) and ledger.count(conn) >= subscription_cap["max"]:
+    if ledger.has(conn, job_id) or job_id in _subscribing.get(conn, ()):
+        return
+    if ledger.count(conn) + len(_subscribing.get(conn, ())) >= subscription_cap["max"]:
         raise TooMany(
             f"a connection may hold {subscription_cap['max']} job subscriptions; unsubscribe first",
             code="too_many_subscriptions",
         )
+
+
+@contextmanager
+def subscription_slot(conn: Hashable, job_id: int) -> Iterator[None]:
+    """Check the cap and hold the slot until the subscription is made (or refused).
+
+    Socket.IO runs a connection's messages side by side, and making a subscription reads
+    the database (which yields on PostgreSQL): checked alone, 5,000 subscribes in a row
+    were all under the cap when checked and 1,186 of them got in."""
+    check_subscription_room(conn, job_id)
+    pending = _subscribing.setdefault(conn, set())
+    if job_id in pending:
+        yield
+        return
+    pending.add(job_id)
+    try:
+        yield
+    finally:
+        pending.discard(job_id)
+        if not pending:
+            _subscribing.pop(conn, None)
 
 
 def init_limits(app: Flask) -> None:

@@ -375,6 +375,16 @@ class PlainSocket:
                 except OSError:
                     pass
 
+    def detach(self) -> None:
+        """Let go of the socket once the handler is done: the expiry watch keeps the
+        session until its token expires (an hour, say), and with it the WebSocket, its
+        reader thread and buffers (~40 kB) of every socket closed meanwhile."""
+        self.open = False
+        self._closing = self._closing or (CLOSE_NORMAL, "gone")
+        self._queue.clear()
+        self._live_pending = 0
+        self.ws = self._raw = self._control = None
+
 
 def _authenticate(conn: PlainSocket, auth_timeout: float) -> bool:
     """Identify the user from the handshake or a first ``auth`` message; refuse otherwise."""
@@ -490,6 +500,7 @@ def serve(ws: Any, dialect: Dialect) -> None:
         ledger.forget(conn)
         conn.finish(float(config["WEBSOCKET_SEND_TIMEOUT"]) + 1)
         plain_connections.discard(conn)
+        conn.detach()
         db.session.remove()
 
 

@@ -42,3 +42,54 @@ class Recorder:
 
     def close(self) -> None:
         self.client.disconnect()
+
+
+def durable_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Durable messages as the events endpoint stores them (``type``, ``job_id``, ``seq``, ``data``)."""
+    return [{k: m[k] for k in ("type", "job_id", "seq", "data")} for m in messages if m.get("seq") is not None]
+
+
+def check_killed_job_ends_interrupted(server: Any, token: str, job_id: int, seen_live: list[dict[str, Any]]) -> None:
+    """After ``kill -9`` and a restart: the job ends ``failed`` ``interrupted``, nothing of the
+    user's is left active, the history is contiguous and keeps every seq a client saw
+    before the crash as it was sent (no seq reused), and clients on either transport that
+    resume from their last seq get the terminal status."""
+    import asyncio
+
+    from tests.helpers import wait_for
+
+    from .conftest import KILLED_JOBS_SETTLE_WITHIN
+    from .plain_ws import connect, is_final_status, recv_until, send_json
+
+    def settled() -> dict[str, Any] | None:
+        jobs = server.api("GET", "/api/jobs?limit=200", token).json()["jobs"]
+        if any(job["status"] in ("pending", "running") for job in jobs):
+            return None
+        return next(job for job in jobs if job["id"] == job_id)
+
+    snapshot = wait_for(settled, timeout=KILLED_JOBS_SETTLE_WITHIN + 5, interval=0.05)
+    assert snapshot["status"] == "failed" and snapshot["error"]["code"] == "interrupted", snapshot
+    stored = server.api("GET", f"/api/jobs/{job_id}/events?limit=1000", token).json()["events"]
+    assert [event["seq"] for event in stored] == list(range(1, snapshot["last_seq"] + 1))
+    seen = durable_messages(seen_live)
+    assert seen, "the client saw nothing before the crash"
+    assert durable_messages(stored[: len(seen)]) == seen  # what went out before is what is kept
+    assert is_final_status(stored[-1]) and stored[-1]["data"]["error"]["code"] == "interrupted"
+    last_seen = seen[-1]["seq"]
+
+    resumed = Recorder(server, token)
+    try:
+        ack = resumed.client.call("subscribe", {"job_id": job_id, "last_seq": last_seen}, timeout=10)
+        assert ack["ok"] is True and ack["job"]["status"] == "failed"
+        wait_for(lambda: resumed.job_finished(job_id), timeout=10)
+        assert durable_messages(resumed.of_job(job_id)) == durable_messages(stored[last_seen:])
+    finally:
+        resumed.close()
+
+    async def plain() -> list[dict[str, Any]]:
+        async with await connect(server, "/ws", token) as ws:
+            await send_json(ws, {"type": "subscribe", "job_id": job_id, "last_seq": last_seen})
+            return await recv_until(ws, is_final_status, timeout=10)
+
+    received = asyncio.run(plain())
+    assert durable_messages(received) == durable_messages(stored[last_seen:])

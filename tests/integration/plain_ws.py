@@ -33,9 +33,9 @@ def start_server(tmp_path: Path, **env: str) -> Iterator[KindsServer]:
     yield from launch(tmp_path, KindsServer, **env)
 
 
-async def connect(server: KindsServer, path: str, token: str | None = None, **kwargs: Any) -> Any:
+async def connect(server: ServerProcess, path: str, token: str | None = None, **kwargs: Any) -> Any:
     """Open a plain WebSocket, with ``?token=`` when a token is given."""
-    url = server.ws_url + path
+    url = server.url.replace("http://", "ws://", 1) + path
     if token is not None:
         url += ("&" if "?" in url else "?") + "token=" + token
     kwargs.setdefault("open_timeout", 20)
@@ -73,6 +73,47 @@ async def recv_all_until_closed(ws: Any, timeout: float = 30.0) -> list[dict[str
             received.append(await recv_json(ws, timeout))
     except websockets.ConnectionClosed:
         return received
+
+
+async def socketio_connect(server: ServerProcess, token: str, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    """A Socket.IO session spoken by hand over ``websockets``: frames are read in wire order
+    (python-socketio's client runs each event handler in a thread of its own, so the order
+    its handlers see is not the order that came). Returns the socket and the CONNECT answer
+    (``{"sid"}``, or ``connect_error``'s ``{"message", "data"}``)."""
+    kwargs.setdefault("open_timeout", 20)
+    url = server.url.replace("http://", "ws://", 1) + "/socket.io/?EIO=4&transport=websocket&token=" + token
+    ws = await websockets.connect(url, **kwargs)
+    opened = await asyncio.wait_for(ws.recv(), 15)
+    assert opened.startswith("0{"), opened
+    await ws.send("40")
+    while True:
+        packet = await asyncio.wait_for(ws.recv(), 15)
+        if packet.startswith(("40", "44")):
+            return ws, dict(json.loads(packet[2:]))
+        if packet == "2":
+            await ws.send("3")
+
+
+async def socketio_emit(ws: Any, event: str, payload: Any, ack_id: int | None = None) -> None:
+    """One Socket.IO EVENT packet (with an ack id when given)."""
+    await ws.send("42" + ("" if ack_id is None else str(ack_id)) + json.dumps([event, payload]))
+
+
+async def socketio_next(ws: Any, timeout: float = 15.0) -> tuple[str, Any]:
+    """The next event ``(name, payload)`` or ack ``("ack", (id, [args]))``, in wire order;
+    Engine.IO pings are answered on the way."""
+    while True:
+        packet = await asyncio.wait_for(ws.recv(), timeout)
+        if packet == "2":
+            await ws.send("3")
+        elif packet.startswith("42"):
+            event, *args = json.loads(packet[2:])
+            return event, args[0] if args else None
+        elif packet.startswith("43"):
+            start = packet.index("[")
+            return "ack", (int(packet[2:start]), json.loads(packet[start:]))
+        elif packet.startswith(("41", "1")):
+            raise websockets.ConnectionClosedOK(None, None)
 
 
 def is_final_status(message: dict[str, Any]) -> bool:

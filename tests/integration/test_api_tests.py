@@ -177,3 +177,39 @@ def test_batch_of_20_emits_seed_000_updates_whose_counts_always_add_up(server, t
     last = updates[-1]["data"]
     assert last["status"] == "completed"
     assert (last["success_count"], last["failed_count"], last["running_count"], last["pending_count"]) == (15, 5, 0, 0)
+
+
+def test_kill_9_mid_batch_ends_it_and_its_cases_interrupted_and_clients_see_it(server, target):
+    """The batch and the cases it was running are settled at restart; no seq is reused."""
+    from tests.integration.clients import Recorder, check_killed_job_ends_interrupted
+
+    token = server.login("alice")
+    ids = [create_case(server, token, gated_case_yaml(target.url, f"case {n}")) for n in range(3)]
+    watcher = Recorder(server, token)
+    batch = server.submit(token, "batch_execution", test_case_ids=ids, concurrency=2)
+    assert watcher.client.call("subscribe", {"job_id": batch["id"], "last_seq": 0}, timeout=10)["ok"] is True
+
+    def cases_running() -> bool:  # two cases wait at the gate, one is not started
+        jobs = server.api("GET", "/api/jobs?kind=api_test", token).json()["jobs"]
+        return len(jobs) == 2 and all(job["status"] == "running" for job in jobs)
+
+    wait_for(cases_running, timeout=30, interval=0.05)
+    wait_for(
+        lambda: any(m["type"] == "job_counts" and m["data"]["running_count"] == 2 for m in watcher.of_job(batch["id"]))
+    )
+    server.kill()
+    seen = watcher.of_job(batch["id"])
+    watcher.close()
+    server.start()
+    token = server.login("alice")
+    check_killed_job_ends_interrupted(server, token, batch["id"], seen)
+    cases = server.api("GET", "/api/jobs?kind=api_test", token).json()["jobs"]
+    assert [(job["status"], job["error"]["code"]) for job in cases] == [("failed", "interrupted")] * 2
+    final = server.api("GET", f"/api/jobs/{batch['id']}", token).json()["job"]
+    assert final["counts"] == {
+        "success_count": 0,
+        "failed_count": 2,
+        "running_count": 0,
+        "pending_count": 1,
+        "total_count": 3,
+    }

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_for
-from tests.integration.clients import Recorder
+from tests.integration.clients import Recorder, check_killed_job_ends_interrupted
 from tests.integration.conftest import KILLED_JOBS_SETTLE_WITHIN, launch
 
 BOUNDARY = "herald-test-boundary-7f3a"
@@ -170,7 +170,9 @@ def test_import_cut_by_a_killed_server_leaves_no_dataset_and_can_run_again(serve
     token = server.login("alice")
     content, good, _ = sales_csv(300_000, bad_every=1000)
     assert upload(server, token, content, "big.csv", "big").status_code == 201
+    watcher = Recorder(server, token)
     job = server.submit(token, "data_import", upload_id="big", dataset="big")
+    assert watcher.client.call("subscribe", {"job_id": job["id"], "last_seq": 0}, timeout=10)["ok"] is True
 
     def importing() -> bool:
         snapshot = server.api("GET", f"/api/jobs/{job['id']}", token).json()["job"]
@@ -178,17 +180,44 @@ def test_import_cut_by_a_killed_server_leaves_no_dataset_and_can_run_again(serve
 
     wait_for(importing, timeout=30, interval=0.05)
     server.kill()
+    seen = watcher.of_job(job["id"])
+    watcher.close()
     server.start()
     token = server.login("alice")
+    check_killed_job_ends_interrupted(server, token, job["id"], seen)
     # Once the job is settled interrupted, its half-written dataset goes too.
-    wait_for(
-        lambda: server.api("GET", f"/api/jobs/{job['id']}", token).json()["job"]["status"] == "failed",
-        timeout=KILLED_JOBS_SETTLE_WITHIN + 5,
-    )
     wait_for(lambda: server.api("GET", "/api/datasets", token).json()["datasets"] == [], timeout=10)
+    assert server.api("GET", "/api/datasets/big/rows?limit=1", token).status_code == 404
     again = run_job(server, token, "data_import", {"upload_id": "big", "dataset": "big"})  # no mode needed
     assert again["status"] == "completed", again
     assert again["result"]["imported_rows"] == len(good)
+
+
+def test_report_cut_by_a_killed_server_ends_interrupted_with_only_whole_artifacts(server):
+    """Artifacts are listed once written whole: a report cut off mid-file shows none of it."""
+    token = server.login("alice")
+    content, _good, _ = sales_csv(100_000, bad_every=1000)
+    assert upload(server, token, content, "sales.csv", "sales").status_code == 201
+    assert run_job(server, token, "data_import", {"upload_id": "sales", "dataset": "sales"})["status"] == "completed"
+    reports = [
+        {"name": f"r{n}", "group_by": ["region"], "metrics": [{"op": "count"}, {"op": "sum", "column": "qty"}]}
+        for n in range(20)
+    ]
+    watcher = Recorder(server, token)
+    job = server.submit(token, "batch_report", dataset="sales", reports=reports, formats=["csv"])
+    assert watcher.client.call("subscribe", {"job_id": job["id"], "last_seq": 0}, timeout=10)["ok"] is True
+    wait_for(lambda: watcher.of_type("batch_report_progress", job["id"]), timeout=30, interval=0.01)
+    server.kill()
+    seen = watcher.of_job(job["id"])
+    watcher.close()
+    server.start()
+    token = server.login("alice")
+    check_killed_job_ends_interrupted(server, token, job["id"], seen)
+    listed = server.api("GET", f"/api/jobs/{job['id']}/artifacts", token).json()["artifacts"]
+    assert len(listed) < len(reports)  # it was cut off before the end
+    for artifact in listed:
+        body = server.api("GET", artifact["url"], token).content
+        assert len(body) == artifact["size"] and body.startswith(b"region,count,sum_qty")
 
 
 def test_cancelling_the_upload_job_stops_the_upload_and_leaves_no_file(server, tmp_path: Path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tests.helpers import wait_for
 from tests.integration.clients import Recorder
 
 from .plain_ws import KindsServer, connect, is_final_status, recv_until, send_json, start_server
+from .probes import PingProbe
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +72,19 @@ def test_the_loop_answers_while_a_group_commit_is_in_flight(server, tmp_path: Pa
     assert [e["type"] for e in events] == ["job_status", "job_status", "job_log", "job_status"]
     assert final["result"] == {"seq": 3}
     rec.close()
+
+
+def test_the_loop_answers_while_passwords_are_checked(server):
+    """A login hashes the password (PBKDF2, ~0.3 s of CPU): on the loop it froze every
+    socket of the process that long."""
+    probe = PingProbe(server, server.login("bob"))
+    time.sleep(0.2)
+    started = time.monotonic()
+    for _ in range(4):
+        server.login("alice")
+    took = time.monotonic() - started
+    round_trips = probe.stop()
+    assert len(round_trips) > 20 and max(round_trips) < max(0.1, took / 8), (took, round_trips[-5:])
 
 
 @pytest.mark.eventlet_only

@@ -1,85 +1,25 @@
 """Import limits against the real server: an XLSX bomb is refused quickly and nobody else
 notices, and a legitimate large workbook is imported without holding the event loop.
 
-A second user pings over Socket.IO the whole time; the round trip is timed to the
-``pong`` event (the first write of the reply, so delayed ACK on the ack does not count).
+A second user pings over Socket.IO the whole time (``probes.PingProbe``).
 """
 
 from __future__ import annotations
 
-import threading
+import csv
+import html
+import io
 import time
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import requests
-import socketio
 
 from tests.data_helpers import write_shared_strings_bomb, write_xlsx
 from tests.helpers import wait_for
 
-
-class PingProbe:
-    """A bystander's Socket.IO client pinging back to back in a thread; keeps every RTT."""
-
-    def __init__(self, server: Any, token: str) -> None:
-        self.client = socketio.Client(reconnection=False)
-        self.round_trips: list[float] = []
-        self._pong = threading.Event()
-        self._running = True
-        self.client.on("pong", lambda message: self._pong.set())
-        self.client.connect(server.url, auth={"token": token}, transports=["websocket"], wait_timeout=10)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while self._running:
-            self._pong.clear()
-            sent = time.perf_counter()
-            self.client.emit("ping", {"sent": sent})
-            if not self._pong.wait(30):
-                self.round_trips.append(30.0)
-                return
-            self.round_trips.append(time.perf_counter() - sent)
-            time.sleep(0.005)
-
-    def stop(self) -> list[float]:
-        self._running = False
-        self._thread.join(35)
-        self.client.disconnect()
-        return sorted(self.round_trips)
-
-
-class RssSampler:
-    """Peak resident memory of a process, sampled every 20 ms from /proc."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.start = self.peak = self.rss()
-        self._running = True
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def rss(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmRSS")
-
-    def _run(self) -> None:
-        while self._running:
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.02)
-
-    def stop(self) -> int:
-        """Growth of the peak over the start, in bytes."""
-        self._running = False
-        self._thread.join(5)
-        return self.peak - self.start
-
-
-def p99(samples: list[float]) -> float:
-    return samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+from .probes import PingProbe, RssSampler, p99
 
 
 def upload_file(server: Any, token: str, path: Path, upload_id: str) -> None:
@@ -143,3 +83,75 @@ def test_large_workbook_imports_while_another_user_stays_served(server, tmp_path
     # inline import shares the interpreter with the loop (p99 ~50 ms alone, up to ~240 ms
     # while make test loads both cores); JOB_EXECUTOR=celery takes such jobs off it.
     assert len(round_trips) > 20 and p99(round_trips) < 0.3, sorted(round_trips)[-10:]
+
+
+FORMULAS = ["=1+1", " =1+1", "\uff1d1+1", "@SUM(A1)", "\u3000\uff1dx", "+x", "-x", '=HYPERLINK("http://x")']
+
+
+def test_hostile_files_fail_clearly_with_memory_flat_and_a_bystander_fast(server, tmp_path: Path):
+    """Issue 12, test 12: a sheet declaring 30 million rows, one really holding them (780 MB
+    of XML in 2 MB), a CSV row of a million columns: each import fails at once with the
+    limit it hit; traversal names are stored as bare names; formula cells (also after a
+    space, and full-width ``＝``) come out escaped in every report format; meanwhile the
+    server's memory stays flat and a bystander's pings stay fast."""
+    from tests.data_helpers import write_tall_sheet
+
+    alice, bob = server.login("alice"), server.login("bob")
+    declared, tall, wide = tmp_path / "declared.xlsx", tmp_path / "tall.xlsx", tmp_path / "wide.csv"
+    write_xlsx(declared, [["a"], [1]], dimension="A1:A30000000")
+    write_tall_sheet(tall, 30_000_000)
+    wide.write_bytes(b"a,b\n1,2\n" + b"1," * 999_999 + b"1\n")
+    formulas = io.StringIO()
+    csv.writer(formulas).writerows([["name", "qty"], *([text, n] for n, text in enumerate(FORMULAS))])
+    uploads = {
+        "declared": (declared.read_bytes(), "../../../etc/cron.d/declared.xlsx"),
+        "tall": (tall.read_bytes(), "..\\..\\windows\\tall.xlsx"),
+        "wide": (wide.read_bytes(), "/absolute/wide.csv"),
+        "formulas": (formulas.getvalue().encode(), "./../formulas.csv"),
+    }
+    for upload_id, (content, name) in uploads.items():
+        response = server.api(
+            "POST", "/api/uploads", alice, data={"upload_id": upload_id}, files={"file": (name, content)}
+        )
+        assert response.status_code == 201, response.text
+        stored = response.json()["upload"]["filename"]
+        assert "/" not in stored and "\\" not in stored and not stored.startswith("."), stored
+    assert all(path.parent == tmp_path / "uploads" for path in (tmp_path / "uploads").rglob("*"))
+
+    probe = PingProbe(server, bob)
+    memory = RssSampler(server.proc.pid)
+    time.sleep(0.3)
+    expected = {
+        "declared": "declares 29,999,999 rows",
+        "tall": "(IMPORT_XLSX_MAX_",
+        "wide": "a record is longer than 1,048,576 characters (IMPORT_MAX_RECORD_CHARS)",
+    }
+    for upload_id, message in expected.items():
+        started = time.monotonic()
+        job = server.submit(alice, "data_import", upload_id=upload_id, dataset=upload_id)
+        job = finished_job(server, alice, job["id"], timeout=20)
+        assert job["status"] == "failed" and job["error"]["code"] == "file_too_large", job
+        assert message in job["error"]["message"], job["error"]
+        assert time.monotonic() - started < 5
+        assert server.api("GET", f"/api/datasets/{upload_id}", alice).status_code == 404
+    job = server.submit(alice, "data_import", upload_id="formulas", dataset="formulas")
+    assert finished_job(server, alice, job["id"], timeout=20)["status"] == "completed"
+    report = {"name": "by_name", "group_by": ["name"], "metrics": [{"op": "sum", "column": "qty"}]}
+    job = server.submit(alice, "batch_report", dataset="formulas", reports=[report], formats=["csv", "html", "xlsx"])
+    job = finished_job(server, alice, job["id"], timeout=30)
+    round_trips, growth = probe.stop(), memory.stop()
+
+    assert job["status"] == "completed", job["error"]
+    urls = {
+        a["name"]: a["url"] for a in server.api("GET", f"/api/jobs/{job['id']}/artifacts", alice).json()["artifacts"]
+    }
+    csv_cells = [row[0] for row in csv.reader(io.StringIO(server.api("GET", urls["by_name.csv"], alice).text))][1:]
+    assert sorted(csv_cells) == sorted("'" + text for text in FORMULAS)
+    book = openpyxl.load_workbook(io.BytesIO(server.api("GET", urls["by_name.xlsx"], alice).content))
+    cells = [row[0] for row in book.active.iter_rows(min_row=2, values_only=True)]
+    assert sorted(cells) == sorted("'" + text for text in FORMULAS)
+    assert all(cell.data_type != "f" for row in book.active.iter_rows() for cell in row)
+    page = server.api("GET", urls["by_name.html"], alice).text
+    assert "<script" not in page and all("'" + text in html.unescape(page) for text in FORMULAS)
+    assert growth < 100 * 1024 * 1024, f"RSS grew {growth / 1e6:.1f} MB"
+    assert len(round_trips) > 20 and p99(round_trips) < 0.1, round_trips[-10:]
