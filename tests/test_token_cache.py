@@ -114,3 +114,15 @@ def test_a_revocation_whose_notice_was_lost_still_ends_the_socket(app, auth):
     assert not doomed.is_connected() and spared.is_connected()
     assert token_cache.get(token) is None
     assert not socketio.test_client(app, auth={"token": token}).is_connected()
+
+
+def test_the_expiry_watch_lets_go_of_closed_sessions(app, auth):
+    from app.realtime.connections import expiry_watch
+
+    token = auth.token_for("alice")
+    clients = [socketio.test_client(app, auth={"token": token}) for _ in range(3)]
+    for sio in clients[:2]:
+        sio.disconnect()
+    assert expiry_watch.forget_closed() >= 2
+    assert expiry_watch.forget_closed() == 0
+    assert clients[2].is_connected()

@@ -132,6 +132,17 @@ class ExpiryWatch:
                 found.append(session)
         return [session for session in found if session.is_open()]
 
+    def forget_closed(self) -> int:
+        """Drop closed sessions from the heap (else each stays until its token's expiry,
+        which may be an hour of reconnects away); returns how many were dropped."""
+        with self._lock:
+            kept = [entry for entry in self._heap if entry[2].is_open()]
+            dropped = len(self._heap) - len(kept)
+            if dropped:
+                heapq.heapify(kept)
+                self._heap = kept
+        return dropped
+
     def _run(self) -> None:
         from ..extensions import socketio
 
@@ -141,6 +152,7 @@ class ExpiryWatch:
                 session.end("token_expired", "the token has expired; reconnect with a fresh token")
             if time.monotonic() >= next_recheck and self._app is not None:
                 next_recheck = time.monotonic() + REVOCATION_RECHECK_INTERVAL
+                self.forget_closed()
                 try:
                     with self._app.app_context():
                         recheck_revocations()
