@@ -49,6 +49,19 @@ def durable_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: m[k] for k in ("type", "job_id", "seq", "data")} for m in messages if m.get("seq") is not None]
 
 
+def kill_restart_and_check_interrupted(server: Any, watcher: Recorder, job_id: int) -> str:
+    """``kill -9`` the server while ``watcher`` follows the job, start it again and check
+    the job ends interrupted (:func:`check_killed_job_ends_interrupted`); returns a fresh
+    token of alice's."""
+    server.kill()
+    seen = watcher.of_job(job_id)
+    watcher.close()
+    server.start()
+    token = str(server.login("alice"))
+    check_killed_job_ends_interrupted(server, token, job_id, seen)
+    return token
+
+
 def check_killed_job_ends_interrupted(server: Any, token: str, job_id: int, seen_live: list[dict[str, Any]]) -> None:
     """After ``kill -9`` and a restart: the job ends ``failed`` ``interrupted``, nothing of the
     user's is left active, the history is contiguous and keeps every seq a client saw

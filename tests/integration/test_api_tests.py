@@ -181,7 +181,7 @@ def test_batch_of_20_emits_seed_000_updates_whose_counts_always_add_up(server, t
 
 def test_kill_9_mid_batch_ends_it_and_its_cases_interrupted_and_clients_see_it(server, target):
     """The batch and the cases it was running are settled at restart; no seq is reused."""
-    from tests.integration.clients import Recorder, check_killed_job_ends_interrupted
+    from tests.integration.clients import Recorder, kill_restart_and_check_interrupted
 
     token = server.login("alice")
     ids = [create_case(server, token, gated_case_yaml(target.url, f"case {n}")) for n in range(3)]
@@ -197,12 +197,7 @@ def test_kill_9_mid_batch_ends_it_and_its_cases_interrupted_and_clients_see_it(s
     wait_for(
         lambda: any(m["type"] == "job_counts" and m["data"]["running_count"] == 2 for m in watcher.of_job(batch["id"]))
     )
-    server.kill()
-    seen = watcher.of_job(batch["id"])
-    watcher.close()
-    server.start()
-    token = server.login("alice")
-    check_killed_job_ends_interrupted(server, token, batch["id"], seen)
+    token = kill_restart_and_check_interrupted(server, watcher, batch["id"])
     cases = server.api("GET", "/api/jobs?kind=api_test", token).json()["jobs"]
     assert [(job["status"], job["error"]["code"]) for job in cases] == [("failed", "interrupted")] * 2
     final = server.api("GET", f"/api/jobs/{batch['id']}", token).json()["job"]

@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.helpers import wait_for
-from tests.integration.clients import Recorder, check_killed_job_ends_interrupted
+from tests.integration.clients import Recorder, kill_restart_and_check_interrupted
 from tests.integration.conftest import KILLED_JOBS_SETTLE_WITHIN, launch
 
 BOUNDARY = "herald-test-boundary-7f3a"
@@ -179,12 +179,7 @@ def test_import_cut_by_a_killed_server_leaves_no_dataset_and_can_run_again(serve
         return snapshot["status"] == "running" and bool((snapshot.get("progress") or {}).get("current"))
 
     wait_for(importing, timeout=30, interval=0.05)
-    server.kill()
-    seen = watcher.of_job(job["id"])
-    watcher.close()
-    server.start()
-    token = server.login("alice")
-    check_killed_job_ends_interrupted(server, token, job["id"], seen)
+    token = kill_restart_and_check_interrupted(server, watcher, job["id"])
     # Once the job is settled interrupted, its half-written dataset goes too.
     wait_for(lambda: server.api("GET", "/api/datasets", token).json()["datasets"] == [], timeout=10)
     assert server.api("GET", "/api/datasets/big/rows?limit=1", token).status_code == 404
@@ -207,12 +202,7 @@ def test_report_cut_by_a_killed_server_ends_interrupted_with_only_whole_artifact
     job = server.submit(token, "batch_report", dataset="sales", reports=reports, formats=["csv"])
     assert watcher.client.call("subscribe", {"job_id": job["id"], "last_seq": 0}, timeout=10)["ok"] is True
     wait_for(lambda: watcher.of_type("batch_report_progress", job["id"]), timeout=30, interval=0.01)
-    server.kill()
-    seen = watcher.of_job(job["id"])
-    watcher.close()
-    server.start()
-    token = server.login("alice")
-    check_killed_job_ends_interrupted(server, token, job["id"], seen)
+    token = kill_restart_and_check_interrupted(server, watcher, job["id"])
     listed = server.api("GET", f"/api/jobs/{job['id']}/artifacts", token).json()["artifacts"]
     assert len(listed) < len(reports)  # it was cut off before the end
     for artifact in listed:
