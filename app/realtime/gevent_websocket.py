@@ -1,0 +1,61 @@
+"""Engine.IO's WebSocket under gevent: closed and size-limited as under eventlet.
+
+Under gevent python-engineio serves WebSockets with simple-websocket, which works on a
+*duplicate* of the connection's socket. Two things follow that eventlet does not share:
+
+* closing the duplicate leaves the TCP connection open: a client that closes the
+  WebSocket gets the closing handshake but waits for the server's FIN until its own
+  timeout (10 s for most clients), and one the server drops never hears of it;
+* simple-websocket is not told Engine.IO's ``max_http_buffer_size``, so an oversized
+  frame is read whole, then Engine.IO gives up on the connection without a close frame.
+
+The wrapper below gives simple-websocket the size limit (it answers with close code 1009
+like eventlet does) and shuts the real socket down once the Engine.IO session ends.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+
+def install_gevent_websocket(server: Any) -> None:
+    """Under gevent, swap Engine.IO's WebSocket class for one that closes and limits."""
+    eio = server.eio
+    if eio.async_mode != "gevent":
+        return
+    from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+
+    base = eio._async["websocket"]
+    if getattr(base, "herald_closes_connection", False) or not issubclass(base, SimpleWebSocketWSGI):
+        # Already installed, or gevent-websocket (not simple-websocket) is in use.
+        return
+
+    class ClosingWebSocketWSGI(base):  # type: ignore[misc, valid-type]
+        herald_closes_connection = True
+
+        def __init__(self, handler: Any, engineio_server: Any) -> None:
+            super().__init__(handler, engineio_server)
+            self.server_args["max_message_size"] = int(engineio_server.max_http_buffer_size)
+
+        def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+            try:
+                return super().__call__(environ, start_response)
+            finally:
+                _shut_down(environ)
+
+    eio._async["websocket"] = ClosingWebSocketWSGI
+
+
+def _shut_down(environ: dict[str, Any]) -> None:
+    """End the TCP connection under the WSGI request (the one simple-websocket duplicated)."""
+    wsgi_input = environ.get("wsgi.input")
+    if wsgi_input is not None and not hasattr(wsgi_input, "raw") and hasattr(wsgi_input, "rfile"):
+        wsgi_input = wsgi_input.rfile
+    raw = getattr(getattr(wsgi_input, "raw", None), "_sock", None)
+    if raw is None:
+        return
+    try:
+        raw.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already gone
