@@ -148,3 +148,20 @@ def test_fifty_jobs_logging_every_step_on_sqlite_lock_nothing_and_keep_pings_fas
     log = server.log_path.read_text(errors="replace")
     assert "database is locked" not in log and "Traceback" not in log
     assert len(round_trips) > 20 and p99(round_trips) < 0.1, (f"{took:.1f} s", round_trips[-10:])
+
+
+def test_a_job_that_never_sleeps_does_not_hold_the_loop(server):
+    """A ``simulate`` with ``interval`` 0 is a tight CPU loop of progress and log calls:
+    it yields on its own (``ctx.progress`` and ``ctx.log`` yield once it has held the loop
+    a few milliseconds), so another user's pings stay fast while it runs."""
+    alice, bob = server.login("alice"), server.login("bob")
+    probe = PingProbe(server, bob)
+    time.sleep(0.3)
+    job = server.submit(alice, steps=200_000, interval=0, log_every=1000)
+
+    def finished() -> bool:
+        return server.api("GET", f"/api/jobs/{job['id']}", alice).json()["job"]["status"] == "completed"
+
+    wait_for(finished, timeout=120, interval=0.25)
+    round_trips = probe.stop()
+    assert len(round_trips) > 20 and p99(round_trips) < 0.1, round_trips[-10:]
