@@ -8,16 +8,19 @@ PostgreSQL locks rows itself (and yields on I/O under psycogreen), so there the 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Flask
 from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.engine import Engine
 
+from .concurrency import run_in_os_thread
 from .extensions import db
+
+T = TypeVar("T")
 
 _lock_holder: dict[str, threading.Lock] = {}
 #: Whether writers must take the process lock (true for SQLite, set by ``init_database``).
@@ -40,6 +43,16 @@ def write_lock() -> Iterator[None]:
         return
     with _process_lock():
         yield
+
+
+def write_off_the_loop(engine: Engine, call: Callable[[], T]) -> T:
+    """Run ``call`` (a write on a connection it holds) without the event loop waiting on
+    the disk: on SQLite in an OS thread under the process's write lock (the loop's own
+    writers wait for it, green), elsewhere here (psycopg2's I/O is green)."""
+    if engine.dialect.name == "sqlite":
+        with write_lock():
+            return run_in_os_thread(call)
+    return call()
 
 
 @contextmanager

@@ -17,8 +17,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, delete, exists, func, select
 
-from ..concurrency import run_in_os_thread
-from ..database import write_lock
+from ..database import write_off_the_loop
 from ..extensions import db
 from ..metrics import HISTORY_EVENTS_TRIMMED
 from ..models import Job, JobEvent
@@ -28,7 +27,10 @@ log = logging.getLogger(__name__)
 #: Events deleted per statement; a trim stops after a few statements and goes on at the
 #: next one, so it never holds the database (or SQLite's write lock) for long.
 TRIM_BATCH = 5_000
+#: Deletes of old events per trim.
 TRIM_STATEMENTS = 4
+#: Jobs brought back under the per-job bound per trim (one delete each).
+TRIM_JOBS = 16
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,7 @@ def trim(engine: Engine, retention: Retention, *, now: datetime) -> int:
             with connection.begin():
                 return _trim(connection, retention, now)
 
-        if engine.dialect.name == "sqlite":
-            with write_lock():
-                deleted = run_in_os_thread(run)
-        else:
-            deleted = run()
+        deleted = write_off_the_loop(engine, run)
     finally:
         connection.close()
     if deleted:
@@ -83,14 +81,12 @@ def trim(engine: Engine, retention: Retention, *, now: datetime) -> int:
 
 def _trim(connection: Connection, retention: Retention, now: datetime) -> int:
     deleted = 0
-    statements = 0
     events = JobEvent.__table__
     if retention.max_age is not None:
         cutoff = now - retention.max_age
-        while statements < TRIM_STATEMENTS:
+        for _ in range(TRIM_STATEMENTS):
             oldest = select(events.c.id).where(events.c.created_at < cutoff).limit(TRIM_BATCH)
             count = connection.execute(delete(events).where(events.c.id.in_(oldest))).rowcount
-            statements += 1
             deleted += count
             if count < TRIM_BATCH:
                 break
@@ -105,12 +101,9 @@ def _trim(connection: Connection, retention: Retention, now: datetime) -> int:
                 exists().where(and_(events.c.job_id == jobs.c.id, events.c.seq <= jobs.c.last_seq - keep)),
             )
             .order_by(jobs.c.id)
-            .limit(TRIM_BATCH)
+            .limit(TRIM_JOBS)
         )
         for job_id, last_seq in connection.execute(over).all():
-            if statements >= TRIM_STATEMENTS * 4:
-                break
             below = select(events.c.id).where(events.c.job_id == job_id, events.c.seq <= last_seq - keep)
             deleted += connection.execute(delete(events).where(events.c.id.in_(below.limit(TRIM_BATCH)))).rowcount
-            statements += 1
     return deleted

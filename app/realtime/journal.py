@@ -27,8 +27,8 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, insert, or_, select, true, update
 
-from ..concurrency import Signal, run_in_os_thread
-from ..database import write_lock
+from ..concurrency import Signal
+from ..database import write_off_the_loop
 from ..extensions import socketio
 from ..metrics import COMMIT_BATCH_EVENTS, COMMIT_SECONDS, EVENTS_COMMITTED, EVENTS_REFUSED, PUBLISH_SECONDS
 from ..models import Job, JobEvent
@@ -400,7 +400,6 @@ class Journal:
         engine = batch.engine
         connection = engine.connect()  # pool checkout on the loop: the pool's locks are green
         try:
-            on_sqlite = engine.dialect.name == "sqlite"
 
             def transaction(writes: list[EventWrite], progress_rows: list[dict[str, Any]]) -> None:
                 try:
@@ -418,11 +417,7 @@ class Journal:
                     raise
 
             def attempt(writes: list[EventWrite], progress_rows: list[dict[str, Any]]) -> None:
-                if on_sqlite:
-                    with write_lock():  # the loop's own writers wait (green) while it commits
-                        run_in_os_thread(lambda: transaction(writes, progress_rows))
-                else:
-                    transaction(writes, progress_rows)
+                write_off_the_loop(engine, lambda: transaction(writes, progress_rows))
 
             try:
                 attempt(batch.writes, batch.progress_rows)

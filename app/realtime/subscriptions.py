@@ -132,17 +132,12 @@ def catch_up(app: Flask, held: list[tuple[Any, int, int]]) -> None:
             send = _sender(conn)
             replayed = last_seq
             try:
-                while True:
-                    page = job_events(job_id, after=replayed, limit=REPLAY_PAGE)
-                    if not page:
-                        break
-                    if page[0].seq != replayed + 1:  # trimmed during the outage: start again
-                        replayed = _send_resync(job_id, replayed, send)
-                        break
-                    for event in page:
-                        send(event.to_message())
-                    replayed = page[-1].seq
-                    socketio.sleep(0)
+                job = db.session.get(Job, job_id)
+                if job is not None:
+                    resume, replayed = _replay(job_id, last_seq, job.last_seq, send)
+                    if resume is Resume.RESYNC:  # trimmed during the outage: start again
+                        send(_resync_message(job_snapshot(job), job.last_seq, last_seq))
+                        RESUMED_RESYNC.inc()
             except Exception:
                 log.exception("catching up job %s after a queue outage failed", job_id)
             finally:
@@ -156,16 +151,6 @@ def _resync_message(snapshot: dict[str, Any], head: int, requested: int) -> Mess
     return make_message(
         "resync", {"job": snapshot, "last_seq": head, "requested_seq": requested}, job_id=snapshot["id"]
     )
-
-
-def _send_resync(job_id: int, position: int, send: Callable[[Message], None]) -> int:
-    """Tell a connection its position can no longer be replayed; returns the head seq."""
-    job = db.session.get(Job, job_id)
-    if job is None:
-        return position
-    send(_resync_message(job_snapshot(job), job.last_seq, position))
-    RESUMED_RESYNC.inc()
-    return job.last_seq
 
 
 def _sender(conn: Any) -> Callable[[Message], None]:

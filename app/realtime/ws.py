@@ -376,9 +376,9 @@ class PlainSocket:
                     pass
 
     def detach(self) -> None:
-        """Let go of the socket once the handler is done: the expiry watch keeps the
-        session until its token expires (an hour, say), and with it the WebSocket, its
-        reader thread and buffers (~40 kB) of every socket closed meanwhile."""
+        """Let go of the socket once the handler is done: the expiry watch may still hold
+        the session until its next sweep of closed ones, and must not hold the WebSocket,
+        its reader thread and buffers (~40 kB) with it."""
         self.open = False
         self._closing = self._closing or (CLOSE_NORMAL, "gone")
         self._queue.clear()
