@@ -9,6 +9,7 @@ from flask import Flask
 
 from ..extensions import socketio
 from .delivery import HeraldRedisManager, make_client_manager
+from .eventlet_websocket import install_eventlet_websocket
 from .frames import install_frame_writer
 from .gevent_websocket import install_gevent_websocket
 from .limits import init_limits
@@ -63,6 +64,7 @@ def init_realtime(app: Flask) -> None:
         manager.on_recovered = partial(catch_up, app)
     socketio.init_app(app, **options)
     install_frame_writer(socketio.server, queue_limit=int(app.config["SOCKETIO_SEND_QUEUE"]))
+    install_eventlet_websocket(socketio.server)
     install_gevent_websocket(socketio.server)
     init_limits(app)
     init_queue_probe(app)

@@ -8,15 +8,17 @@ that is safe and cannot block:
 
 * the connection is on the WebSocket transport (upgraded, not upgrading) and without
   compression, so the frame bytes are the same for every recipient (built once);
-* nothing waits in its queue and its writer is not mid-frame (the socket's send lock is
+* nothing waits in its queue and its drain is not mid-frame (the socket's send lock is
   free): nothing older can be overtaken;
 * the kernel takes the frame without blocking. If it takes part, the rest goes out from
-  a greenlet that keeps the send lock until done (the writer waits for it, so order
+  a greenlet that keeps the send lock until done (the drain waits for it, so order
   holds); if it takes nothing (a slow reader) the packet goes the usual way, through the
-  queue and the writer — only slow readers cost a switch.
+  queue and the connection's drain (``eventlet_websocket``) — only slow readers cost a
+  switch.
 
 Everything else (long-polling, compression, gevent's or threading's sockets) takes
-python-engineio's own path unchanged.
+python-engineio's own path unchanged; there the writer only counts deliveries and keeps
+the queue limit.
 """
 
 from __future__ import annotations
@@ -175,31 +177,9 @@ def apply_mask(data: bytes, mask: Sequence[int], length: int | None = None, offs
 
 
 def install_frame_writer(server: Any, *, queue_limit: int = 0) -> FrameWriter:
-    """Under eventlet, let Socket.IO deliveries write frames straight to the sockets (in
-    other modes the writer only counts them), and unmask incoming frames quickly."""
-    if server.eio.async_mode != "eventlet":
-        writer = FrameWriter(server, direct=False, queue_limit=queue_limit)
-        server._send_eio_packet = writer
-        return writer
-    from engineio import socket as eio_socket
-    from eventlet.websocket import RFC6455WebSocket
-
-    RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
-    original = eio_socket.Socket._websocket_handler
-    if not getattr(original, "herald_keeps_ws", False):
-
-        def websocket_handler(self: Any, ws: Any) -> Any:
-            # The frame writer needs the connection's WebSocket; compressed ones keep the
-            # usual path (their frames differ per connection).
-            if isinstance(ws, RFC6455WebSocket) and ws._get_permessage_deflate_enc() is None:
-                self.herald_ws = ws
-            try:
-                return original(self, ws)
-            finally:
-                self.herald_ws = None
-
-        websocket_handler.herald_keeps_ws = True  # type: ignore[attr-defined]
-        eio_socket.Socket._websocket_handler = websocket_handler
-    writer = FrameWriter(server, queue_limit=queue_limit)
+    """Under eventlet, let Socket.IO deliveries write frames straight to the sockets (the
+    connections ``eventlet_websocket`` serves); in other modes the writer only counts them
+    and enforces the queue limit."""
+    writer = FrameWriter(server, direct=server.eio.async_mode == "eventlet", queue_limit=queue_limit)
     server._send_eio_packet = writer
     return writer

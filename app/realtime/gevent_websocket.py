@@ -10,7 +10,8 @@ Under gevent python-engineio serves WebSockets with simple-websocket, which work
   frame is read whole, then Engine.IO gives up on the connection without a close frame.
 
 The wrapper below gives simple-websocket the size limit (it answers with close code 1009
-like eventlet does) and shuts the real socket down once the Engine.IO session ends.
+like eventlet does) and ends the connection once the Engine.IO session ends
+(``end_connection``, which the plain WebSocket route uses too).
 """
 
 from __future__ import annotations
@@ -42,20 +43,31 @@ def install_gevent_websocket(server: Any) -> None:
             try:
                 return super().__call__(environ, start_response)
             finally:
-                _shut_down(environ)
+                end_connection(environ)
 
     eio._async["websocket"] = ClosingWebSocketWSGI
 
 
-def _shut_down(environ: dict[str, Any]) -> None:
-    """End the TCP connection under the WSGI request (the one simple-websocket duplicated)."""
-    wsgi_input = environ.get("wsgi.input")
-    if wsgi_input is not None and not hasattr(wsgi_input, "raw") and hasattr(wsgi_input, "rfile"):
-        wsgi_input = wsgi_input.rfile
-    raw = getattr(getattr(wsgi_input, "raw", None), "_sock", None)
-    if raw is None:
-        return
-    try:
-        raw.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already gone
+def end_connection(environ: dict[str, Any]) -> None:
+    """End the TCP connection under a gevent WSGI request whose WebSocket session is over.
+
+    The real socket is shut down (simple-websocket worked on a duplicate, whose close
+    leaves the connection open), and pywsgi's reader is closed: pywsgi would otherwise
+    keep the connection alive and read what the client sends after the session (its
+    reply to our close frame) as the next HTTP request — a 400 written to a closed
+    socket, logged with a traceback.
+    """
+    rfile = environ.get("wsgi.input")
+    if rfile is not None and not hasattr(rfile, "raw") and hasattr(rfile, "rfile"):
+        rfile = rfile.rfile  # gevent's Input wraps the handler's reader
+    raw = getattr(getattr(rfile, "raw", None), "_sock", None)
+    if raw is not None:
+        try:
+            raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone
+    if rfile is not None and hasattr(rfile, "close"):
+        try:
+            rfile.close()  # pywsgi sees it closed and reads no further request
+        except OSError:
+            pass

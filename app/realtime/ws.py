@@ -49,6 +49,7 @@ from .dialects.client import ClientDialect
 from .dialects.executions import ExecutionDialect
 from .dialects.herald import HeraldDialect
 from .frames import send_without_blocking
+from .gevent_websocket import end_connection
 from .messages import Message
 from .origins import origin_allowed
 
@@ -164,13 +165,8 @@ class PlainSocket:
             pass
         ws.sock = _SerializedSocket(self._raw)
         # Under gevent simple-websocket works on a dup of the server's socket, so closing
-        # it leaves the connection open; this dup lets us end the TCP connection ourselves.
-        self._control: Any = None
-        if getattr(ws, "mode", "") == "gevent":
-            try:
-                self._control = self._raw.dup()
-            except OSError:
-                self._control = None
+        # it leaves the connection open: the request's environ lets us end it ourselves.
+        self._gevent_environ: dict[str, Any] | None = ws.environ if getattr(ws, "mode", "") == "gevent" else None
 
     def __repr__(self) -> str:
         return f"<PlainSocket {self.dialect.name} user={self.user_id}>"
@@ -365,15 +361,11 @@ class PlainSocket:
         """Stop the sender (after the queue) and wait for it; called when the handler ends."""
         self.close(CLOSE_NORMAL, "bye")
         self._sender_done.wait(timeout)
-        if self._control is not None:
+        if self._gevent_environ is not None:
             reader = getattr(self.ws, "thread", None)
             if reader is not None:
                 reader.join(2)  # the peer's close reply, if it comes
-            for step in (lambda: self._control.shutdown(socket.SHUT_RDWR), self._control.close):
-                try:
-                    step()
-                except OSError:
-                    pass
+            end_connection(self._gevent_environ)
 
     def detach(self) -> None:
         """Let go of the socket once the handler is done: the expiry watch may still hold
@@ -383,7 +375,7 @@ class PlainSocket:
         self._closing = self._closing or (CLOSE_NORMAL, "gone")
         self._queue.clear()
         self._live_pending = 0
-        self.ws = self._raw = self._control = None
+        self.ws = self._raw = self._gevent_environ = None
 
 
 def _authenticate(conn: PlainSocket, auth_timeout: float) -> bool:

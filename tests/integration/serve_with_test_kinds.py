@@ -63,5 +63,15 @@ def frame_stats() -> dict[str, float]:
     }
 
 
+@app.get("/test/greenlets")
+def greenlets() -> dict[str, int]:
+    """Live greenlets in this process (test only): what idle connections cost."""
+    import gc
+
+    from greenlet import greenlet
+
+    return {"greenlets": sum(1 for obj in gc.get_objects() if isinstance(obj, greenlet) and not obj.dead)}
+
+
 if __name__ == "__main__":
     sys.exit(serve(app))

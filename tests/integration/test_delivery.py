@@ -111,6 +111,24 @@ def test_a_fan_out_writes_frames_without_a_writer_wake_up_per_connection(server)
 
 
 @pytest.mark.eventlet_only
+def test_an_idle_socketio_connection_keeps_one_greenlet(server):
+    """python-engineio's writer and ping task each kept a greenlet (~8 KB) per connection."""
+    token = server.login("alice")
+
+    def live() -> int:
+        return requests.get(server.url + "/test/greenlets", timeout=10).json()["greenlets"]
+
+    before = live()
+    watchers = [Recorder(server, token) for _ in range(40)]
+    for watcher in watchers:  # a round trip each: connected, pinged, queue drained
+        assert watcher.client.call("ping", {}, timeout=10)["ok"] is True
+    during = live()
+    for watcher in watchers:
+        watcher.close()
+    assert during - before <= 40 + 5, (before, during)  # one each, and a few in flight
+
+
+@pytest.mark.eventlet_only
 def test_a_plain_websocket_fan_out_writes_frames_without_waking_each_sender(server):
     token = server.login("alice")
     job = server.submit(token, steps=20, interval=0.05, log_every=1)

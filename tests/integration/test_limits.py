@@ -154,6 +154,7 @@ def test_a_socketio_flood_is_limited_then_disconnected(server):
     assert [m["code"] for m in flooder.of_type("error")][:1] == ["rate_limited"]
     assert neighbour.client.call("ping", {}, timeout=10)["ok"] is True
     neighbour.close()
+    flooder.close()  # the server ended its session; this lets go of the client's socket
 
 
 def test_an_engineio_session_that_never_authenticates_is_closed(server):
