@@ -42,6 +42,11 @@ class Recorder:
 
     def close(self) -> None:
         self.client.disconnect()
+        # python-engineio's client leaves its WebSocket open when the server dropped the
+        # connection without a CLOSE packet (a cut-off, a rate limit): close it here.
+        ws = getattr(self.client.eio, "ws", None)
+        if ws is not None:
+            ws.close()
 
 
 def durable_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
