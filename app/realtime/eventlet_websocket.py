@@ -142,6 +142,11 @@ class _Drain:
                 try:
                     self.ws.send(pkt.encode())
                 except Exception:  # as python-engineio's writer: any failure ends the session
+                    # A frame may have been cut short: no close frame may follow it.
+                    try:
+                        self.ws.socket.shutdown(2)  # SHUT_RDWR
+                    except OSError:
+                        pass
                     self._finish()
                     return
         finally:

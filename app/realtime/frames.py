@@ -155,7 +155,12 @@ class FrameWriter:
         try:
             ws.socket.sendall(rest)
         except OSError:
-            pass  # the connection is gone; its reader closes it
+            # A frame cut short (the connection's timeout on a reader that stopped): the
+            # stream must end here, or the next frame would reach the client as garbage.
+            try:
+                ws.socket.shutdown(2)  # SHUT_RDWR; its reader then ends the session
+            except OSError:
+                pass
         finally:
             ws._sendlock.release()
 

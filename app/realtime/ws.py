@@ -71,16 +71,26 @@ class _SerializedSocket:
 
     simple-websocket writes with ``send`` (which may write part of a frame) from two
     tasks: ours and its own reader (pings, pongs, close). Routing both through
-    ``sendall`` under a lock keeps frames whole and never interleaved.
+    ``sendall`` under a lock keeps frames whole and never interleaved. A write that fails
+    part-way (the send timeout on a reader that stopped) leaves a frame cut short: the
+    socket is then shut down, since anything written after it — even the close frame —
+    would reach the client as garbage.
     """
 
     def __init__(self, raw: Any) -> None:
         self._raw = raw
         self._lock = threading.Lock()
+        self.broken = False
 
     def send(self, data: bytes) -> int:
         with self._lock:
-            self._raw.sendall(data)
+            if self.broken:
+                raise BrokenPipeError("an earlier frame was cut short")
+            try:
+                self._raw.sendall(data)
+            except OSError:
+                self._break()
+                raise
         return len(data)
 
     def try_write_now(self, data: bytes) -> bool:
@@ -88,7 +98,7 @@ class _SerializedSocket:
         went (all of it, or part and a task that keeps the lock sends the rest); False
         when it did not start at all."""
         raw_fd = getattr(self._raw, "fd", None)  # eventlet's green socket: the real one
-        if raw_fd is None or not self._lock.acquire(blocking=False):
+        if self.broken or raw_fd is None or not self._lock.acquire(blocking=False):
             return False
         sent = send_without_blocking(raw_fd, data)
         if sent == 0:
@@ -104,9 +114,16 @@ class _SerializedSocket:
         try:
             self._raw.sendall(rest)
         except OSError:
-            pass  # the reader and the sender find out and end the connection
+            self._break()  # the reader and the sender find out and end the connection
         finally:
             self._lock.release()
+
+    def _break(self) -> None:
+        self.broken = True
+        try:
+            self._raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     sendall = send
 
