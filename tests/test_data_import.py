@@ -146,7 +146,8 @@ def test_other_user_cannot_import_or_read_datasets(client, auth):
         json={"kind": "data_import", "params": {"upload_id": "sales", "dataset": "stolen"}},
         headers=auth.headers(bob),
     )
-    assert response.status_code == 404
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"] == {"path": "params.upload_id"}
     run_job(client, alice, "data_import", {"upload_id": "sales", "dataset": "sales"})
     assert client.get("/api/datasets/sales", headers=auth.headers(bob)).status_code == 404
     assert client.get("/api/datasets/sales/rows", headers=auth.headers(bob)).status_code == 404

@@ -48,12 +48,12 @@ from ...data.tables import (
     text_row_converter,
 )
 from ...data.uploads import get_owned_upload, upload_path
-from ...errors import Conflict, ValidationFailed
+from ...errors import Conflict, NotFound, ValidationFailed
 from ...extensions import db
 from ...inputs import CLIENT_ID_REGEX
 from ...models import Job, JobStatus
 from ..context import JobContext, JobFailed
-from ..registry import job_kind
+from ..registry import job_kind, unknown_reference
 
 #: Row errors kept in progress and the result.
 MAX_ERRORS = 100
@@ -74,8 +74,12 @@ COLUMN_SPEC = {
 
 
 def precheck(owner_id: int, params: dict[str, Any]) -> None:
-    """Refuse at submit time: unknown upload (404), unfinished upload, dataset exists without a mode (409)."""
-    upload = get_owned_upload(owner_id, params["upload_id"])
+    """Refuse at submit time: unknown upload (400 naming the field), unfinished upload,
+    dataset exists without a mode (409)."""
+    try:
+        upload = get_owned_upload(owner_id, params["upload_id"])
+    except NotFound as exc:
+        raise unknown_reference("params.upload_id", exc.message) from None
     if upload.status != "completed":
         raise Conflict(f"upload {upload.upload_id!r} is {upload.status}, not completed", code="upload_not_ready")
     if (params.get("format") or format_of(upload.filename)) is None:
@@ -90,20 +94,49 @@ def precheck(owner_id: int, params: dict[str, Any]) -> None:
         )
 
 
+def _outcome(params: dict[str, Any], result: Any) -> str:
+    """More rows rejected than ``max_rejected_rows`` (when given) is a completed import with failures."""
+    limit = params.get("max_rejected_rows")
+    rejected = int(result.get("rejected_rows") or 0) if isinstance(result, dict) else 0
+    return "failures" if limit is not None and rejected > int(limit) else "succeeded"
+
+
 @job_kind(
     "data_import",
     title="Data import",
     progress_type="data_import_progress",
     precheck=precheck,
+    outcome=_outcome,
     schema={
         "required": ["upload_id", "dataset"],
         "properties": {
-            "upload_id": {"type": "string", "pattern": CLIENT_ID_REGEX, "description": "The uploaded file"},
-            "dataset": {"type": "string", "pattern": DATASET_NAME_PATTERN, "description": "Dataset to import into"},
-            "format": {"enum": list(FORMATS), "description": "Default: from the file name"},
-            "mode": {"enum": ["append", "replace"], "description": "Required when the dataset exists"},
+            "upload_id": {
+                "type": "string",
+                "pattern": CLIENT_ID_REGEX,
+                "title": "Uploaded file",
+                "description": "A file sent on the Upload page",
+            },
+            "dataset": {
+                "type": "string",
+                "pattern": DATASET_NAME_PATTERN,
+                "title": "Dataset",
+                "description": "Dataset to import into (letters, digits, _ . -); created when new",
+            },
+            "format": {"enum": list(FORMATS), "title": "Format", "description": "Default: from the file name"},
+            "mode": {
+                "enum": ["append", "replace"],
+                "title": "Into an existing dataset",
+                "description": "Append the rows or replace the dataset's rows; required when the dataset exists",
+            },
+            "max_rejected_rows": {
+                "type": "integer",
+                "minimum": 0,
+                "title": "Rejected rows allowed",
+                "description": "More rejected rows than this marks the import 'completed with failures'",
+            },
             "schema": {
                 "type": "object",
+                "title": "Column types",
                 "description": "Column types {column: type or {type, required}}; inferred when absent",
                 "additionalProperties": COLUMN_SPEC,
             },

@@ -171,10 +171,16 @@ def _cancel_child(child_id: int) -> None:
     coordinator=True,
     schema={
         "properties": {
-            "workflow_id": {"type": "integer"},
-            "name": {"type": "string"},
-            "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS, "items": {"type": "object"}},
-            "input": {"type": "object", "default": {}},
+            "workflow_id": {"type": "integer", "title": "Workflow"},
+            "name": {"type": "string", "title": "Name"},
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_STEPS,
+                "items": {"type": "object"},
+                "title": "Steps",
+            },
+            "input": {"type": "object", "default": {}, "title": "Input"},
         },
         "required": ["steps"],
     },
