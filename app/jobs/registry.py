@@ -151,7 +151,7 @@ def job_kind(
 def unknown_reference(path: str, message: str) -> ValidationFailed:
     """The 400 a submission gets when its params name something the user does not have
     (a test case, an upload, a dataset): refused now, not failed later."""
-    return ValidationFailed(message, code="unknown_reference", details={"path": path})
+    return ValidationFailed(f"{path}: {message}", code="unknown_reference", details={"path": path})
 
 
 def get_kind(name: str) -> JobKind:

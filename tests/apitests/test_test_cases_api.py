@@ -192,7 +192,7 @@ def test_batch_with_a_missing_case_is_refused_naming_its_position(client, auth):
     error = response.get_json()["error"]
     assert error == {
         "code": "unknown_reference",
-        "message": "test case 999 not found",
+        "message": "params.test_case_ids[1]: test case 999 not found",
         "details": {"path": "params.test_case_ids[1]"},
     }
 
