@@ -17,7 +17,7 @@ from tests.helpers import wait_for
 from tests.integration.conftest import ServerProcess, launch
 from tests.target_service import TargetService
 
-from .conftest import CHROMIUM_ARGS, TIMEOUT_MS, screenshot, sign_in
+from .conftest import TIMEOUT_MS, screenshot, sign_in
 
 LONG_MS = 90_000
 #: Widths the screenshots are taken at: a laptop and a phone.
@@ -67,6 +67,15 @@ def shots(page: Any, name: str) -> None:
         page.evaluate("() => new Promise(requestAnimationFrame)")
         screenshot(page, f"{name}-{width}")
     page.set_viewport_size(WIDTHS["1280"])
+
+
+#: The bar's colour while a job runs (``accent-color`` of a running bar).
+RUNNING_BLUE = "rgb(47, 111, 222)"
+
+
+def bar_colour(page: Any, selector: str = "#summary progress") -> str:
+    """The colour a bar is drawn in."""
+    return str(page.eval_on_selector(selector, "p => getComputedStyle(p).accentColor"))
 
 
 def new_job_form(page: Any, kind: str) -> None:
@@ -172,7 +181,7 @@ def test_a_batch_of_a_b_a_b_a_b_from_the_form_shows_six_rows_numbered_1_to_6_and
     # Children are folded under their batch: none of the six api_test jobs is a top row.
     assert page.locator("tr.job:not(.child)").filter(has_text="API test case").count() <= 1
     row.locator("button.fold").click()
-    wait_for(lambda: page.locator(f"tr.job.child[data-job-id]").count() >= 6, timeout=10)
+    wait_for(lambda: page.locator("tr.job.child[data-job-id]").count() >= 6, timeout=10)
     shots(page, "dashboard")
 
     page.goto(f"/jobs/{job_id}")
