@@ -18,7 +18,8 @@ $("summary").append(summary.node);
 let model = null;
 let kinds = [];
 let artifactsLoaded = false;
-let childrenLoaded = -1;
+/** "initial" then "final": the child list is read once on load and once when the job ends. */
+let childrenLoaded = "";
 const steps = new Map(); // key -> <tr>
 /** Every durable event seen, for the (lazily drawn) history table. */
 const history = [];
@@ -38,11 +39,9 @@ function kindTitle(name) {
 /** Why Re-run cannot work for this job, or "" when it can. */
 function rerunBlocker(job) {
   if (job.kind === "file_upload") return "An upload is sent again from the Upload page.";
-  if (job.kind === "workflow" && !job.params?.workflow_id) return "This workflow execution has no saved workflow to run again.";
+  if (job.kind === "workflow") return job.params?.workflow_id ? "" : "This execution has no saved workflow to run again.";
   const kind = kinds.find((k) => k.kind === job.kind);
-  if (job.kind !== "workflow" && kind && kind.submittable === false) return `${kindTitle(job.kind)} jobs cannot be started again.`;
-  if (!job.status || job.status === "pending" || job.status === "running") return "";
-  return "";
+  return kind && kind.submittable === false ? `${kindTitle(job.kind)} jobs cannot be started again.` : "";
 }
 
 function render() {
@@ -77,13 +76,16 @@ function render() {
     $("error-message").textContent = job.error.message || "";
   }
   if (model.terminal && !artifactsLoaded) loadArtifacts();
-  if ((job.child_count || model.terminal) && childrenLoaded !== model.seenSeq && isCoordinator(job)) loadChildren();
+  const childStage = model.terminal ? "final" : "initial";
+  if (isCoordinator(job) && childrenLoaded !== childStage && (job.child_count || model.terminal)) {
+    childrenLoaded = childStage;
+    loadChildren();
+  }
 }
 
 function isCoordinator(job) { return job.kind === "batch_execution" || job.kind === "workflow"; }
 
 async function loadChildren() {
-  childrenLoaded = model.seenSeq;
   try {
     const { jobs, total } = await api(`/api/jobs?parent_id=${jobId}&limit=500`);
     if (!total) return;
