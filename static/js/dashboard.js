@@ -252,9 +252,12 @@ async function onAnyJobMessage(message) {
 
 function selectedKind() { return kinds.find((k) => k.kind === $("kind").value); }
 
+let shownKind = null;
 async function showKindForm() {
   const kind = selectedKind();
   const name = kind?.kind;
+  if (name === shownKind) return; // the same kind chosen again: keep what was typed
+  shownKind = name;
   $("kind-description").textContent = kind?.description || "";
   $("workflow-starter").hidden = name !== "workflow";
   $("upload-hint").hidden = name !== "file_upload";
@@ -263,11 +266,13 @@ async function showKindForm() {
   $("start-job").textContent = name === "workflow" ? "Start workflow" : "Start job";
   const fieldset = $("params");
   fieldset.replaceChildren(el("legend", { text: "Parameters" }));
+  delete fieldset.dataset.kind;
   if (name === "workflow") { await loadWorkflows(); if (!$("workflow-steps").children.length) addWorkflowStep(); return; }
   if (name === "file_upload") return;
   choices ??= await loadChoices();
   if (selectedKind()?.kind !== name) return; // changed meanwhile
   fieldset.append(...paramFields(kind?.schema, "param", choices, name));
+  fieldset.dataset.kind = name;
 }
 
 async function loadKinds() {

@@ -83,7 +83,10 @@ def new_job_form(page: Any, kind: str) -> None:
     page.goto("/")
     page.locator("#connection-state").filter(has_text="connected").wait_for()
     page.get_by_label("Kind", exact=True).select_option(kind)
-    page.locator(f'#kind option[value="{kind}"]:checked').wait_for(state="attached")
+    if kind == "workflow":
+        page.locator("#workflow-starter").wait_for()
+    else:
+        page.locator(f'#params[data-kind="{kind}"]').wait_for(state="attached")
 
 
 def started_job_id(page: Any) -> int:
@@ -153,11 +156,7 @@ def test_a_failing_api_test_started_from_the_form_reads_completed_with_failures(
     badge = page.locator("#summary .badge")
     badge.filter(has_text="completed with failures").wait_for()
     assert page.locator("#summary progress").get_attribute("data-state") == "failures"
-    colour = page.eval_on_selector(
-        "#summary progress", "p => getComputedStyle(p, '::-webkit-progress-value').backgroundColor"
-    )
-    running_blue = "rgb(47, 111, 222)"
-    assert colour != running_blue
+    assert bar_colour(page) not in (RUNNING_BLUE, "rgb(31, 138, 71)")  # neither running nor success
     assert read_job(site, token, job_id)["outcome"] == "failures"
 
 
@@ -178,10 +177,16 @@ def test_a_batch_of_a_b_a_b_a_b_from_the_form_shows_six_rows_numbered_1_to_6_and
     row = page.locator(f'tr.job[data-job-id="{job_id}"]')
     row.locator(".badge").filter(has_text="completed with failures").wait_for(timeout=LONG_MS)
     assert "3 of 6 cases failed" in row.locator(".counts").inner_text()
-    # Children are folded under their batch: none of the six api_test jobs is a top row.
-    assert page.locator("tr.job:not(.child)").filter(has_text="API test case").count() <= 1
+    # Children are folded under their batch: none of its six api_test jobs is a top row.
+    children = {j["id"] for j in site.api("GET", f"/api/jobs?parent_id={job_id}", token).json()["jobs"]}
+    assert len(children) == 6
+    top = set(page.eval_on_selector_all("tr.job:not(.child)", "rows => rows.map(r => Number(r.dataset.jobId))"))
+    assert not children & top
     row.locator("button.fold").click()
-    wait_for(lambda: page.locator("tr.job.child[data-job-id]").count() >= 6, timeout=10)
+    child_rows = "tr.job.child"
+    wait_for(lambda: page.locator(child_rows).count() == 6, timeout=10)
+    shown = set(page.eval_on_selector_all(child_rows, "rows => rows.map(r => Number(r.dataset.jobId))"))
+    assert shown == children
     shots(page, "dashboard")
 
     page.goto(f"/jobs/{job_id}")
@@ -219,10 +224,7 @@ def test_a_failed_simulate_is_red_and_its_error_shows_once(tab: Any, site: Serve
     page.goto(f"/jobs/{job_id}")
     page.locator("#summary .badge").filter(has_text="failed").wait_for(timeout=LONG_MS)
     assert page.locator("#summary progress").get_attribute("data-state") == "failed"
-    colour = page.eval_on_selector(
-        "#summary progress", "p => getComputedStyle(p, '::-webkit-progress-value').backgroundColor"
-    )
-    assert colour == "rgb(198, 40, 40)"
+    assert bar_colour(page) == "rgb(198, 40, 40)"
     assert page.get_by_text("simulated failure at step 3").count() == 1  # once, in the Error card
     assert page.locator("#rerun").is_enabled() and page.locator("#cancel").is_disabled()
     shots(page, "job-failed")
