@@ -420,3 +420,17 @@ def test_the_dashboard_pages_past_fifty_searches_and_counts_by_status(
     page.get_by_label("Search jobs").fill("99999")  # the 100,000-line job's steps
     wait_for(lambda: rows.count() == 1, timeout=10)
     assert "steps 99999" in rows.first.inner_text()
+
+
+def test_websocket_test_messages_keep_their_numbers_as_new_ones_arrive(tab: Any) -> None:
+    page = tab
+    page.goto("/websocket-test")
+    page.locator("#connection-state").filter(has_text="connected").wait_for()
+    page.get_by_role("button", name="Ping").click()
+    page.locator("#rtt").filter(has_text=re.compile(r"\d+ ms$")).wait_for()
+    numbers = page.eval_on_selector_all("#message-log li", "items => items.map(i => [i.value, i.textContent])")
+    assert numbers and [n for n, _ in numbers] == sorted((n for n, _ in numbers), reverse=True)
+    page.get_by_role("button", name="Echo").click()
+    page.locator("#echo-result").filter(has_text="hello herald").wait_for()
+    later = dict(page.eval_on_selector_all("#message-log li", "items => items.map(i => [i.textContent, i.value])"))
+    assert all(later[text] == number for number, text in numbers)  # each message kept its number
