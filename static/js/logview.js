@@ -94,6 +94,8 @@ export class LogView {
   render() {
     const size = this.size;
     this.spacer.style.height = `${size * this.rowHeight}px`;
+    // A short log takes the room it needs; a long one a fixed window (the CSS height).
+    this.container.style.height = size < 16 ? `${Math.max(3, size) * this.rowHeight + 18}px` : "";
     if (this.following) this.container.scrollTop = this.container.scrollHeight;
     const top = this.container.scrollTop;
     const height = this.container.clientHeight || 320;

@@ -74,8 +74,8 @@ async function loadUploads() {
 }
 
 /** A live job summary with a link to its page; onDone(model) when it finishes. */
-function followJob(job, container, onDone) {
-  const summary = new JobSummary(job.id);
+function followJob(job, container, onDone, { showError = true } = {}) {
+  const summary = new JobSummary(job.id, { showError });
   const model = new JobModel(job);
   container.replaceChildren(el("p", {}, el("a", { href: `/jobs/${job.id}`, text: `Job #${job.id} (${job.kind})` })),
     summary.node);
@@ -191,7 +191,7 @@ $("import-form").addEventListener("submit", async (event) => {
     followJob(job, $("import-job"), async (model) => {
       showImportOutcome(model);
       if (model.job.status === "completed") await showReportForm(name);
-    });
+    }, { showError: false }); // the outcome below says why nothing was imported
   } catch (error) { $("job-error").textContent = error.message; }
 });
 
