@@ -7,7 +7,7 @@ import { api, el, formatPercent, setProgress, startPage } from "./herald.js";
 import { loadChoices, paramFields, readParams } from "./forms.js";
 import { JobModel, isProgress, progressDone } from "./jobview.js";
 import {
-  countsText, durationOf, formatCount, formatDateTime, formatDuration, formatRate, outcomeOf, paramsSummary, unitOf,
+  countsText, durationOf, formatCount, resultSummary, formatDateTime, formatDuration, formatRate, outcomeOf, paramsSummary, unitOf,
 } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -89,7 +89,7 @@ function render(row) {
   const rate = !row.model.terminal && p.rate != null ? formatRate(p.rate, unit) : "";
   row.detail.textContent = [done !== "–" ? done : "", rate].filter(Boolean).join(" · ");
   row.summary.textContent = paramsSummary(job.params, { max: 60 });
-  const text = countsText(job.counts);
+  const text = countsText(job.counts) || resultSummary(job);
   row.counts.hidden = !text;
   row.counts.textContent = text;
   if (job.error && !text) { row.counts.hidden = false; row.counts.textContent = job.error.message; }

@@ -138,3 +138,20 @@ export function paramsSummary(params, { max = 80 } = {}) {
   const line = parts.join(" · ");
   return line.length > max ? line.slice(0, max - 1) + "…" : line;
 }
+
+/** What a finished job's result says in one line: "1,199 imported · 1 rejected", "1 of 3 steps failed". */
+export function resultSummary(job) {
+  const r = job.result;
+  if (!r || typeof r !== "object") return "";
+  if (job.kind === "data_import" && r.imported_rows != null) {
+    return `${formatCount(r.imported_rows)} of ${plural(r.processed_rows, "row")} imported · ${formatCount(r.rejected_rows)} rejected`;
+  }
+  if (job.kind === "api_test" && r.status) {
+    const total = (r.passed || 0) + (r.failed || 0) + (r.skipped || 0);
+    return r.failed ? `${formatCount(r.failed)} of ${plural(total, "step")} failed` : `${plural(r.passed || 0, "step")} passed`;
+  }
+  if (job.kind === "batch_report" && Array.isArray(r.reports)) {
+    return `${plural(r.reports.length, "report")} · ${plural(r.reports.reduce((n, x) => n + (x.artifacts?.length || 0), 0), "file")}`;
+  }
+  return "";
+}

@@ -3,7 +3,7 @@
 // its unit, ETA, elapsed, counts).
 import { TERMINAL_STATUSES, el, formatPercent, setProgress } from "./herald.js";
 import {
-  countsText, durationOf, formatBytes, formatCount, formatDuration, formatRate, outcomeOf, unitOf,
+  countsText, durationOf, resultSummary, formatBytes, formatCount, formatDuration, formatRate, outcomeOf, unitOf,
 } from "./format.js";
 
 export const COUNT_KEYS = [
@@ -120,7 +120,7 @@ export class JobSummary {
     this.rate.textContent = active ? formatRate(p.rate, unit === "%" ? "%" : unit) : "–";
     this.eta.textContent = active ? formatDuration(p.eta) : "–";
     this.tick(model);
-    const text = countsText(job.counts);
+    const text = countsText(job.counts) || resultSummary(job);
     this.counts.hidden = !text;
     this.counts.textContent = text;
     const error = job.error && this.showError ? `${job.error.code}: ${job.error.message}` : "";

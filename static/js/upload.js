@@ -155,10 +155,12 @@ function showImportOutcome(model) {
   $("rejects").hidden = errors.length === 0;
   $("rejects-table").tBodies[0].replaceChildren(...errors.slice(0, 10).map((e) =>
     el("tr", {}, el("td", { class: "num", text: formatCount(e.row) }), el("td", { text: e.column || "–" }), el("td", { text: e.reason }))));
-  $("rejects-note").textContent = r.rejected_rows > errors.length
-    ? `The server keeps the first ${formatCount(errors.length)} of ${formatCount(r.rejected_rows)} rejects; the file has them all.`
-    : `All ${plural(errors.length, "reject")}.`;
-  lastImport = r;
+  const filed = r.rejects_artifact ? r.rejects_filed ?? r.rejected_rows : errors.length;
+  $("rejects-download").textContent = r.rejects_artifact ? "Download all rejects (CSV)" : "Download the listed rejects (CSV)";
+  $("rejects-note").textContent = filed < r.rejected_rows
+    ? `The file has ${formatCount(filed)} of ${formatCount(r.rejected_rows)} rejects.`
+    : `${plural(r.rejected_rows, "reject")}, each with its line, column and reason.`;
+  lastImport = { ...r, jobId: job.id };
 }
 
 function csvCell(value) {
@@ -168,6 +170,11 @@ function csvCell(value) {
 
 $("rejects-download").addEventListener("click", () => {
   if (!lastImport) return;
+  if (lastImport.rejects_artifact) { // every reject, as the server wrote them
+    download(`/api/jobs/${lastImport.jobId}/artifacts/${encodeURIComponent(lastImport.rejects_artifact)}`,
+      `${lastImport.dataset}-rejects.csv`);
+    return;
+  }
   const lines = ["line,column,reason", ...(lastImport.errors || []).map((e) => [e.row, e.column, e.reason].map(csvCell).join(","))];
   saveBlob(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }), `${lastImport.dataset}-rejects.csv`);
 });

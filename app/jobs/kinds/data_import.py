@@ -11,6 +11,7 @@ dataset needs ``mode: append|replace`` (409 ``dataset_exists`` at submit time ot
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable
 from itertools import islice
@@ -19,6 +20,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
+from ...data.artifacts import artifact_dir, record_artifact
 from ...data.datasets import (
     DATASET_NAME_PATTERN,
     RowWriter,
@@ -29,6 +31,7 @@ from ...data.datasets import (
     make_import_live,
     reconcile_interrupted_imports,
 )
+from ...data.reports import CONTENT_TYPES, escape_cell
 from ...data.tables import (
     COLUMN_TYPES,
     FORMATS,
@@ -59,6 +62,52 @@ from ..registry import job_kind, unknown_reference
 MAX_ERRORS = 100
 #: Rows between progress reports.
 REPORT_EVERY = 500
+#: Rejected rows written to the ``rejects.csv`` artifact (a file of nothing but bad rows
+#: stops growing here; the counts still count them all).
+MAX_REJECTS_FILED = 1_000_000
+REJECTS_ARTIFACT = "rejects.csv"
+
+
+class RejectsFile:
+    """Every rejected row (line, column, reason) as CSV in the job's artifact folder,
+    opened at the first reject; ``keep()`` records it as an artifact, ``discard()`` removes it."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.path: str | None = None
+        self.fh: Any = None
+        self.writer: Any = None
+        self.rows = 0
+
+    def add(self, line: int, column: str | None, reason: str) -> None:
+        if self.rows >= MAX_REJECTS_FILED:
+            return
+        if self.writer is None:
+            self.path = os.path.join(artifact_dir(self.job_id), REJECTS_ARTIFACT)
+            self.fh = open(self.path, "w", encoding="utf-8", newline="")  # closed by keep() or discard()
+            self.writer = csv.writer(self.fh)
+            self.writer.writerow(["line", "column", "reason"])
+        self.writer.writerow([line, escape_cell(column or ""), escape_cell(reason)])
+        self.rows += 1
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+    def keep(self) -> str | None:
+        """Record the file as the job's ``rejects.csv``; its name, or None when no row was rejected."""
+        self.close()
+        if self.path is None:
+            return None
+        record_artifact(self.job_id, REJECTS_ARTIFACT, CONTENT_TYPES["csv"])
+        return REJECTS_ARTIFACT
+
+    def discard(self) -> None:
+        self.close()
+        if self.path is not None and os.path.exists(self.path):
+            os.remove(self.path)
+
 
 COLUMN_SPEC = {
     "oneOf": [
@@ -162,6 +211,7 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     estimate = estimate_rows(path, fmt, ctx.yield_if_due)
     dataset_id: int | None = existing_id
     created = False
+    rejects = RejectsFile(ctx.job_id)
     try:
         with open_table(path, fmt, limits, pause=ctx.yield_if_due, in_thread=ctx.run_in_thread) as table:
             if estimate is None:
@@ -173,11 +223,13 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
                 dataset_id = create_dataset(ctx.owner_id, params["dataset"], columns)
                 created = True
             writer = RowWriter(dataset_id, ctx.job_id)
-            counts = _import_rows(ctx, table, sample, rows, columns, writer, estimate)
+            counts = _import_rows(ctx, table, sample, rows, columns, writer, estimate, rejects)
+        rejects.close()
         replaced = make_import_live(
             dataset_id, ctx.job_id, replace=(mode == "replace"), row_count=counts["imported_rows"]
         )
     except BaseException as exc:
+        rejects.discard()
         discard_import_rows([ctx.job_id])
         if created and dataset_id is not None:
             delete_dataset_if_empty(dataset_id)
@@ -188,6 +240,8 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         raise
     if replaced:
         discard_import_rows(replaced)
+    counts["rejects_artifact"] = rejects.keep()
+    counts["rejects_filed"] = rejects.rows
     ctx.log(
         f"imported {counts['imported_rows']} of {counts['processed_rows']} rows into {params['dataset']!r}"
         f" ({counts['rejected_rows']} rejected)"
@@ -242,6 +296,7 @@ def _import_rows(
     columns: list[Column],
     writer: RowWriter,
     estimate: int,
+    rejects: RejectsFile,
 ) -> dict[str, Any]:
     """The hot loop: convert, buffer, write in batches, report; returns the counts."""
     convert = _converter_for(table, columns)
@@ -271,6 +326,7 @@ def _import_rows(
                 typed = convert(values)
             except RowRejected as bad:
                 rejected += 1
+                rejects.add(line, bad.column, bad.reason)
                 if len(errors) < MAX_ERRORS:
                     errors.append({"row": line, "column": bad.column or None, "reason": bad.reason})
             else:
