@@ -314,6 +314,13 @@ def test_upload_import_report_and_the_three_downloads_all_from_the_upload_page(
     dataset = site.api("GET", "/api/datasets/sales", token).json()["dataset"]
     assert dataset["row_count"] == 1199
 
+    # The upload's own job cannot be re-run from its page, and says why.
+    upload_job = site.api("GET", "/api/uploads", token).json()["uploads"][0]["job_id"]
+    page.goto(f"/jobs/{upload_job}")
+    page.locator("#summary .badge").filter(has_text="completed").wait_for()
+    page.wait_for_function("() => document.getElementById('rerun-wrap').title.includes('Upload page')")
+    assert page.locator("#rerun").is_disabled()
+
 
 # -- 2. runs you can read -------------------------------------------------------------------
 
