@@ -88,7 +88,7 @@ function render(row) {
   const done = progressDone(job, unit);
   const rate = !row.model.terminal && p.rate != null ? formatRate(p.rate, unit) : "";
   row.detail.textContent = [done !== "–" ? done : "", rate].filter(Boolean).join(" · ");
-  row.summary.textContent = paramsSummary(job.params, { max: 60 });
+  row.summary.textContent = paramsSummary(job.params, { max: 70, schema: kinds.find((k) => k.kind === job.kind)?.schema });
   const text = countsText(job.counts) || resultSummary(job);
   row.counts.hidden = !text;
   row.counts.textContent = text;

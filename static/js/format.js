@@ -123,8 +123,9 @@ export function countsText(counts) {
   return parts.join(" · ");
 }
 
-/** A short one-line summary of a job's params for tables: "steps 20 · interval 0.2". */
-export function paramsSummary(params, { max = 80 } = {}) {
+/** A short one-line summary of a job's params for tables: "Steps 20 · Seconds per step 0.2"
+ * (names from the kind's schema titles when ``schema`` is given). */
+export function paramsSummary(params, { max = 80, schema = null } = {}) {
   if (!params || typeof params !== "object") return "";
   const parts = [];
   for (const [key, value] of Object.entries(params)) {
@@ -133,7 +134,7 @@ export function paramsSummary(params, { max = 80 } = {}) {
     if (Array.isArray(value)) text = value.length <= 6 && value.every((v) => typeof v !== "object") ? value.join(",") : `${value.length} items`;
     else if (typeof value === "object") text = "{…}";
     else text = String(value);
-    parts.push(`${key} ${text}`);
+    parts.push(`${schema?.properties?.[key]?.title || key} ${text}`);
   }
   const line = parts.join(" · ");
   return line.length > max ? line.slice(0, max - 1) + "…" : line;

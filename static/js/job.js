@@ -56,7 +56,7 @@ function render() {
   $("d-duration").textContent = formatDuration(durationOf(job));
   $("d-parent-row").hidden = !job.parent_id;
   if (job.parent_id) $("d-parent").replaceChildren(el("a", { href: `/jobs/${job.parent_id}`, text: `job #${job.parent_id}` }));
-  $("params-summary").textContent = paramsSummary(job.params);
+  $("params-summary").textContent = paramsSummary(job.params, { schema: kinds.find((k) => k.kind === job.kind)?.schema });
   $("d-params").textContent = JSON.stringify(job.params ?? {}, null, 2);
 
   const active = job.status === "pending" || job.status === "running";

@@ -427,7 +427,7 @@ def test_the_dashboard_pages_past_fifty_searches_and_counts_by_status(
     page.locator('.chip[data-status="failed"] strong').filter(has_text=str(failed)).wait_for()
     page.get_by_label("Search jobs").fill("99999")  # the 100,000-line job's steps
     wait_for(lambda: rows.count() == 1, timeout=10)
-    assert "steps 99999" in rows.first.inner_text()
+    assert "Steps 99999" in rows.first.inner_text()
 
 
 def test_websocket_test_messages_keep_their_numbers_as_new_ones_arrive(tab: Any) -> None:
