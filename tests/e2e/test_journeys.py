@@ -322,6 +322,34 @@ def test_upload_import_report_and_the_three_downloads_all_from_the_upload_page(
     assert page.locator("#rerun").is_disabled()
 
 
+def test_an_import_and_a_report_start_from_the_new_job_form_with_pickers(
+    tab: Any, site: ServerProcess, token: str
+) -> None:
+    """After the upload test: its file is offered by name, datasets by name, columns by name."""
+    page = tab
+    new_job_form(page, "data_import")
+    upload = site.api("GET", "/api/uploads", token).json()["uploads"][0]
+    page.get_by_label("Uploaded file").select_option(upload["upload_id"])
+    assert upload["filename"] in page.get_by_label("Uploaded file").locator("option:checked").inner_text()
+    page.get_by_label("Dataset", exact=True).fill("sales_copy")
+    assert page.get_by_label("Into an existing dataset").input_value() == ""  # optional: not forced
+    page.get_by_role("button", name="Start job").click()
+    job_id = started_job_id(page)
+    row = page.locator(f'tr.job[data-job-id="{job_id}"]')
+    row.locator(".badge").filter(has_text=re.compile(r"^completed$")).wait_for(timeout=LONG_MS)
+    assert "1,199 of 1,200 rows imported · 1 rejected" in row.inner_text()
+
+    new_job_form(page, "batch_report")
+    page.get_by_label("Dataset", exact=True).select_option("sales_copy")
+    page.get_by_label("region", exact=True).check()
+    page.get_by_role("button", name="Start job").click()
+    report_id = started_job_id(page)
+    page.locator(f'tr.job[data-job-id="{report_id}"] .badge').filter(has_text="completed").wait_for(timeout=LONG_MS)
+    job = read_job(site, token, report_id)
+    assert job["params"]["dataset"] == "sales_copy"
+    assert job["params"]["reports"] == [{"name": "summary", "group_by": ["region"], "metrics": [{"op": "count"}]}]
+
+
 # -- 2. runs you can read -------------------------------------------------------------------
 
 
