@@ -16,6 +16,7 @@ let upload = null;
 let chosenFile = null;
 let uploads = [];
 let reportKind = null;
+let kindTitles = { data_import: "Data import", batch_report: "Batch report" };
 let lastImport = null;
 
 const conn = startPage();
@@ -77,7 +78,7 @@ async function loadUploads() {
 function followJob(job, container, onDone, { showError = true } = {}) {
   const summary = new JobSummary(job.id, { showError });
   const model = new JobModel(job);
-  container.replaceChildren(el("p", {}, el("a", { href: `/jobs/${job.id}`, text: `Job #${job.id} (${job.kind})` })),
+  container.replaceChildren(el("p", {}, el("a", { href: `/jobs/${job.id}`, text: `Job #${job.id} · ${kindTitles[job.kind] || job.kind}` })),
     summary.node);
   summary.update(model);
   let done = false;
@@ -301,6 +302,7 @@ if (conn) {
   loadUploads().catch(() => {});
   api("/api/kinds").then(({ kinds }) => {
     reportKind = kinds.find((k) => k.kind === "batch_report");
+    kindTitles = Object.fromEntries(kinds.map((k) => [k.kind, k.title || k.kind]));
     return showReportForm();
   }).catch((error) => { $("job-error").textContent = error.message; });
 }
