@@ -36,9 +36,22 @@ function kindTitle(name) {
   return kinds.find((k) => k.kind === name)?.title || name || "";
 }
 
+/** For an import that created its dataset: the dataset exists now, so the same params would be refused. */
+let datasetNowExists = null;
+async function checkImportTarget(job) {
+  if (datasetNowExists !== null || job.kind !== "data_import" || job.params?.mode) return;
+  datasetNowExists = false;
+  try {
+    await api(`/api/datasets/${encodeURIComponent(job.params.dataset)}`);
+    datasetNowExists = true;
+    render();
+  } catch { /* not there: the same import can run again */ }
+}
+
 /** Why Re-run cannot work for this job, or "" when it can. */
 function rerunBlocker(job) {
   if (job.kind === "file_upload") return "An upload is sent again from the Upload page.";
+  if (datasetNowExists) return `Dataset "${job.params.dataset}" exists now: import from the Upload page to append or replace.`;
   if (job.kind === "workflow") return job.params?.workflow_id ? "" : "This execution has no saved workflow to run again.";
   const kind = kinds.find((k) => k.kind === job.kind);
   return kind && kind.submittable === false ? `${kindTitle(job.kind)} jobs cannot be started again.` : "";
@@ -63,6 +76,7 @@ function render() {
   $("cancel").disabled = !active;
   $("cancel").title = active ? "Stop this job (asks first)" : `Nothing to cancel: the job is ${job.status}.`;
   if (!active) $("cancel-confirm").hidden = true;
+  if (model.terminal) checkImportTarget(job);
   const blocker = rerunBlocker(job);
   $("rerun").disabled = Boolean(blocker);
   $("rerun-wrap").title = blocker || "Start a new job with the same kind and parameters";

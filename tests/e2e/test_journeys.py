@@ -253,7 +253,10 @@ def test_a_workflow_created_and_started_from_the_form_runs_its_steps(tab: Any, s
     page.goto(f"/jobs/{job_id}")
     page.locator("#steps tbody tr").nth(1).wait_for()
     assert page.locator("#steps tbody td:nth-child(3)").all_inner_texts() == ["completed", "completed"]
-    assert page.locator("#rerun").is_enabled()
+    page.get_by_role("button", name="Re-run").click()  # a workflow runs again from its saved steps
+    page.wait_for_url(lambda url: not url.endswith(f"/jobs/{job_id}"))
+    again = read_job(site, token, int(page.url.rsplit("/", 1)[1]))
+    assert again["kind"] == "workflow" and again["params"]["workflow_id"] == job["params"]["workflow_id"]
 
 
 def test_upload_import_report_and_the_three_downloads_all_from_the_upload_page(
@@ -338,6 +341,9 @@ def test_an_import_and_a_report_start_from_the_new_job_form_with_pickers(
     row = page.locator(f'tr.job[data-job-id="{job_id}"]')
     row.locator(".badge").filter(has_text=re.compile(r"^completed$")).wait_for(timeout=LONG_MS)
     assert "1,199 of 1,200 rows imported · 1 rejected" in row.inner_text()
+    page.goto(f"/jobs/{job_id}")  # the same import again would be refused: the dataset exists now
+    page.wait_for_function("() => document.getElementById('rerun-wrap').title.includes('exists now')")
+    assert page.locator("#rerun").is_disabled()
 
     new_job_form(page, "batch_report")
     page.get_by_label("Dataset", exact=True).select_option("sales_copy")
