@@ -281,6 +281,7 @@ async function loadHistory(headSeq, first) {
     if (more) next = fetchPage(last);
     for (const message of page.events) onMessage(message);
     loadedSeq = last;
+    log.setLoading(more ? { done: last, total: Math.max(page.last_seq, headSeq) } : null);
     if (!more) return;
   }
 }
@@ -312,6 +313,7 @@ async function start() {
   try {
     await loadHistory(job.last_seq ?? 0, firstPage);
   } catch { /* the subscription replays the rest */ }
+  log.setLoading(null);
   const ack = await conn.subscribe(jobId, onMessage, {
     lastSeq: loadedSeq,
     onSnapshot: (snap) => { if (model.applySnapshot(snap)) render(); },

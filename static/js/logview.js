@@ -32,6 +32,8 @@ export class LogView {
     this.rowHeight = 20;
     this.pending = false;
     this.drawn = { first: -1, last: -1, size: -1 };
+    /** While stored events are read: {done, total} seqs, shown beside the count. */
+    this.loading = null;
     container.addEventListener("scroll", () => this.onScroll(), { passive: true });
     search.addEventListener("input", () => this.setFilter());
     level.addEventListener("change", () => this.setFilter());
@@ -40,6 +42,12 @@ export class LogView {
   }
 
   get following() { return this.followEl.checked; }
+
+  /** Say how far reading the stored events has come (null: done). */
+  setLoading(progress) {
+    this.loading = progress;
+    this.schedule();
+  }
 
   /** Add one ``job_log`` (or seed-003 ``log``) message. */
   add(message) {
@@ -104,6 +112,7 @@ export class LogView {
     this.countEl.textContent = this.visible
       ? `${formatCount(size)} of ${formatCount(this.lines.length)} lines match`
       : `${formatCount(this.lines.length)} ${this.lines.length === 1 ? "line" : "lines"}`;
+    if (this.loading) this.countEl.textContent += ` · reading events ${formatCount(this.loading.done)} of ${formatCount(this.loading.total)}…`;
     this.emptyEl.hidden = this.lines.length > 0;
     if (first === this.drawn.first && last === this.drawn.last && size === this.drawn.size) return;
     this.drawn = { first, last, size };
