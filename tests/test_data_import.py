@@ -146,7 +146,8 @@ def test_other_user_cannot_import_or_read_datasets(client, auth):
         json={"kind": "data_import", "params": {"upload_id": "sales", "dataset": "stolen"}},
         headers=auth.headers(bob),
     )
-    assert response.status_code == 404
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"] == {"path": "params.upload_id"}
     run_job(client, alice, "data_import", {"upload_id": "sales", "dataset": "sales"})
     assert client.get("/api/datasets/sales", headers=auth.headers(bob)).status_code == 404
     assert client.get("/api/datasets/sales/rows", headers=auth.headers(bob)).status_code == 404
@@ -232,3 +233,30 @@ def test_workbook_with_shared_strings_imports(client, auth, tmp_path):
     assert job["status"] == "completed", job["error"]
     assert job["result"]["imported_rows"] == 1000
     assert rows_of(client, token, "cities")[-1] == {"city": "city 5", "qty": 999}
+
+
+def test_every_rejected_row_is_in_the_rejects_artifact_with_line_column_and_reason(client, auth):
+    token = auth.token_for("alice")
+    bad = "".join(f"r{i},not-a-number\n" for i in range(150))  # more rejects than the result keeps
+    upload_bytes(client, token, ("name,amount\nok,1\n" + bad + "last,x\n").encode(), "r.csv", "r")
+    job = run_job(client, token, "data_import", {"upload_id": "r", "dataset": "r", "schema": {"amount": "integer"}})
+    result = job["result"]
+    assert (result["rejected_rows"], len(result["errors"]), result["rejects_filed"]) == (151, 100, 151)
+    assert result["rejects_artifact"] == "rejects.csv"
+    headers = {"Authorization": f"Bearer {token}"}
+    listed = client.get(f"/api/jobs/{job['id']}/artifacts", headers=headers).get_json()["artifacts"]
+    assert [a["name"] for a in listed] == ["rejects.csv"]
+    response = client.get(listed[0]["url"], headers=headers)
+    lines = response.get_data(as_text=True).splitlines()
+    response.close()
+    assert lines[0] == "line,column,reason" and len(lines) == 152
+    assert lines[1].startswith("3,amount,") and lines[-1].startswith("153,amount,")  # file lines of the bad rows
+
+
+def test_an_import_with_no_rejects_has_no_rejects_artifact(client, auth):
+    token = auth.token_for("alice")
+    upload_bytes(client, token, b"name,amount\na,1\n", "g.csv", "g")
+    job = run_job(client, token, "data_import", {"upload_id": "g", "dataset": "g"})
+    assert job["result"]["rejects_artifact"] is None
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get(f"/api/jobs/{job['id']}/artifacts", headers=headers).get_json()["artifacts"] == []

@@ -138,3 +138,39 @@ def test_health_reports_mode_and_connections(client):
     body = client.get("/health").get_json()
     assert body["status"] == "ok" and body["async_mode"] == "threading"
     assert "socketio" in body["connections"]
+
+
+def test_list_counts_by_status_and_pages_past_the_first_page(client, auth):
+    token = auth.token_for("alice")
+    for _ in range(3):
+        submit(client, auth, token, steps=1, interval=0)
+    headers = auth.headers(token)
+    wait_for(lambda: client.get("/api/jobs?status=completed", headers=headers).get_json()["total"] == 3)
+    first = client.get("/api/jobs?limit=2", headers=headers).get_json()
+    assert len(first["jobs"]) == 2 and first["total"] == 3
+    assert first["status_counts"]["completed"] == 3 and first["status_counts"]["failed"] == 0
+    second = client.get("/api/jobs?limit=2&offset=2", headers=headers).get_json()
+    assert len(second["jobs"]) == 1
+    assert len({j["id"] for j in first["jobs"] + second["jobs"]}) == 3
+
+
+def test_list_searches_by_id_and_params_and_keeps_children_under_their_parent(app, client, auth):
+    token = auth.token_for("alice")
+    headers = auth.headers(token)
+    parent = submit(client, auth, token, steps=1, interval=0).get_json()["job"]["id"]
+    with app.app_context():
+        from app.extensions import db
+        from app.jobs import service
+        from app.models import User
+
+        owner = db.session.query(User).filter_by(username="alice").one().id
+        child = service.submit_job(owner, "simulate", {"steps": 7, "interval": 0}, parent_id=parent).id
+    top = client.get("/api/jobs?top_level=true", headers=headers).get_json()
+    assert [j["id"] for j in top["jobs"]] == [parent] and top["jobs"][0]["child_count"] == 1
+    children = client.get(f"/api/jobs?parent_id={parent}", headers=headers).get_json()["jobs"]
+    assert [j["id"] for j in children] == [child]
+    assert [j["id"] for j in client.get(f"/api/jobs?q=%23{child}", headers=headers).get_json()["jobs"]] == [child]
+    found = client.get('/api/jobs?q="steps": 7', headers=headers).get_json()["jobs"]
+    assert [j["id"] for j in found] == [child]
+    one = client.get(f"/api/jobs/{parent}", headers=headers).get_json()["job"]
+    assert one["owner"] == "alice" and one["child_count"] == 1

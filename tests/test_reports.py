@@ -115,11 +115,13 @@ def test_report_on_unknown_column_is_refused_at_submit(client, auth, sales):
     assert response.status_code == 400 and "nope" in response.get_json()["error"]["message"]
 
 
-def test_report_on_unknown_dataset_is_404(client, auth):
+def test_report_on_unknown_dataset_is_a_400_naming_the_field(client, auth):
     token = auth.token_for("alice")
     params = {"dataset": "missing", "reports": [{"name": "r", "metrics": [{"op": "count"}]}]}
     response = client.post("/api/jobs", json={"kind": "batch_report", "params": params}, headers=auth.headers(token))
-    assert response.status_code == 404
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "unknown_reference" and error["details"] == {"path": "params.dataset"}
 
 
 def test_report_progress_ends_with_all_reports_completed(client, auth, sales):

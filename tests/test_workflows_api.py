@@ -138,3 +138,21 @@ def test_references_must_point_to_earlier_steps():
 def test_execution_time_is_seconds_between_start_and_end():
     assert execution_time("2026-01-01T00:00:00.000Z", "2026-01-01T00:00:02.500Z") == 2.5
     assert execution_time("2026-01-01T00:00:00.000Z", None) is None
+
+
+def test_a_step_naming_an_unknown_test_case_is_refused_when_saved(client, auth):
+    token = auth.token_for("alice")
+    steps = [{"kind": "simulate", "params": {}}, {"kind": "api_test", "params": {"test_case_id": 77}}]
+    body = {"name": "w", "steps": steps}
+    response = client.post("/api/workflows", json=body, headers=auth.headers(token))
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "unknown_reference" and error["details"] == {"path": "steps[1].params.test_case_id"}
+
+
+def test_a_step_with_bad_literal_params_is_refused_when_saved(client, auth):
+    token = auth.token_for("alice")
+    body = {"name": "w", "steps": [{"kind": "simulate", "params": {"steps": "many"}}]}
+    response = client.post("/api/workflows", json=body, headers=auth.headers(token))
+    assert response.status_code == 400
+    assert response.get_json()["error"]["details"] == {"path": "steps[0].params.steps"}

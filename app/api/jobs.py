@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..auth.tokens import current_user
+from ..extensions import db
 from ..inputs import CLIENT_ID_REGEX
 from ..jobs import history, service
 from ..jobs.registry import all_kinds
-from ..models import JobStatus
+from ..models import JobStatus, User
 from . import bp
 from .schema import OFFSET, integer, spec
 
@@ -35,8 +36,12 @@ SNAPSHOT_SCHEMA = {
 JOB_SCHEMA = {"type": "object", "required": ["job"], "properties": {"job": SNAPSHOT_SCHEMA}}
 JOBS_SCHEMA = {
     "type": "object",
-    "required": ["jobs"],
-    "properties": {"jobs": {"type": "array", "items": SNAPSHOT_SCHEMA}},
+    "required": ["jobs", "total", "status_counts"],
+    "properties": {
+        "jobs": {"type": "array", "items": SNAPSHOT_SCHEMA},
+        "total": {"type": "integer", "description": "jobs matching the filters (all pages)"},
+        "status_counts": {"type": "object", "description": "{status: n} under the filters other than status"},
+    },
 }
 EVENTS_SCHEMA = {
     "type": "object",
@@ -52,12 +57,13 @@ EVENTS_SCHEMA = {
 
 
 @bp.post("/jobs")
-@spec(body=SUBMIT_SCHEMA, responses={202: JOB_SCHEMA, 404: None, 409: None})
+@spec(body=SUBMIT_SCHEMA, responses={202: JOB_SCHEMA, 409: None})
 def submit_job(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Submit a job ``{kind, params, client_id?}``; it starts now or waits as pending.
 
-    Some kinds refer to other resources in their params: 404 when one is not yours, 409
-    when it is not ready (an upload still arriving, a dataset that exists).
+    Some kinds refer to other resources in their params: 400 ``unknown_reference`` with
+    ``details.path`` naming the field when one is not yours (a test case, an upload, a
+    dataset), 409 when it is not ready (an upload still arriving, a dataset that exists).
     """
     job = service.submit_job(current_user().id, body["kind"], body.get("params"), client_id=body.get("client_id"))
     return {"job": service.job_snapshot(job)}, 202
@@ -70,20 +76,44 @@ def submit_job(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         "kind": {"type": "string"},
         "limit": integer(50, minimum=1, maximum=500),
         "offset": OFFSET,
+        "parent_id": integer(0),  # 0: any parent
+        "top_level": {"type": "string", "enum": ["true", "false", "1", "0"]},
+        "q": {"type": "string", "maxLength": 200},
     },
     responses={200: JOBS_SCHEMA},
 )
-def list_jobs(status: str | None, kind: str | None, limit: int, offset: int) -> dict[str, Any]:
-    """Your jobs, newest first; filter with ``status`` and ``kind``."""
-    jobs = service.list_jobs(current_user().id, status=status, kind=kind, limit=limit, offset=offset)
-    return {"jobs": [service.job_snapshot(job) for job in jobs]}
+def list_jobs(
+    status: str | None,
+    kind: str | None,
+    limit: int,
+    offset: int,
+    parent_id: int,
+    top_level: str | None,
+    q: str | None,
+) -> dict[str, Any]:
+    """Your jobs, newest first; filter with ``status``, ``kind``, ``parent_id`` (its
+    children), ``top_level=true`` (jobs no other job started) and ``q`` (a job id, or text
+    in the kind or params). ``total`` counts every page; ``status_counts`` counts by status
+    under the other filters; each job has ``child_count``."""
+    filters = {"kind": kind, "parent_id": parent_id or None, "top_level": top_level in ("true", "1"), "search": q}
+    user_id = current_user().id
+    jobs = service.list_jobs(user_id, status=status, limit=limit, offset=offset, **filters)
+    counts = service.status_counts(user_id, **filters)
+    children = service.child_counts(job.id for job in jobs)
+    snapshots = [service.job_snapshot(job) | {"child_count": children.get(job.id, 0)} for job in jobs]
+    total = counts.get(status, 0) if status else sum(counts.values())
+    return {"jobs": snapshots, "total": total, "status_counts": counts}
 
 
 @bp.get("/jobs/<id:job_id>")
 @spec(responses={200: JOB_SCHEMA})
 def get_job(job_id: int) -> dict[str, Any]:
-    """One job's snapshot (status, progress, counts, result, error, last_seq)."""
-    return {"job": service.job_snapshot(service.get_owned_job(current_user().id, job_id))}
+    """One job's snapshot (status, outcome, progress, counts, result, error, last_seq),
+    with ``owner`` (the username) and ``child_count``."""
+    job = service.get_owned_job(current_user().id, job_id)
+    owner = db.session.get(User, job.owner_id)
+    extra = {"owner": owner.username if owner else None, "child_count": service.child_counts([job.id]).get(job.id, 0)}
+    return {"job": service.job_snapshot(job) | extra}
 
 
 @bp.get("/jobs/<id:job_id>/events")
@@ -96,7 +126,7 @@ def job_events(job_id: int, after: int, limit: int) -> dict[str, Any]:
     then the job itself (``GET /api/jobs/<id>``) is the state to start again from.
     """
     job = service.get_owned_job(current_user().id, job_id)
-    events = service.job_events(job.id, after=after, limit=limit)
+    events = service.job_event_messages(job.id, after=after, limit=limit)
     first_seq = history.first_kept_seq(job.id)
     complete = after >= job.last_seq or (first_seq is not None and first_seq <= after + 1)
     return {
@@ -104,7 +134,7 @@ def job_events(job_id: int, after: int, limit: int) -> dict[str, Any]:
         "last_seq": job.last_seq,
         "first_seq": first_seq,
         "complete": complete,
-        "events": [e.to_message() for e in events],
+        "events": events,
     }
 
 

@@ -77,8 +77,10 @@ def _owned_workflow(workflow_id: int) -> Workflow:
 @bp.post("/workflows")
 @spec(body=WORKFLOW_SCHEMA, responses={201: WORKFLOW_RESPONSE})
 def create_workflow(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """Save a workflow ``{name, steps: [{kind, params}]}``; references are checked now."""
-    workflow = Workflow(owner_id=current_user().id, name=body["name"], steps=validate_steps(body["steps"]))
+    """Save a workflow ``{name, steps: [{kind, params}]}``; references are checked now,
+    and a step's literal params as a submission would be (400 naming ``steps[i].params.x``)."""
+    owner_id = current_user().id
+    workflow = Workflow(owner_id=owner_id, name=body["name"], steps=validate_steps(body["steps"], owner_id))
     db.session.add(workflow)
     commit_session()
     return {"workflow": workflow.to_dict()}, 201

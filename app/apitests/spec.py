@@ -52,11 +52,13 @@ class CaseError(ValidationFailed):
 
 
 def _node_lines(node: yaml.Node, path: Path, lines: dict[Path, int]) -> None:
-    """Record the 1-based line of every node under ``node`` by its path."""
-    lines[path] = node.start_mark.line + 1
+    """Record the 1-based line of every node under ``node`` by its path; a mapping entry
+    is at its key's line (a block value starts on the next one, where no typo is)."""
+    lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode):
+                lines[(*path, key_node.value)] = key_node.start_mark.line + 1
                 _node_lines(value_node, (*path, key_node.value), lines)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):

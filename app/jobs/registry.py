@@ -19,8 +19,18 @@ if TYPE_CHECKING:
     from .context import JobContext
 
 JobFunction = Callable[["JobContext", dict[str, Any]], Any]
-#: ``precheck(owner_id, params)`` raises a ``HeraldError`` (404, 409 ...) to refuse a submission.
+#: ``precheck(owner_id, params)`` raises a ``HeraldError`` (400, 409 ...) to refuse a submission.
 Precheck = Callable[[int, dict[str, Any]], None]
+#: ``outcome(params, result)`` of a completed job: ``"succeeded"`` or ``"failures"`` (its
+#: work ran to the end but some of it failed: a failed case, rows rejected past a threshold).
+OutcomeRule = Callable[[dict[str, Any], Any], str]
+
+#: What a job came to, as pages and clients show it first (``None`` while it is active).
+OUTCOMES = ("succeeded", "failures", "failed", "cancelled")
+
+
+def _always_succeeded(params: dict[str, Any], result: Any) -> str:
+    return "succeeded"
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,8 @@ class JobKind:
     #: For kinds that keep counts: the counts of a run that was cut off (its worker died),
     #: recomputed from what survives, for its terminal row.
     final_counts: Callable[[int], dict[str, Any] | None] | None = field(default=None, repr=False, compare=False)
+    #: How a completed run's result reads as an outcome (see :data:`OUTCOMES`).
+    outcome_rule: OutcomeRule = field(default=_always_succeeded, repr=False, compare=False)
     validator: Draft202012Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def validate(self, params: Any) -> dict[str, Any]:
@@ -72,6 +84,17 @@ class JobKind:
                 filled[name] = prop["default"]
         return filled
 
+    def outcome(self, status: str, params: dict[str, Any] | None, result: Any) -> str | None:
+        """``succeeded``/``failures``/``failed``/``cancelled`` for a final ``status``, else None."""
+        if status in ("failed", "cancelled"):
+            return status
+        if status != "completed":
+            return None
+        try:
+            return self.outcome_rule(params or {}, result)
+        except (TypeError, ValueError, AttributeError, KeyError):
+            return "succeeded"
+
     def describe(self) -> dict[str, Any]:
         """Public description, served to the dashboard's form."""
         return {
@@ -98,6 +121,7 @@ def job_kind(
     coordinator: bool = False,
     queued: bool = True,
     final_counts: Callable[[int], dict[str, Any] | None] | None = None,
+    outcome: OutcomeRule | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
     """Register the decorated function as job kind ``name``."""
 
@@ -116,11 +140,18 @@ def job_kind(
             coordinator=coordinator,
             queued=queued,
             final_counts=final_counts,
+            outcome_rule=outcome or _always_succeeded,
             validator=Draft202012Validator(full_schema),
         )
         return func
 
     return register
+
+
+def unknown_reference(path: str, message: str) -> ValidationFailed:
+    """The 400 a submission gets when its params name something the user does not have
+    (a test case, an upload, a dataset): refused now, not failed later."""
+    return ValidationFailed(f"{path}: {message}", code="unknown_reference", details={"path": path})
 
 
 def get_kind(name: str) -> JobKind:
@@ -130,6 +161,14 @@ def get_kind(name: str) -> JobKind:
     except KeyError:
         known = ", ".join(sorted(_KINDS))
         raise ValidationFailed(f"unknown job kind {name!r}; known kinds: {known}", details={"path": "kind"}) from None
+
+
+def outcome_of(kind: str, status: str, params: dict[str, Any] | None, result: Any) -> str | None:
+    """A job's outcome from its row (an unknown kind reads by status alone)."""
+    job_kind = _KINDS.get(kind)
+    if job_kind is None:
+        return status if status in ("failed", "cancelled") else "succeeded" if status == "completed" else None
+    return job_kind.outcome(status, params, result)
 
 
 def all_kinds() -> list[JobKind]:

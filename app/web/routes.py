@@ -39,3 +39,21 @@ def upload() -> str:
 def websocket_test() -> str:
     """The built-in page that exercises ping, echo, subscribe and a demo job."""
     return render_template("websocket_test.html")
+
+
+@bp.get("/test-cases")
+def test_cases() -> str:
+    """Your API test cases: run one, run a selection as a batch, create, edit."""
+    return render_template("test_cases.html")
+
+
+@bp.get("/test-cases/new")
+def new_test_case() -> str:
+    """Write a new test case in YAML; errors name their line."""
+    return render_template("test_case.html", case_id=None)
+
+
+@bp.get("/test-cases/<id:case_id>")
+def test_case(case_id: int) -> str:
+    """Edit one test case's YAML, save it, run it."""
+    return render_template("test_case.html", case_id=case_id)

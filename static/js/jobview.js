@@ -1,8 +1,10 @@
 // One job as the pages show it: a model that merges REST snapshots and live messages
-// (the higher seq wins), and a summary view (badge, bar, percent, rate, ETA, elapsed, counts).
+// (the higher seq wins), and a summary view (outcome badge, bar, percent, done, rate with
+// its unit, ETA, elapsed, counts).
+import { TERMINAL_STATUSES, el, formatPercent, setProgress } from "./herald.js";
 import {
-  TERMINAL_STATUSES, el, elapsedSeconds, formatPercent, formatRate, formatSeconds, setProgress,
-} from "./herald.js";
+  countsText, durationOf, resultSummary, formatBytes, formatCount, formatDuration, formatRate, outcomeOf, unitOf,
+} from "./format.js";
 
 export const COUNT_KEYS = [
   ["success_count", "success"],
@@ -72,15 +74,17 @@ export class JobModel {
   }
 }
 
-/** The summary block; update(model) redraws it. */
+/** The summary block; update(model) redraws it. The badge and the bar carry the outcome. */
 export class JobSummary {
-  constructor(jobId, { compact = false } = {}) {
+  constructor(jobId, { compact = false, showError = true } = {}) {
+    this.showError = showError;
     this.badge = el("span", { class: "badge", "data-testid": "status" });
     this.bar = el("progress", {
       max: "100", value: "0", "aria-label": `Job ${jobId} progress`,
       "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": "0",
     });
     this.percent = el("span", { class: "percent", "data-testid": "percent", text: "0%" });
+    this.done = el("dd", { text: "–" });
     this.rate = el("dd", { text: "–" });
     this.eta = el("dd", { text: "–" });
     this.elapsed = el("dd", { text: "–" });
@@ -90,6 +94,7 @@ export class JobSummary {
       "div", { class: compact ? "summary compact" : "summary" },
       el("div", { class: "bar-row" }, this.badge, this.bar, this.percent),
       el("dl", { class: "stats" },
+        el("div", {}, el("dt", { text: "done" }), this.done),
         el("div", {}, el("dt", { text: "rate" }), this.rate),
         el("div", {}, el("dt", { text: "ETA" }), this.eta),
         el("div", {}, el("dt", { text: "elapsed" }), this.elapsed)),
@@ -100,27 +105,41 @@ export class JobSummary {
 
   update(model) {
     const job = model.job;
-    this.badge.textContent = job.status;
-    this.badge.dataset.status = job.status;
+    const { state, label } = outcomeOf(job);
+    this.badge.textContent = label;
+    this.badge.dataset.status = state;
+    this.bar.dataset.state = state;
+    this.node.dataset.state = state;
     const p = job.progress || {};
     const percent = p.percent ?? (job.status === "completed" && !p.total ? 100 : 0);
     setProgress(this.bar, percent);
     this.percent.textContent = formatPercent(percent);
+    const unit = unitOf(job.kind);
+    this.done.textContent = progressDone(job, unit);
     const active = !model.terminal;
-    this.rate.textContent = active ? formatRate(p.rate) : "–";
-    this.eta.textContent = active ? formatSeconds(p.eta) : "–";
+    this.rate.textContent = active ? formatRate(p.rate, unit === "%" ? "%" : unit) : "–";
+    this.eta.textContent = active ? formatDuration(p.eta) : "–";
     this.tick(model);
-    const counts = job.counts || {};
-    const parts = COUNT_KEYS.filter(([key]) => counts[key] != null).map(([key, label]) => `${label} ${counts[key]}`);
-    this.counts.hidden = parts.length === 0;
-    this.counts.textContent = parts.join(" · ");
-    const text = job.error ? `${job.error.code}: ${job.error.message}` : job.message || p.message || "";
-    this.message.textContent = text;
-    this.message.classList.toggle("error", Boolean(job.error));
+    const text = countsText(job.counts) || resultSummary(job);
+    this.counts.hidden = !text;
+    this.counts.textContent = text;
+    const error = job.error && this.showError ? `${job.error.code}: ${job.error.message}` : "";
+    this.message.textContent = error || (job.error ? "" : job.message || p.message || "");
+    this.message.classList.toggle("error", Boolean(error));
   }
 
   /** Elapsed time moves every second while the job runs. */
   tick(model) {
-    this.elapsed.textContent = formatSeconds(elapsedSeconds(model.job));
+    this.elapsed.textContent = formatDuration(durationOf(model.job));
   }
+}
+
+/** "12,400 of 400,000 rows" from a tick (imports carry their own row counts). */
+export function progressDone(job, unit = unitOf(job.kind)) {
+  const p = job.progress || {};
+  if (p.processed_rows != null) return `${formatCount(p.processed_rows)} of ${formatCount(p.total_rows)} rows`;
+  if (unit === "bytes" && p.received_bytes != null) return `${formatBytes(p.received_bytes)} of ${formatBytes(p.total_bytes)}`;
+  if (p.current == null || p.total == null || unit === "%") return "–";
+  const current = Number.isInteger(p.current) ? formatCount(p.current) : String(Math.floor(p.current));
+  return `${current} of ${formatCount(p.total)} ${unit}`;
 }

@@ -1,12 +1,18 @@
 // The /websocket-test page: ping (round trip), echo, subscribe to a job, start a demo job.
 // It uses the tab's token; without one the browser goes to /login first.
-import { api, formatPercent, formatRate, formatSeconds, setProgress, startPage } from "./herald.js";
+import { api, formatPercent, setProgress, startPage } from "./herald.js";
+import { formatDuration, formatRate } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
 let currentJob = null;
+/** Messages are numbered as they arrive; a number never moves to another message. */
+let received = 0;
 
 function logLine(text) {
+  received += 1;
   const li = document.createElement("li");
+  li.value = received; // newest first, each keeping its own number
+  li.dataset.n = String(received);
   li.textContent = `${new Date().toLocaleTimeString()} ${text}`;
   $("message-log").prepend(li);
   while ($("message-log").children.length > 200) $("message-log").lastChild.remove();
@@ -17,8 +23,8 @@ function showJob(message) {
   if (message.seq == null && message.type.endsWith("progress")) {
     setProgress($("job-progress"), data.percent ?? 0);
     $("job-percent").textContent = formatPercent(data.percent);
-    $("job-rate").textContent = formatRate(data.rate);
-    $("job-eta").textContent = formatSeconds(data.eta);
+    $("job-rate").textContent = formatRate(data.rate, "steps");
+    $("job-eta").textContent = formatDuration(data.eta);
   }
   if (message.type === "job_status") $("job-status").textContent = data.status;
 }

@@ -81,8 +81,9 @@ def test_another_users_case_is_not_found(client, auth):
     response = client.post(
         "/api/jobs", json={"kind": "api_test", "params": {"test_case_id": case_id}}, headers=auth.headers(bob)
     )
-    job = finished_job(client, auth, bob, response.get_json()["job"]["id"])
-    assert job["status"] == "failed" and job["error"]["code"] == "not_found"
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "unknown_reference" and error["details"] == {"path": "params.test_case_id"}
 
 
 def test_api_test_job_streams_seed_003_events_and_stores_the_result(client, auth, target):
@@ -177,13 +178,23 @@ def test_batch_of_20_with_concurrency_4_keeps_counts_consistent(client, auth, ta
     assert len(children) == 20 and all(c["parent_id"] == batch_id for c in children)
 
 
-def test_batch_with_a_missing_case_fails_with_not_found(client, auth):
+def test_batch_with_a_missing_case_is_refused_naming_its_position(client, auth):
     token = auth.token_for("alice")
+    case_id = create(
+        client, auth, token, "name: a\nsteps: [{name: s, request: {url: 'http://localhost/'}}]\n"
+    ).get_json()["test_case"]["id"]
     response = client.post(
-        "/api/jobs", json={"kind": "batch_execution", "params": {"test_case_ids": [999]}}, headers=auth.headers(token)
+        "/api/jobs",
+        json={"kind": "batch_execution", "params": {"test_case_ids": [case_id, 999]}},
+        headers=auth.headers(token),
     )
-    job = finished_job(client, auth, token, response.get_json()["job"]["id"])
-    assert job["status"] == "failed" and job["error"] == {"code": "not_found", "message": "test case 999 not found"}
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error == {
+        "code": "unknown_reference",
+        "message": "params.test_case_ids[1]: test case 999 not found",
+        "details": {"path": "params.test_case_ids[1]"},
+    }
 
 
 def test_disallowed_host_fails_the_step_with_host_not_allowed_and_sends_nothing(app, client, auth, target):

@@ -279,7 +279,8 @@ def test_traversal_filename_is_stored_safely_and_other_user_cannot_touch_it(serv
     refused = server.api(
         "POST", "/api/jobs", bob, json={"kind": "data_import", "params": {"upload_id": "trav", "dataset": "x"}}
     )
-    assert refused.status_code == 404
+    assert refused.status_code == 400  # an upload that is not yours is an unknown reference
+    assert refused.json()["error"]["details"] == {"path": "params.upload_id"}
     assert server.api("GET", "/api/uploads/trav", alice).status_code == 200
 
 

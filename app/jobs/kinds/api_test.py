@@ -19,7 +19,7 @@ from ...apitests.store import get_owned_case, save_result
 from ...errors import NotFound
 from ...extensions import db
 from ..context import JobContext, JobFailed
-from ..registry import job_kind
+from ..registry import job_kind, unknown_reference
 
 
 def emitter_for(ctx: JobContext) -> Emit:
@@ -59,14 +59,36 @@ def run_stored_case(ctx: JobContext, test_case_id: int) -> dict[str, Any]:
     return summary
 
 
+def precheck(owner_id: int, params: dict[str, Any]) -> None:
+    """A test case the user does not have is refused at submit (400 naming the field)."""
+    try:
+        get_owned_case(owner_id, int(params["test_case_id"]))
+    except NotFound as exc:
+        raise unknown_reference("params.test_case_id", exc.message) from None
+    finally:
+        db.session.rollback()
+
+
+def _outcome(params: dict[str, Any], result: Any) -> str:
+    """A case that ran but did not pass is a completed job with failures."""
+    return "succeeded" if isinstance(result, dict) and result.get("status") == "passed" else "failures"
+
+
 @job_kind(
     "api_test",
     title="API test case",
     progress_type="progress",
+    precheck=precheck,
+    outcome=_outcome,
     schema={
         "required": ["test_case_id"],
         "properties": {
-            "test_case_id": {"type": "integer", "minimum": 1, "description": "The test case to run"},
+            "test_case_id": {
+                "type": "integer",
+                "minimum": 1,
+                "title": "Test case",
+                "description": "The stored test case to run (see Test cases)",
+            },
         },
     },
 )

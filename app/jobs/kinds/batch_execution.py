@@ -20,7 +20,7 @@ from ...errors import Conflict, NotFound
 from ...extensions import db
 from ...models import Job, JobStatus
 from ..context import JobCancelled, JobContext, JobFailed
-from ..registry import job_kind
+from ..registry import job_kind, unknown_reference
 from ..runner import runner
 from ..service import cancel_job, submit_job
 
@@ -62,11 +62,18 @@ class BatchCounts:
         self.publish()
 
 
-def _case_outcome(job_id: int, test_case_id: int, name: str) -> dict[str, Any]:
-    """A finished child job → the ``case_result`` event data."""
+def _case_outcome(job_id: int, test_case_id: int, name: str, index: int) -> dict[str, Any]:
+    """A finished child job → the ``case_result`` event data (``index``: its position in
+    ``test_case_ids``, from 0, so a case listed twice gives two rows)."""
     db.session.remove()
     child = db.session.get(Job, job_id)
-    data: dict[str, Any] = {"test_case_id": test_case_id, "name": name, "job_id": job_id, "steps": []}
+    data: dict[str, Any] = {
+        "index": index,
+        "test_case_id": test_case_id,
+        "name": name,
+        "job_id": job_id,
+        "steps": [],
+    }
     if child is not None and child.status == JobStatus.COMPLETED.value and isinstance(child.result, dict):
         data["status"] = child.result.get("status", "failed")
         data["steps"] = list(child.result.get("steps") or [])
@@ -113,11 +120,31 @@ def counts_after_interruption(job_id: int) -> dict[str, Any] | None:
     }
 
 
+def precheck(owner_id: int, params: dict[str, Any]) -> None:
+    """Every case must be the user's: the first unknown one is refused (400 naming its index)."""
+    try:
+        for index, case_id in enumerate(params["test_case_ids"]):
+            try:
+                get_owned_case(owner_id, int(case_id))
+            except NotFound as exc:
+                raise unknown_reference(f"params.test_case_ids[{index}]", exc.message) from None
+    finally:
+        db.session.rollback()
+
+
+def _outcome(params: dict[str, Any], result: Any) -> str:
+    """Any failed case makes the batch a completed job with failures."""
+    failed = int(result.get("failed_count") or 0) if isinstance(result, dict) else 0
+    return "failures" if failed else "succeeded"
+
+
 @job_kind(
     "batch_execution",
-    title="Batch execution of API test cases",
+    title="Batch of API test cases",
     coordinator=True,
     final_counts=counts_after_interruption,
+    precheck=precheck,
+    outcome=_outcome,
     schema={
         "required": ["test_case_ids"],
         "properties": {
@@ -126,14 +153,16 @@ def counts_after_interruption(job_id: int) -> dict[str, Any] | None:
                 "items": {"type": "integer", "minimum": 1},
                 "minItems": 1,
                 "maxItems": 1000,
-                "description": "The test cases to run",
+                "title": "Test cases",
+                "description": "The test cases to run, in order (a case may appear more than once)",
             },
             "concurrency": {
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 32,
                 "default": 4,
-                "description": "Cases running at once",
+                "title": "Concurrency",
+                "description": "How many cases run at once",
             },
         },
     },
@@ -152,24 +181,24 @@ def batch_execution(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     db.session.remove()
     counts = BatchCounts(ctx, len(case_ids))
     counts.publish()
-    waiting = deque(case_ids)
-    running: dict[int, int] = {}  # child job id → test case id
+    waiting = deque(enumerate(case_ids))
+    running: dict[int, tuple[int, int]] = {}  # child job id → (position, test case id)
     outcomes: list[dict[str, Any]] = []
     try:
         while waiting or running:
             while waiting and len(running) < concurrency:
                 ctx.raise_if_cancelled()
-                case_id = waiting.popleft()
+                index, case_id = waiting.popleft()
                 child = submit_job(
                     ctx.owner_id, "api_test", {"test_case_id": case_id}, parent_id=ctx.job_id, internal=True
                 )
-                running[child.id] = case_id
+                running[child.id] = (index, case_id)
                 db.session.remove()
                 counts.started()
             finished = [job_id for job_id in running if runner.wait(job_id, timeout=0)]
             for job_id in finished:
-                case_id = running.pop(job_id)
-                outcome = _case_outcome(job_id, case_id, names[case_id])
+                index, case_id = running.pop(job_id)
+                outcome = _case_outcome(job_id, case_id, names[case_id], index)
                 ctx.event("case_result", outcome)
                 outcomes.append(outcome)
                 counts.finished(outcome["status"] == "passed")
@@ -182,5 +211,8 @@ def batch_execution(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         "total_count": counts.total,
         "success_count": counts.success,
         "failed_count": counts.failed,
-        "cases": [{k: o[k] for k in ("test_case_id", "name", "status", "job_id")} for o in outcomes],
+        "cases": [
+            {k: o[k] for k in ("index", "test_case_id", "name", "status", "job_id")}
+            for o in sorted(outcomes, key=lambda o: o["index"])
+        ],
     }

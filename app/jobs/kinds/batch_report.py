@@ -23,10 +23,10 @@ from ...data.reports import (
     write_html,
     write_xlsx,
 )
-from ...errors import ValidationFailed
+from ...errors import NotFound, ValidationFailed
 from ...extensions import db
 from ..context import JobContext
-from ..registry import job_kind
+from ..registry import job_kind, unknown_reference
 
 REPORT_NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 #: Rows folded between progress reports.
@@ -35,9 +35,16 @@ REPORT_EVERY = 2000
 SCHEMA = {
     "required": ["dataset", "reports"],
     "properties": {
-        "dataset": {"type": "string", "pattern": DATASET_NAME_PATTERN},
+        "dataset": {
+            "type": "string",
+            "pattern": DATASET_NAME_PATTERN,
+            "title": "Dataset",
+            "description": "An imported dataset",
+        },
         "reports": {
             "type": "array",
+            "title": "Reports",
+            "description": "Each report groups rows by columns and computes metrics",
             "minItems": 1,
             "maxItems": 50,
             "items": {
@@ -75,6 +82,8 @@ SCHEMA = {
             "minItems": 1,
             "uniqueItems": True,
             "default": ["csv", "html"],
+            "title": "Formats",
+            "description": "Files written per report",
         },
     },
 }
@@ -91,7 +100,11 @@ def _specs(owner_id: int, params: dict[str, Any]) -> tuple[list[ReportSpec], lis
 
 
 def precheck(owner_id: int, params: dict[str, Any]) -> None:
-    """Unknown dataset → 404; unknown columns, non-numeric sums, repeated names → 400."""
+    """Unknown dataset, unknown columns, non-numeric sums, repeated names → 400 naming the field."""
+    try:
+        get_owned_dataset(owner_id, params["dataset"])
+    except NotFound as exc:
+        raise unknown_reference("params.dataset", exc.message) from None
     _specs(owner_id, params)
 
 

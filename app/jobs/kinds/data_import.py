@@ -11,6 +11,7 @@ dataset needs ``mode: append|replace`` (409 ``dataset_exists`` at submit time ot
 
 from __future__ import annotations
 
+import csv
 import os
 from collections.abc import Callable
 from itertools import islice
@@ -19,6 +20,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 
+from ...data.artifacts import artifact_dir, record_artifact
 from ...data.datasets import (
     DATASET_NAME_PATTERN,
     RowWriter,
@@ -29,6 +31,7 @@ from ...data.datasets import (
     make_import_live,
     reconcile_interrupted_imports,
 )
+from ...data.reports import CONTENT_TYPES, escape_cell
 from ...data.tables import (
     COLUMN_TYPES,
     FORMATS,
@@ -48,17 +51,63 @@ from ...data.tables import (
     text_row_converter,
 )
 from ...data.uploads import get_owned_upload, upload_path
-from ...errors import Conflict, ValidationFailed
+from ...errors import Conflict, NotFound, ValidationFailed
 from ...extensions import db
 from ...inputs import CLIENT_ID_REGEX
 from ...models import Job, JobStatus
 from ..context import JobContext, JobFailed
-from ..registry import job_kind
+from ..registry import job_kind, unknown_reference
 
 #: Row errors kept in progress and the result.
 MAX_ERRORS = 100
 #: Rows between progress reports.
 REPORT_EVERY = 500
+#: Rejected rows written to the ``rejects.csv`` artifact (a file of nothing but bad rows
+#: stops growing here; the counts still count them all).
+MAX_REJECTS_FILED = 1_000_000
+REJECTS_ARTIFACT = "rejects.csv"
+
+
+class RejectsFile:
+    """Every rejected row (line, column, reason) as CSV in the job's artifact folder,
+    opened at the first reject; ``keep()`` records it as an artifact, ``discard()`` removes it."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.path: str | None = None
+        self.fh: Any = None
+        self.writer: Any = None
+        self.rows = 0
+
+    def add(self, line: int, column: str | None, reason: str) -> None:
+        if self.rows >= MAX_REJECTS_FILED:
+            return
+        if self.writer is None:
+            self.path = os.path.join(artifact_dir(self.job_id), REJECTS_ARTIFACT)
+            self.fh = open(self.path, "w", encoding="utf-8", newline="")  # closed by keep() or discard()
+            self.writer = csv.writer(self.fh)
+            self.writer.writerow(["line", "column", "reason"])
+        self.writer.writerow([line, escape_cell(column or ""), escape_cell(reason)])
+        self.rows += 1
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+    def keep(self) -> str | None:
+        """Record the file as the job's ``rejects.csv``; its name, or None when no row was rejected."""
+        self.close()
+        if self.path is None:
+            return None
+        record_artifact(self.job_id, REJECTS_ARTIFACT, CONTENT_TYPES["csv"])
+        return REJECTS_ARTIFACT
+
+    def discard(self) -> None:
+        self.close()
+        if self.path is not None and os.path.exists(self.path):
+            os.remove(self.path)
+
 
 COLUMN_SPEC = {
     "oneOf": [
@@ -74,8 +123,12 @@ COLUMN_SPEC = {
 
 
 def precheck(owner_id: int, params: dict[str, Any]) -> None:
-    """Refuse at submit time: unknown upload (404), unfinished upload, dataset exists without a mode (409)."""
-    upload = get_owned_upload(owner_id, params["upload_id"])
+    """Refuse at submit time: unknown upload (400 naming the field), unfinished upload,
+    dataset exists without a mode (409)."""
+    try:
+        upload = get_owned_upload(owner_id, params["upload_id"])
+    except NotFound as exc:
+        raise unknown_reference("params.upload_id", exc.message) from None
     if upload.status != "completed":
         raise Conflict(f"upload {upload.upload_id!r} is {upload.status}, not completed", code="upload_not_ready")
     if (params.get("format") or format_of(upload.filename)) is None:
@@ -90,20 +143,49 @@ def precheck(owner_id: int, params: dict[str, Any]) -> None:
         )
 
 
+def _outcome(params: dict[str, Any], result: Any) -> str:
+    """More rows rejected than ``max_rejected_rows`` (when given) is a completed import with failures."""
+    limit = params.get("max_rejected_rows")
+    rejected = int(result.get("rejected_rows") or 0) if isinstance(result, dict) else 0
+    return "failures" if limit is not None and rejected > int(limit) else "succeeded"
+
+
 @job_kind(
     "data_import",
     title="Data import",
     progress_type="data_import_progress",
     precheck=precheck,
+    outcome=_outcome,
     schema={
         "required": ["upload_id", "dataset"],
         "properties": {
-            "upload_id": {"type": "string", "pattern": CLIENT_ID_REGEX, "description": "The uploaded file"},
-            "dataset": {"type": "string", "pattern": DATASET_NAME_PATTERN, "description": "Dataset to import into"},
-            "format": {"enum": list(FORMATS), "description": "Default: from the file name"},
-            "mode": {"enum": ["append", "replace"], "description": "Required when the dataset exists"},
+            "upload_id": {
+                "type": "string",
+                "pattern": CLIENT_ID_REGEX,
+                "title": "Uploaded file",
+                "description": "A file sent on the Upload page",
+            },
+            "dataset": {
+                "type": "string",
+                "pattern": DATASET_NAME_PATTERN,
+                "title": "Dataset",
+                "description": "Dataset to import into (letters, digits, _ . -); created when new",
+            },
+            "format": {"enum": list(FORMATS), "title": "Format", "description": "Default: from the file name"},
+            "mode": {
+                "enum": ["append", "replace"],
+                "title": "Into an existing dataset",
+                "description": "Append the rows or replace the dataset's rows; required when the dataset exists",
+            },
+            "max_rejected_rows": {
+                "type": "integer",
+                "minimum": 0,
+                "title": "Rejected rows allowed",
+                "description": "More rejected rows than this marks the import 'completed with failures'",
+            },
             "schema": {
                 "type": "object",
+                "title": "Column types",
                 "description": "Column types {column: type or {type, required}}; inferred when absent",
                 "additionalProperties": COLUMN_SPEC,
             },
@@ -129,6 +211,7 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     estimate = estimate_rows(path, fmt, ctx.yield_if_due)
     dataset_id: int | None = existing_id
     created = False
+    rejects = RejectsFile(ctx.job_id)
     try:
         with open_table(path, fmt, limits, pause=ctx.yield_if_due, in_thread=ctx.run_in_thread) as table:
             if estimate is None:
@@ -140,11 +223,13 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
                 dataset_id = create_dataset(ctx.owner_id, params["dataset"], columns)
                 created = True
             writer = RowWriter(dataset_id, ctx.job_id)
-            counts = _import_rows(ctx, table, sample, rows, columns, writer, estimate)
+            counts = _import_rows(ctx, table, sample, rows, columns, writer, estimate, rejects)
+        rejects.close()
         replaced = make_import_live(
             dataset_id, ctx.job_id, replace=(mode == "replace"), row_count=counts["imported_rows"]
         )
     except BaseException as exc:
+        rejects.discard()
         discard_import_rows([ctx.job_id])
         if created and dataset_id is not None:
             delete_dataset_if_empty(dataset_id)
@@ -155,6 +240,8 @@ def data_import(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         raise
     if replaced:
         discard_import_rows(replaced)
+    counts["rejects_artifact"] = rejects.keep()
+    counts["rejects_filed"] = rejects.rows
     ctx.log(
         f"imported {counts['imported_rows']} of {counts['processed_rows']} rows into {params['dataset']!r}"
         f" ({counts['rejected_rows']} rejected)"
@@ -209,6 +296,7 @@ def _import_rows(
     columns: list[Column],
     writer: RowWriter,
     estimate: int,
+    rejects: RejectsFile,
 ) -> dict[str, Any]:
     """The hot loop: convert, buffer, write in batches, report; returns the counts."""
     convert = _converter_for(table, columns)
@@ -238,6 +326,7 @@ def _import_rows(
                 typed = convert(values)
             except RowRejected as bad:
                 rejected += 1
+                rejects.add(line, bad.column, bad.reason)
                 if len(errors) < MAX_ERRORS:
                     errors.append({"row": line, "column": bad.column or None, "reason": bad.reason})
             else:

@@ -14,6 +14,7 @@ from ..registry import job_kind
     schema={
         "properties": {
             "steps": {
+                "title": "Steps",
                 "type": "integer",
                 "minimum": 1,
                 "maximum": 1_000_000,
@@ -21,6 +22,7 @@ from ..registry import job_kind
                 "description": "How many steps to take",
             },
             "interval": {
+                "title": "Seconds per step",
                 "type": "number",
                 "minimum": 0,
                 "maximum": 60,
@@ -28,16 +30,18 @@ from ..registry import job_kind
                 "description": "Seconds to sleep per step",
             },
             "log_every": {
+                "title": "Log every N steps",
                 "type": "integer",
                 "minimum": 0,
                 "default": 10,
                 "description": "A log line every N steps (0: none)",
             },
             "fail_at": {
+                "title": "Fail at step",
                 "type": ["integer", "null"],
                 "minimum": 1,
                 "default": None,
-                "description": "Fail when reaching this step",
+                "description": "Fail when reaching this step (empty: never)",
             },
         },
     },

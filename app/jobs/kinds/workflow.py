@@ -92,8 +92,11 @@ def resolve(value: Any, input_data: dict[str, Any], results: list[Any]) -> Any:
     return value
 
 
-def validate_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Check a workflow's steps when it is saved: known kinds, references to earlier steps."""
+def validate_steps(steps: list[dict[str, Any]], owner_id: int | None = None) -> list[dict[str, Any]]:
+    """Check a workflow's steps when it is saved: known kinds, references to earlier steps;
+    with ``owner_id``, the params of steps that use no ``${...}`` are checked as a
+    submission would be (shape, and test cases, uploads, datasets the owner has: 400
+    naming ``steps[i].params.<field>``)."""
     if not steps:
         raise ValidationFailed("a workflow needs at least one step", details={"path": "steps"})
     if len(steps) > MAX_STEPS:
@@ -109,6 +112,8 @@ def validate_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
         except ValidationFailed as exc:
             raise ValidationFailed(exc.message, details={"path": f"{path}.kind"}) from None
         params = step.get("params") or {}
+        if owner_id is not None and not _references(params):
+            _check_step_params(kind, params, owner_id, path)
         for expression in _references(params):
             try:
                 source, ref_index, _ = _parse_reference(expression)
@@ -122,6 +127,25 @@ def validate_steps(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 )
         clean.append({"kind": kind, "params": params})
     return clean
+
+
+def _check_step_params(kind: str, params: dict[str, Any], owner_id: int, path: str) -> None:
+    """A step's literal params, checked now: refusals name the step (state that may still
+    change before a run, such as a dataset that exists, is left to the run)."""
+    job_kind = get_kind(kind)
+    try:
+        clean = job_kind.validate(params)
+        if job_kind.precheck is not None:
+            job_kind.precheck(owner_id, clean)
+    except ValidationFailed as exc:
+        detail = exc.details if isinstance(exc.details, dict) else (exc.details or [{}])[0]
+        field = str(detail.get("path", "params"))
+        where = f"{path}.{field}"
+        raise ValidationFailed(f"{where}: {exc.message}", code=exc.code, details={"path": where}) from None
+    except HeraldError:
+        pass
+    finally:
+        db.session.rollback()
 
 
 def missing_inputs(steps: list[dict[str, Any]], input_data: dict[str, Any]) -> list[str]:
@@ -171,10 +195,16 @@ def _cancel_child(child_id: int) -> None:
     coordinator=True,
     schema={
         "properties": {
-            "workflow_id": {"type": "integer"},
-            "name": {"type": "string"},
-            "steps": {"type": "array", "minItems": 1, "maxItems": MAX_STEPS, "items": {"type": "object"}},
-            "input": {"type": "object", "default": {}},
+            "workflow_id": {"type": "integer", "title": "Workflow"},
+            "name": {"type": "string", "title": "Name"},
+            "steps": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_STEPS,
+                "items": {"type": "object"},
+                "title": "Steps",
+            },
+            "input": {"type": "object", "default": {}, "title": "Input"},
         },
         "required": ["steps"],
     },
