@@ -4,6 +4,7 @@
   ├─ ``BadRequest`` 400 — malformed input, ``code="bad_request"``
   │    └─ ``ValidationFailed`` 400 — input of the wrong shape, ``code="validation_error"``
   ├─ ``Unauthorized`` 401 — missing or bad credentials
+  ├─ ``Forbidden`` 403 — refused whoever asks (a browser-session call from a foreign origin)
   ├─ ``NotFound`` 404 — unknown, or not yours (the two look the same on purpose)
   ├─ ``Conflict`` 409 — the request clashes with current state
   └─ ``PayloadTooLarge`` 413 — over a configured size limit
@@ -53,6 +54,13 @@ class Unauthorized(HeraldError):
 
     status = 401
     code = "unauthorized"
+
+
+class Forbidden(HeraldError):
+    """A request refused for where it came from, not for who sent it."""
+
+    status = 403
+    code = "forbidden"
 
 
 class NotFound(HeraldError):
