@@ -227,13 +227,16 @@ class Config:
 
     #: Create and print a demo login when serving (development only).
     DEMO_USER = False
+    #: Set by ``wsgi.py`` for a ``flask`` client command (``watch``): the process follows a
+    #: job on another server, so it needs none of this server's secrets.
+    CLIENT_ONLY = False
 
     def validate(self) -> None:
         """Refuse settings that would be unsafe in this environment."""
         self.check_jobs()
         self.check_logging()
         self.check_cookies()
-        if not self.JWT_SECRET_KEY:
+        if not self.JWT_SECRET_KEY and not self.CLIENT_ONLY:
             raise ConfigError(
                 "JWT_SECRET_KEY must be set in production (or run with HERALD_ENV=development for a throwaway key)"
             )
