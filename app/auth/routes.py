@@ -167,7 +167,7 @@ def session_refresh() -> dict[str, Any]:
 
 
 @bp.delete("/session")
-@spec(responses={200: SIGNED_OUT_SCHEMA, 403: None}, auth=False)
+@spec(responses={200: SIGNED_OUT_SCHEMA, 403: None}, auth="refresh")
 def session_end() -> dict[str, Any]:
     """Sign a browser out: its refresh token and every tab's access token are revoked,
     their sockets closed on every process, and the cookie cleared."""

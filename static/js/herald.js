@@ -48,6 +48,27 @@ export function ensureSession() {
   return sessionReady;
 }
 
+/** Seconds until a JWT's `exp` (0 when it cannot be read). */
+function secondsLeft(token) {
+  try {
+    const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return payload.exp - Date.now() / 1000;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * A token good for at least `margin` more seconds, for requests made outside `api()` (an
+ * XHR upload, a file download): `Authorization: Bearer ${await freshToken()}`. Null when
+ * signed out.
+ */
+export async function freshToken(margin = 30) {
+  if (!(await ensureSession())) return null;
+  if (secondsLeft(accessToken) < margin) await refreshSession();
+  return accessToken;
+}
+
 /** A per-tab client id, so this tab's upload progress reaches this tab. */
 export function clientId() {
   let id = sessionStorage.getItem(CLIENT_KEY);
