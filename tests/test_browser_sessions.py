@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from app.auth import routes
 from app.auth.session import COOKIE_PATH, REFRESH_COOKIE
+from app.auth.tokens import revoke
 from app.config import ConfigError, load_config
 from app.extensions import socketio
 
@@ -135,3 +139,22 @@ def test_a_refresh_token_cannot_be_used_as_an_access_token_from_the_cookie(clien
 def test_a_misspelt_cookie_setting_refuses_to_start():
     with pytest.raises(ConfigError, match="REFRESH_COOKIE_SECURE"):
         load_config({"ENV_NAME": "testing", "REFRESH_COOKIE_SECURE": "yes"})
+
+
+def test_a_refresh_that_races_sign_out_leaves_no_live_token(client, auth, monkeypatch):
+    sign_in(client, auth)
+    real_mint, minted = routes.mint_access_token, []
+
+    def mint_while_signing_out(user, session_jti):
+        token = real_mint(user, session_jti)
+        minted.append(token)
+        # The sign-out commits the session's revocation and lists its tokens right here,
+        # before this one is committed: it cannot see it.
+        revoke({"jti": session_jti, "exp": time.time() + 3600}, user.id)
+        return token
+
+    monkeypatch.setattr(routes, "mint_access_token", mint_while_signing_out)
+    response = new_tab(client)
+    assert response.status_code == 401 and response.get_json()["error"]["code"] == "token_revoked"
+    refused = client.get("/api/auth/me", headers=bearer(minted[0]))
+    assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "token_revoked"
