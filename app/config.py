@@ -93,10 +93,10 @@ class Config:
     TOKEN_CACHE_SECONDS = _float("TOKEN_CACHE_SECONDS", 30.0)
     #: Tokens that cache holds at most per process (the oldest goes first).
     TOKEN_CACHE_SIZE = _int("TOKEN_CACHE_SIZE", 10_000)
-    #: The browser session's refresh cookie gets ``Secure``: ``auto`` when the request came
-    #: over HTTPS (behind a TLS proxy, set ``TRUSTED_PROXIES`` so its
-    #: ``X-Forwarded-Proto`` counts), ``true`` always, ``false`` never.
-    REFRESH_COOKIE_SECURE = (os.environ.get("REFRESH_COOKIE_SECURE") or "auto").strip().lower()
+    #: The browser session's refresh cookie gets ``Secure``: ``true`` always (production's
+    #: default), ``auto`` when the request came over HTTPS (behind a TLS proxy, set
+    #: ``TRUSTED_PROXIES`` so its ``X-Forwarded-Proto`` counts), ``false`` never.
+    REFRESH_COOKIE_SECURE = (os.environ.get("REFRESH_COOKIE_SECURE") or "true").strip().lower()
 
     #: ``postgresql://`` and ``postgres://`` are mapped to psycopg2 (see ``database_uri``).
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'herald.db'}")
@@ -281,6 +281,8 @@ class DevelopmentConfig(Config):
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or "herald-development-only-secret-key!"
     SECRET_KEY = os.environ.get("SECRET_KEY") or JWT_SECRET_KEY
     DEMO_USER = _bool("HERALD_DEMO_USER", True)
+    #: ``make run`` serves plain HTTP: ``Secure`` only when a request did come over HTTPS.
+    REFRESH_COOKIE_SECURE = (os.environ.get("REFRESH_COOKIE_SECURE") or "auto").strip().lower()
 
     def validate(self) -> None:
         """Development accepts the throwaway secret."""

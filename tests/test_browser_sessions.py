@@ -158,3 +158,9 @@ def test_a_refresh_that_races_sign_out_leaves_no_live_token(client, auth, monkey
     assert response.status_code == 401 and response.get_json()["error"]["code"] == "token_revoked"
     refused = client.get("/api/auth/me", headers=bearer(minted[0]))
     assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "token_revoked"
+
+
+def test_production_marks_the_cookie_secure_even_over_plain_http(monkeypatch):
+    monkeypatch.delenv("REFRESH_COOKIE_SECURE", raising=False)
+    assert load_config({"ENV_NAME": "production", "JWT_SECRET_KEY": "x" * 40})["REFRESH_COOKIE_SECURE"] == "true"
+    assert load_config({"ENV_NAME": "development"})["REFRESH_COOKIE_SECURE"] == "auto"
