@@ -164,3 +164,12 @@ def test_production_marks_the_cookie_secure_even_over_plain_http(monkeypatch):
     monkeypatch.delenv("REFRESH_COOKIE_SECURE", raising=False)
     assert load_config({"ENV_NAME": "production", "JWT_SECRET_KEY": "x" * 40})["REFRESH_COOKIE_SECURE"] == "true"
     assert load_config({"ENV_NAME": "development"})["REFRESH_COOKIE_SECURE"] == "auto"
+
+
+def test_signing_in_again_ends_the_session_the_browser_had(client, auth):
+    first = sign_in(client, auth).get_json()["access_token"]
+    auth.create_user("bob")
+    again = client.post("/api/auth/session", json={"username": "bob", "password": "password123"}, headers=ORIGIN)
+    assert again.status_code == 200
+    assert client.get("/api/auth/me", headers=bearer(first)).get_json()["error"]["code"] == "token_revoked"
+    assert new_tab(client).get_json()["user"]["username"] == "bob"

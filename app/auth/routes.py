@@ -142,11 +142,25 @@ def session_start(body: dict[str, Any]) -> Response:
     access token into the answer (for the tab's memory)."""
     check_origin()
     user = checked_login(body)
+    # A session this browser had is replaced, so it ends: its cookie is about to be overwritten.
+    end_cookie_session()
     refresh_token, access_token = start_session(user)
     commit_session()
     response = jsonify({"access_token": access_token, "user": user.to_dict()})
     set_refresh_cookie(response, refresh_token)
     return response
+
+
+def end_cookie_session() -> int:
+    """End the session of the request's refresh cookie, if it is a valid one: its tokens
+    are revoked and their sockets closed everywhere; returns how many this process closed."""
+    try:
+        user, claims = authenticate(request.cookies.get(REFRESH_COOKIE), token_type="refresh")
+    except Unauthorized:
+        return 0
+    from ..realtime.connections import revoke_token
+
+    return sum(revoke_token(jti, exp) for jti, exp in end_session(claims, user.id))
 
 
 @bp.post("/session/refresh")
@@ -173,22 +187,16 @@ def session_end() -> dict[str, Any]:
     their sockets closed on every process, and the cookie cleared."""
     check_origin()
     clear_refresh_cookie_after_request()
-    ended: list[tuple[str, float]] = []
-    try:
-        user, claims = authenticate(request.cookies.get(REFRESH_COOKIE), token_type="refresh")
-    except Unauthorized:
-        user = None  # no session (already signed out): the tab's own token still goes
-    if user is not None:
-        ended = end_session(claims, user.id)
+    closed = end_cookie_session()
+    # The tab's own token too, if it is still valid (without a session: signed out already).
     try:
         bearer_user, bearer_claims = authenticate(bearer_token())
     except Unauthorized:
         bearer_user = None
-    if bearer_user is not None and all(jti != bearer_claims["jti"] for jti, _ in ended):
+    if bearer_user is not None:
         revoke(bearer_claims, bearer_user.id)
         commit_session()
-        ended.append((str(bearer_claims["jti"]), float(bearer_claims["exp"])))
-    from ..realtime.connections import revoke_token
+        from ..realtime.connections import revoke_token
 
-    closed = sum(revoke_token(jti, exp) for jti, exp in ended)
+        closed += revoke_token(str(bearer_claims["jti"]), float(bearer_claims["exp"]))
     return {"ok": True, "closed_connections": closed}

@@ -42,7 +42,7 @@ def test_the_readme_program_prints_the_jobs_events_and_exits_when_it_ends(server
     run = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=client_env(), capture_output=True, text=True, timeout=60
     )
-    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
     lines = run.stdout.splitlines()
     assert any(line.startswith("job_status ") and "'completed'" in line for line in lines), run.stdout[-2000:]
     assert any(line.startswith("job_log ") for line in lines), run.stdout[-2000:]
@@ -50,7 +50,7 @@ def test_the_readme_program_prints_the_jobs_events_and_exits_when_it_ends(server
 
 def test_watch_follows_a_job_without_any_server_configuration(server, tmp_path: Path):
     token = server.login("alice")
-    job = server.submit(token, steps=30, interval=0.05)
+    job = server.submit(token, steps=30, interval=0.2)  # still running when watch has started
     flask = str(Path(sys.executable).parent / "flask")
     run = subprocess.run(
         [flask, "--app", "wsgi", "watch", str(job["id"]), "--server", server.url],
@@ -60,11 +60,11 @@ def test_watch_follows_a_job_without_any_server_configuration(server, tmp_path: 
         text=True,
         timeout=60,
     )
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert f"job {job['id']} completed" in run.stdout
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert f"job {job['id']} completed" in run.stdout, run.stdout[-2000:]
     assert "JWT_SECRET_KEY" not in run.stderr and "Traceback" not in run.stderr
     assert "%/s" not in run.stderr
     assert re.search(r"\| +\d+%, \d+/30 · [\d.,]+/s", run.stderr), run.stderr[-2000:]  # the job's rate
     assert "| 100%" in run.stderr
-    assert "status: completed" in run.stdout
+    assert "status: completed" in run.stdout, run.stdout[-2000:]
     assert "Eventlet is deprecated" not in run.stderr  # a client has no use for eventlet
