@@ -79,8 +79,12 @@ export function clientId() {
   return id;
 }
 
-/** Send the browser to the login page, remembering where to come back to. */
+let leaving = false;
+/** Send the browser to the login page, remembering where to come back to (once: the page,
+ * its connection and its API calls may all find the session gone at the same moment). */
 export function goToLogin() {
+  if (leaving) return;
+  leaving = true;
   const next = location.pathname + location.search;
   location.replace(`/login?next=${encodeURIComponent(next)}`);
 }

@@ -34,8 +34,9 @@ def page_log_seqs(page: Any) -> list[int]:
     return [int(s) for s in page.eval_on_selector_all("#log li", "els => els.map(e => e.dataset.seq)")]
 
 
-#: The tab's access token: in herald.js's memory (the same module instance the page runs).
-TAB_TOKEN = "import('/static/js/herald.js').then((herald) => herald.getToken())"
+#: The tab's access token: in herald.js's memory (the same module instance the page runs),
+#: once the tab's session is settled (null when it has none).
+TAB_TOKEN = "import('/static/js/herald.js').then(async (herald) => (await herald.ensureSession(), herald.getToken()))"
 
 
 def test_page_without_token_goes_to_login_and_back(page: Any) -> None:

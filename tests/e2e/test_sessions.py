@@ -13,8 +13,9 @@ from tests.integration.conftest import ServerProcess
 
 from .conftest import TIMEOUT_MS, sign_in
 
-#: The tab's access token: in herald.js's memory (the same module instance the page runs).
-TAB_TOKEN = "import('/static/js/herald.js').then((herald) => herald.getToken())"
+#: The tab's access token: in herald.js's memory (the same module instance the page runs),
+#: once the tab's session is settled (null when it has none).
+TAB_TOKEN = "import('/static/js/herald.js').then(async (herald) => (await herald.ensureSession(), herald.getToken()))"
 
 #: Records every notification the page shows, keeping the browser's real permission.
 RECORD_NOTIFICATIONS = """
