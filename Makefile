@@ -19,10 +19,12 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
-## run: venv, dependencies, migrations, demo login, server on http://$(HOST):$(PORT)
+## run: venv, dependencies, migrations, demo login, server on http://$(HOST):$(PORT) (one request log line each); Ctrl+C stops it
+# `exec`: the server is make's child itself, so its clean exit on Ctrl+C (status 0) is what
+# make sees, and make reports no error.
 run: $(VENV)/.runtime
 	HERALD_ENV=development $(BIN)/flask --app wsgi db upgrade
-	HERALD_ENV=development HOST=$(HOST) PORT=$(PORT) $(BIN)/python wsgi.py
+	exec env HERALD_ENV=development HOST=$(HOST) PORT=$(PORT) $(BIN)/python wsgi.py
 
 ## worker: a Celery worker for JOB_EXECUTOR=celery (set DATABASE_URL and MESSAGE_QUEUE_URL as the web processes do)
 worker: $(VENV)/.runtime

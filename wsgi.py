@@ -24,9 +24,12 @@ elif __name__ == "__main__" and os.environ.get("SOCKETIO_ASYNC_MODE") == "gevent
     patch_psycopg()
 
 from app import create_app  # noqa: E402
+from app.cli import runs_client_command  # noqa: E402
 from app.serving import serve  # noqa: E402
 
-app = create_app()
+# `flask --app wsgi watch …` only follows a job on another server: it needs none of this
+# server's secrets, nor eventlet (the app is built only for flask to find the command).
+app = create_app({"CLIENT_ONLY": True, "SOCKETIO_ASYNC_MODE": "threading"} if runs_client_command() else None)
 
 if __name__ == "__main__":
     sys.exit(serve(app))

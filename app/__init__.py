@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 
 from .config import INSTANCE_DIR, load_config
+from .errors import register_page_errors
 from .extensions import db, jwt, migrate, sock
 from .logs import RequestLog, configure_logging
 
@@ -50,6 +51,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.add_url_rule("/ready", "ready", ready)
     app.add_url_rule("/metrics", "metrics", metrics)
     register_error_handlers(app)
+    register_page_errors(app)
 
     from .jobs import kinds  # noqa: F401  (registers the job kinds)
     from .jobs.runner import runner

@@ -1,6 +1,10 @@
-"""``flask`` commands: user management and the development demo login."""
+"""``flask`` commands: user management, the development demo login, and telling a client
+command (``watch``) from the rest, since it needs none of this server's secrets."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import click
 from flask import Flask
@@ -10,8 +14,39 @@ from .database import commit_session
 from .extensions import db
 from .models import User
 
+#: Commands that only talk to a Herald elsewhere (``--server``): they sign and serve nothing.
+CLIENT_COMMANDS = frozenset({"watch"})
+#: Options of ``flask`` itself that take a value (``flask --app wsgi watch …``).
+_FLASK_VALUE_OPTIONS = frozenset({"--app", "-A", "--env-file", "-e"})
+
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo-password"
+
+
+def flask_command(argv: list[str]) -> str | None:
+    """The command a ``flask`` command line runs (``flask --app wsgi watch 42`` → ``watch``)."""
+    args = iter(argv[1:])
+    for arg in args:
+        if arg in _FLASK_VALUE_OPTIONS:
+            next(args, None)
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def runs_client_command(argv: list[str] | None = None) -> bool:
+    """True when this process is ``flask … watch`` (or another client command).
+
+    ``flask`` builds the app only to find the command, so ``wsgi.py`` then builds it with
+    ``CLIENT_ONLY``: production's refusal to start without ``JWT_SECRET_KEY`` is for
+    processes that serve, not for a terminal following a job on another server.
+    """
+    argv = sys.argv if argv is None else argv
+    if not argv:
+        return False
+    program = Path(argv[0])
+    is_flask = program.name == "flask" or (program.name == "__main__.py" and program.parent.name == "flask")
+    return is_flask and flask_command(argv) in CLIENT_COMMANDS
 
 
 def create_user(username: str, password: str, *, admin: bool = False) -> User:

@@ -72,6 +72,8 @@ def database_uri(url: str) -> str:
 #: Accepted ``LOG_LEVEL`` values and ``LOG_FORMAT`` values.
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS = ("text", "json")
+#: Accepted ``REFRESH_COOKIE_SECURE`` values.
+REFRESH_COOKIE_SECURE_VALUES = ("auto", "true", "false")
 
 
 class Config:
@@ -91,6 +93,10 @@ class Config:
     TOKEN_CACHE_SECONDS = _float("TOKEN_CACHE_SECONDS", 30.0)
     #: Tokens that cache holds at most per process (the oldest goes first).
     TOKEN_CACHE_SIZE = _int("TOKEN_CACHE_SIZE", 10_000)
+    #: The browser session's refresh cookie gets ``Secure``: ``true`` always (production's
+    #: default), ``auto`` when the request came over HTTPS (behind a TLS proxy, set
+    #: ``TRUSTED_PROXIES`` so its ``X-Forwarded-Proto`` counts), ``false`` never.
+    REFRESH_COOKIE_SECURE = (os.environ.get("REFRESH_COOKIE_SECURE") or "true").strip().lower()
 
     #: ``postgresql://`` and ``postgres://`` are mapped to psycopg2 (see ``database_uri``).
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'herald.db'}")
@@ -221,12 +227,16 @@ class Config:
 
     #: Create and print a demo login when serving (development only).
     DEMO_USER = False
+    #: Set by ``wsgi.py`` for a ``flask`` client command (``watch``): the process follows a
+    #: job on another server, so it needs none of this server's secrets.
+    CLIENT_ONLY = False
 
     def validate(self) -> None:
         """Refuse settings that would be unsafe in this environment."""
         self.check_jobs()
         self.check_logging()
-        if not self.JWT_SECRET_KEY:
+        self.check_cookies()
+        if not self.JWT_SECRET_KEY and not self.CLIENT_ONLY:
             raise ConfigError(
                 "JWT_SECRET_KEY must be set in production (or run with HERALD_ENV=development for a throwaway key)"
             )
@@ -246,6 +256,13 @@ class Config:
         if self.HISTORY_TRIM_INTERVAL <= 0:
             raise ConfigError("HISTORY_TRIM_INTERVAL must be a positive number of seconds")
 
+    def check_cookies(self) -> None:
+        """A misspelt ``REFRESH_COOKIE_SECURE`` must not silently drop ``Secure``."""
+        self.REFRESH_COOKIE_SECURE = str(self.REFRESH_COOKIE_SECURE).strip().lower()
+        if self.REFRESH_COOKIE_SECURE not in REFRESH_COOKIE_SECURE_VALUES:
+            allowed = ", ".join(REFRESH_COOKIE_SECURE_VALUES)
+            raise ConfigError(f"REFRESH_COOKIE_SECURE must be one of {allowed}, got {self.REFRESH_COOKIE_SECURE!r}")
+
     def check_logging(self) -> None:
         """A misspelt level or format would silently log too much or unparseable lines."""
         self.LOG_LEVEL = str(self.LOG_LEVEL).strip().upper()
@@ -264,11 +281,14 @@ class DevelopmentConfig(Config):
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY") or "herald-development-only-secret-key!"
     SECRET_KEY = os.environ.get("SECRET_KEY") or JWT_SECRET_KEY
     DEMO_USER = _bool("HERALD_DEMO_USER", True)
+    #: ``make run`` serves plain HTTP: ``Secure`` only when a request did come over HTTPS.
+    REFRESH_COOKIE_SECURE = (os.environ.get("REFRESH_COOKIE_SECURE") or "auto").strip().lower()
 
     def validate(self) -> None:
         """Development accepts the throwaway secret."""
         self.check_jobs()
         self.check_logging()
+        self.check_cookies()
 
 
 class TestingConfig(DevelopmentConfig):

@@ -4,17 +4,28 @@
   ├─ ``BadRequest`` 400 — malformed input, ``code="bad_request"``
   │    └─ ``ValidationFailed`` 400 — input of the wrong shape, ``code="validation_error"``
   ├─ ``Unauthorized`` 401 — missing or bad credentials
+  ├─ ``Forbidden`` 403 — refused whoever asks (a browser-session call from a foreign origin)
   ├─ ``NotFound`` 404 — unknown, or not yours (the two look the same on purpose)
   ├─ ``Conflict`` 409 — the request clashes with current state
   └─ ``PayloadTooLarge`` 413 — over a configured size limit
 
 REST renders ``{"error": {"code", "message", "details"}}`` with ``status``; sockets render
-``{"type": "error", "code", "message"}``.
+``{"type": "error", "code", "message"}``; browser pages get an HTML page
+(:func:`register_page_errors`: ``templates/errors/404.html`` and ``500.html``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+log = logging.getLogger(__name__)
+
+#: Paths whose errors stay JSON: the REST API and the probes (everything else is a page).
+JSON_PREFIXES = ("/api/", "/health", "/ready", "/metrics")
 
 
 class HeraldError(Exception):
@@ -55,6 +66,13 @@ class Unauthorized(HeraldError):
     code = "unauthorized"
 
 
+class Forbidden(HeraldError):
+    """A request refused for where it came from, not for who sent it."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(HeraldError):
     """Unknown resource, or one that belongs to someone else."""
 
@@ -81,3 +99,41 @@ class TooMany(HeraldError):
 
     status = 429
     code = "too_many_requests"
+
+
+def wants_json(path: str) -> bool:
+    """Whether an error on ``path`` is answered as JSON (API, probes) rather than a page."""
+    return path == "/api" or path.startswith(JSON_PREFIXES)
+
+
+def register_page_errors(app: Flask) -> None:
+    """Styled HTML 404 and 500 pages for browser routes; ``/api`` keeps its JSON errors.
+
+    Call after the REST handlers are registered (``app.api.errors``): they stay in charge
+    of every JSON path, these only take over the pages.
+    """
+    from flask import render_template, request
+    from werkzeug.exceptions import HTTPException
+
+    handlers = app.error_handler_spec[None][None]
+    json_http, json_unexpected = handlers[HTTPException], handlers[Exception]
+
+    def page(template: str, status: int) -> tuple[str, int]:
+        return render_template(template, path=request.path, status=status), status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Any:
+        if wants_json(request.path):
+            return json_http(exc)
+        if exc.code == 404:
+            return page("errors/404.html", 404)
+        if exc.code is not None and exc.code >= 500:
+            return page("errors/500.html", exc.code)
+        return exc
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Any:
+        if isinstance(exc, HTTPException) or wants_json(request.path):
+            return json_unexpected(exc)
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return page("errors/500.html", 500)

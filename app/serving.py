@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import resource
+import signal
 from typing import Any
 
 from flask import Flask
@@ -74,8 +75,85 @@ def on_serving(app: Flask) -> None:
     gc.freeze()
 
 
+#: The signals that end serving cleanly (Ctrl+C, and what ``kill``, systemd and Docker send).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def stop_on_signals() -> list[str]:
+    """Make SIGINT and SIGTERM stop the server loop (``KeyboardInterrupt`` in the main
+    greenlet); returns the list the received signal's name is put in.
+
+    The handler runs in whichever greenlet the signal finds running: in the main greenlet
+    or the hub the exception ends the server loop, but raised in a job's greenlet it would
+    only kill that job, so there it is handed to the main greenlet through the hub. A
+    signal the process was started ignoring (a background job of a script) stays ignored.
+    """
+    received: list[str] = []
+
+    def handler(signum: int, _frame: Any) -> None:
+        received.append(signal.Signals(signum).name)
+        throw_into_main = _main_greenlet_thrower()
+        if throw_into_main is None:
+            raise KeyboardInterrupt
+        throw_into_main()
+
+    for sig in STOP_SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, handler)
+    return received
+
+
+def _main_greenlet_thrower() -> Any:
+    """None when raising here reaches the server loop (no greenlets, the main greenlet,
+    eventlet's hub); otherwise a callable that has the hub throw into the main greenlet."""
+    try:
+        import greenlet
+    except ImportError:
+        return None
+    current = greenlet.getcurrent()
+    if current.parent is None:  # the main greenlet (or no greenlets in use)
+        return None
+    mode = socketio.async_mode
+    if mode == "eventlet":
+        from eventlet.hubs import get_hub
+
+        hub = get_hub()
+        if current is hub.greenlet:
+            return None
+        main = hub.greenlet.parent
+        return lambda: hub.schedule_call_global(0, main.throw, KeyboardInterrupt())
+    if mode == "gevent":
+        import gevent
+
+        # Even in the hub: gevent's hub prints a traceback for an exception raised in it.
+        gevent_hub = gevent.get_hub()
+        main = gevent_hub.parent
+        return lambda: gevent_hub.loop.run_callback(main.throw, KeyboardInterrupt())
+    return None
+
+
 def serve(app: Flask) -> int:
-    """Run the configured async server on ``HOST``:``PORT`` until stopped."""
+    """Run the configured async server on ``HOST``:``PORT`` until stopped.
+
+    Ctrl+C or SIGTERM stop it cleanly: a goodbye line, exit status 0 (so ``make run``
+    ends without ``make: *** Error``). Jobs still running are settled ``interrupted`` by
+    the next start, as after any stop.
+    """
+    received = stop_on_signals()
+    try:
+        _serve(app)
+    except KeyboardInterrupt:
+        pass
+    how = f" ({received[-1]})" if received else ""
+    if app.config["LOG_FORMAT"] == "json":
+        log.info("Herald stopped%s. Goodbye.", how)
+    else:
+        print(f"Herald stopped{how}. Goodbye.", flush=True)
+    return 0
+
+
+def _serve(app: Flask) -> None:
+    """The server loop of the configured async mode; returns when it stops."""
     max_connections = int(app.config["MAX_CONNECTIONS"])
     raise_file_limit(max_connections + 256)
     on_serving(app)
@@ -99,7 +177,7 @@ def serve(app: Flask) -> int:
         eventlet.wsgi.server(
             listener, app, max_size=max_connections, log_output=False, log=logging.getLogger("eventlet.wsgi")
         )
-        return 0
+        return
     if mode == "gevent":
         # What socketio.run does for gevent, with our listener (backlog, no Nagle).
         import gevent.socket
@@ -115,9 +193,8 @@ def serve(app: Flask) -> int:
         WSGIServer(
             listener, app, spawn=Pool(max_connections), log=None, error_log=logging.getLogger("gevent.pywsgi")
         ).serve_forever()
-        return 0
+        return
     socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)
-    return 0
 
 
 def without_nagle(listener: Any) -> None:

@@ -192,14 +192,22 @@ def watch_command(
         job = client.job(job_id)
     except HeraldClientError as exc:
         raise click.ClickException(str(exc)) from None
-    bar = tqdm(total=100, unit="%", file=sys.stderr, dynamic_ncols=True, desc=f"job {job_id} ({job['kind']})")
+    # The bar is the job's percent; the figures after it are the job's own (items, items/s,
+    # ETA), never tqdm's rate of percent points ("%/s").
+    bar = tqdm(
+        total=100,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        desc=f"job {job_id} ({job['kind']})",
+        bar_format="{desc}: |{bar}| {percentage:3.0f}%{postfix}",  # tqdm puts ", " before the postfix
+    )
     final: dict[str, Any] = {}
     try:
         for message in client.events(job_id, timeout=timeout):
             data = message.get("data") or {}
             if message.get("seq") is None:
                 if data.get("percent") is not None:
-                    bar.set_postfix_str(str(data.get("message") or ""), refresh=False)
+                    bar.set_postfix_str(progress_text(data), refresh=False)
                     _move(bar, float(data["percent"]))
                 continue
             if message["type"] == "step_complete" and data.get("total_steps"):
@@ -226,6 +234,23 @@ def watch_command(
     failed_test = isinstance(result, dict) and result.get("status") == "failed"
     if final["status"] != "completed" or failed_test:
         sys.exit(1)
+
+
+def progress_text(data: dict[str, Any]) -> str:
+    """A progress tick as text: ``1,200/4,000 · 350/s · ETA 8s · message``."""
+    parts = []
+    if data.get("total"):
+        parts.append(f"{int(data.get('current') or 0):,}/{int(data['total']):,}")
+    rate = data.get("rate")
+    if isinstance(rate, int | float):
+        parts.append(f"{rate:,.0f}/s" if rate >= 10 else f"{rate:.1f}/s")
+    eta = data.get("eta")
+    if isinstance(eta, int | float):
+        minutes, seconds = divmod(round(eta), 60)
+        parts.append(f"ETA {minutes}m {seconds:02d}s" if minutes else f"ETA {seconds}s")
+    if data.get("message"):
+        parts.append(str(data["message"]))
+    return " · ".join(parts)
 
 
 def _move(bar: tqdm, percent: float) -> None:

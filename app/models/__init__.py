@@ -5,7 +5,7 @@ from .base import isoformat, utcnow
 from .dataset import Dataset, DatasetPage
 from .job import FINAL_STATUSES, Job, JobEvent, JobStatus, Worker
 from .test_case import TestCase, TestCaseResult
-from .token import RevokedToken
+from .token import RevokedToken, SessionToken
 from .upload import Upload
 from .user import User
 from .workflow import Workflow
@@ -20,6 +20,7 @@ __all__ = [
     "JobEvent",
     "JobStatus",
     "RevokedToken",
+    "SessionToken",
     "TestCase",
     "TestCaseResult",
     "User",

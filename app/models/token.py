@@ -1,4 +1,5 @@
-"""Revoked tokens: a logged-out token is refused until it would have expired anyway."""
+"""Revoked tokens (refused until they would have expired anyway) and the access tokens a
+browser session minted (so that signing out revokes every one of them)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,20 @@ class RevokedToken(db.Model):
     user_id: Mapped[int] = mapped_column(index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SessionToken(db.Model):
+    """An access token minted from a browser session's refresh cookie; sign-out revokes it.
+
+    Each tab of a browser gets its own access token from the one refresh cookie, so signing
+    out in one tab must revoke the others' too: they are listed here by ``session_jti``
+    (the refresh token's ``jti``). Rows past ``expires_at`` are deleted as the user's
+    sessions refresh.
+    """
+
+    __tablename__ = "session_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    session_jti: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[int] = mapped_column(index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -1,25 +1,73 @@
-// Herald browser client, shared by every page: token storage (sessionStorage, never a URL),
-// a REST helper, the login redirect, and a Socket.IO connection that reconnects with
-// backoff + jitter and resumes every subscription from its last seq.
+// Herald browser client, shared by every page: the session (an access token in this tab's
+// memory, got from the browser's HttpOnly refresh cookie: never in sessionStorage,
+// localStorage or a URL), a REST helper, the login redirect, job-end notifications, and a
+// Socket.IO connection that reconnects with backoff + jitter and resumes every
+// subscription from its last seq.
 import { io } from "/static/vendor/socket.io.esm.min.js";
 
-const TOKEN_KEY = "herald.access_token";
-const REFRESH_KEY = "herald.refresh_token";
 const CLIENT_KEY = "herald.client_id";
-const USER_KEY = "herald.username";
+const NOTIFY_KEY = "herald.notify_job_end";
 
 export const TERMINAL_STATUSES = new Set(["completed", "failed", "cancelled"]);
 
-export function getToken() { return sessionStorage.getItem(TOKEN_KEY); }
-export function setTokens({ access_token, refresh_token, user }) {
-  sessionStorage.setItem(TOKEN_KEY, access_token);
-  if (refresh_token) sessionStorage.setItem(REFRESH_KEY, refresh_token);
-  if (user?.username) sessionStorage.setItem(USER_KEY, user.username);
+// -- the session ----------------------------------------------------------------------
+// The refresh token lives in the `herald_refresh` cookie (HttpOnly, SameSite=Strict, sent
+// to /api/auth/session only), which no script can read. Each tab trades it for its own
+// access token, kept in this module only: a new tab (Ctrl+click) needs no sign-in, and
+// signing out anywhere revokes every tab's token (docs/PROTOCOL.md, browser sessions).
+
+let accessToken = null;
+let currentUser = null;
+let sessionReady = null; // Promise<boolean> while this tab's first token is on its way
+
+/** This tab's access token (null until the session is ready: see ensureSession). */
+export function getToken() { return accessToken; }
+/** Forget this tab's token (the cookie is cleared by the server, on sign-out). */
+export function clearTokens() { accessToken = null; currentUser = null; sessionReady = null; }
+export function username() { return currentUser?.username ?? null; }
+
+function setSession({ access_token, user }) {
+  accessToken = access_token;
+  if (user) currentUser = user;
 }
-export function clearTokens() {
-  for (const key of [TOKEN_KEY, REFRESH_KEY, USER_KEY]) sessionStorage.removeItem(key);
+
+let refreshing = null;
+/** A new access token from the session cookie (one request at a time); false when signed out. */
+export function refreshSession() {
+  refreshing ??= fetch("/api/auth/session/refresh", { method: "POST", credentials: "same-origin" })
+    .then(async (r) => { if (!r.ok) return false; setSession(await r.json()); return true; })
+    .catch(() => false)
+    .finally(() => { setTimeout(() => { refreshing = null; }, 0); });
+  return refreshing;
 }
-export function username() { return sessionStorage.getItem(USER_KEY); }
+
+/** Resolves true once this tab has an access token (from the cookie the first time). */
+export function ensureSession() {
+  if (accessToken) return Promise.resolve(true);
+  sessionReady ??= refreshSession().then((ok) => { if (!ok) sessionReady = null; return ok; });
+  return sessionReady;
+}
+
+/** Seconds until a JWT's `exp` (0 when it cannot be read). */
+function secondsLeft(token) {
+  try {
+    const payload = JSON.parse(atob(token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return payload.exp - Date.now() / 1000;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * A token good for at least `margin` more seconds, for requests made outside `api()` (an
+ * XHR upload, a file download): `Authorization: Bearer ${await freshToken()}`. Null when
+ * signed out.
+ */
+export async function freshToken(margin = 30) {
+  if (!(await ensureSession())) return null;
+  if (secondsLeft(accessToken) < margin) await refreshSession();
+  return accessToken;
+}
 
 /** A per-tab client id, so this tab's upload progress reaches this tab. */
 export function clientId() {
@@ -31,15 +79,19 @@ export function clientId() {
   return id;
 }
 
-/** Send the browser to the login page, remembering where to come back to. */
+let leaving = false;
+/** Send the browser to the login page, remembering where to come back to (once: the page,
+ * its connection and its API calls may all find the session gone at the same moment). */
 export function goToLogin() {
+  if (leaving) return;
+  leaving = true;
   const next = location.pathname + location.search;
   location.replace(`/login?next=${encodeURIComponent(next)}`);
 }
 
-/** Pages call this first: true when the tab has a token, else it redirects to /login. */
-export function requireLogin() {
-  if (getToken()) return true;
+/** Resolves true when the tab has a session; otherwise sends it to /login (false). */
+export async function requireLogin() {
+  if (await ensureSession()) return true;
   goToLogin();
   return false;
 }
@@ -55,23 +107,28 @@ export function safeNext(value) {
   }
 }
 
-let refreshing = null;
-/** Trade the refresh token for a new pair once; false when there is none or it failed. */
-async function refreshTokens() {
-  const refresh = sessionStorage.getItem(REFRESH_KEY);
-  if (!refresh) return false;
-  refreshing ??= fetch("/api/auth/refresh", { method: "POST", headers: { Authorization: `Bearer ${refresh}` } })
-    .then(async (r) => { if (!r.ok) return false; setTokens(await r.json()); return true; })
-    .catch(() => false)
-    .finally(() => { setTimeout(() => { refreshing = null; }, 0); });
-  return refreshing;
+function signedOutError() {
+  const error = new Error("signed out: sign in again");
+  error.code = "signed_out";
+  error.status = 401;
+  return error;
 }
 
-/** Fetch JSON from the API with the tab's token; throws Error{code, status} on errors. */
+/**
+ * Fetch JSON from the API with the tab's token; throws Error{code, status} on errors. The
+ * first call waits for the session; a 401 gets one new token from the cookie and a retry,
+ * and when that fails too (signed out, here or in another tab) the tab goes to /login.
+ */
 export async function api(path, { method = "GET", body, headers = {}, retried = false } = {}) {
+  // Signing in and out needs no access token (and a 401 there is an answer, not a lapse).
+  const authRoute = path.startsWith("/api/auth/session") || path.startsWith("/api/auth/login");
+  if (!authRoute && !(await ensureSession())) {
+    goToLogin();
+    throw signedOutError();
+  }
   const opts = { method, headers: { ...headers } };
   const token = getToken();
-  if (token) opts.headers.Authorization = `Bearer ${token}`;
+  if (token && !authRoute) opts.headers.Authorization = `Bearer ${token}`;
   if (body !== undefined && !(body instanceof FormData)) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
@@ -80,8 +137,8 @@ export async function api(path, { method = "GET", body, headers = {}, retried = 
   }
   const response = await fetch(path, opts);
   const data = await response.json().catch(() => ({}));
-  if (response.status === 401 && token && !path.startsWith("/api/auth/")) {
-    if (!retried && (await refreshTokens())) return api(path, { method, body, headers, retried: true });
+  if (response.status === 401 && !authRoute) {
+    if (!retried && (await refreshSession())) return api(path, { method, body, headers, retried: true });
     clearTokens();
     goToLogin();
   }
@@ -94,26 +151,83 @@ export async function api(path, { method = "GET", body, headers = {}, retried = 
   return data;
 }
 
-/** Revoke both tokens on the server (its sockets close), then forget them here. */
+/** Sign this browser out: the server revokes the session and every tab's token, clears the cookie. */
 export async function logout() {
-  const refresh = sessionStorage.getItem(REFRESH_KEY);
   try {
-    if (getToken()) {
-      await fetch("/api/auth/logout", {
-        method: "POST",
-        headers: { Authorization: `Bearer ${getToken()}`, "Content-Type": "application/json" },
-        body: JSON.stringify(refresh ? { refresh_token: refresh } : {}),
-      });
-    }
+    await fetch("/api/auth/session", {
+      method: "DELETE",
+      credentials: "same-origin",
+      headers: accessToken ? { Authorization: `Bearer ${accessToken}` } : {},
+    });
   } finally {
     clearTokens();
   }
 }
 
+/** Sign in with a password: the server sets the session cookie, this tab keeps the access token. */
 export async function login(username, password) {
-  const data = await api("/api/auth/login", { method: "POST", body: { username, password } });
-  setTokens(data);
+  const data = await api("/api/auth/session", { method: "POST", body: { username, password } });
+  setSession(data);
   return data;
+}
+
+// -- notifications when a watched job ends (opt-in) --------------------------------------
+
+/** True when the user asked for notifications and the browser allows them. */
+export function notificationsOn() {
+  return "Notification" in window && Notification.permission === "granted" && localStorage.getItem(NOTIFY_KEY) === "on";
+}
+
+/** The notification's text for a job that ended: its outcome first. */
+export function jobEndText(job) {
+  const name = `${job.kind ? `${job.kind} ` : ""}job #${job.id}`;
+  const result = job.result && typeof job.result === "object" ? job.result : {};
+  const failed = Number(result.failed_count ?? result.failed ?? 0);
+  const total = Number(result.total_count ?? result.total ?? 0);
+  let outcome = job.status;
+  if (job.status === "completed" && (failed > 0 || result.status === "failed")) {
+    outcome = failed > 0 && total > 0 ? `completed with failures (${failed} of ${total} failed)` : "completed with failures";
+  }
+  const reason = job.error?.message ? `: ${job.error.message}` : "";
+  return { title: `Herald: ${name} ${outcome}`, body: `${name} ${outcome}${reason}` };
+}
+
+/** Show the job-end notification if the user opted in (one per job, across tabs: tag). */
+export function notifyJobEnded(job) {
+  if (!notificationsOn()) return;
+  const { title, body } = jobEndText(job);
+  try {
+    const notification = new Notification(title, { body, tag: `herald-job-${job.id}` });
+    notification.onclick = () => { window.focus(); location.assign(`/jobs/${job.id}`); };
+  } catch {
+    // Some browsers allow notifications from a service worker only: nothing to show then.
+  }
+}
+
+/** Wire the layout's opt-in button: permission is asked on its click only. */
+function wireNotificationToggle(button) {
+  if (!button || !("Notification" in window)) return;
+  const render = () => {
+    const blocked = Notification.permission === "denied";
+    const on = notificationsOn();
+    button.textContent = on ? "Notifications on" : "Notify me when jobs end";
+    button.setAttribute("aria-pressed", String(on));
+    button.disabled = blocked;
+    button.title = blocked
+      ? "Notifications are blocked for this site in the browser's settings"
+      : on ? "You get a notification when a job you watch ends; click to stop" : "Get a browser notification when a job you watch ends";
+  };
+  button.hidden = false;
+  render();
+  button.addEventListener("click", async () => {
+    if (notificationsOn()) {
+      localStorage.setItem(NOTIFY_KEY, "off");
+    } else {
+      const permission = Notification.permission === "granted" ? "granted" : await Notification.requestPermission();
+      localStorage.setItem(NOTIFY_KEY, permission === "granted" ? "on" : "off");
+    }
+    render();
+  });
 }
 
 /** Backoff for reconnects: 1 s doubling to 32 s (seed 001), with ±30 % jitter. */
@@ -152,7 +266,7 @@ export class HeraldConnection {
       transports: ["websocket"],
       reconnection: false, // our own backoff, so the state text can count down
       timeout: 10000, // seed 001's connect timeout
-      autoConnect: this.wantOnline,
+      autoConnect: false, // once the tab has its access token (below)
     });
     this.socket.on("connect", () => {
       this._clearRetry();
@@ -165,7 +279,7 @@ export class HeraldConnection {
     });
     this.socket.on("connect_error", async (err) => {
       if (AUTH_ERRORS.has(err?.data?.code)) {
-        if (await refreshTokens()) { this.socket.connect(); return; }
+        if (await refreshSession()) { this.socket.connect(); return; }
         clearTokens();
         goToLogin();
         return;
@@ -193,6 +307,10 @@ export class HeraldConnection {
       this.socket.connect();
     });
     this.onState({ state: this.wantOnline ? "connecting" : "offline" });
+    ensureSession().then((ok) => {
+      if (!ok) { goToLogin(); return; }
+      if (this.wantOnline && !this.closed && !this.socket.connected) this.socket.connect();
+    });
   }
 
   get connected() { return this.socket.connected; }
@@ -238,6 +356,9 @@ export class HeraldConnection {
         }
         entry.lastSeq = message.seq;
       }
+      if (entry.live && event === "job_status" && TERMINAL_STATUSES.has(message.data?.status)) {
+        notifyJobEnded({ ...entry.job, ...message.data, id: message.job_id });
+      }
       for (const handler of entry.handlers) handler(message);
     } else if (message && message.job_id != null) {
       for (const handler of this.allHandlers) handler(message);
@@ -250,7 +371,11 @@ export class HeraldConnection {
     entry.resyncing = true;
     this.socket.emit("subscribe", payload, (ack) => {
       entry.resyncing = false;
-      if (ack?.ok && ack.job) for (const handler of entry.snapshotHandlers) handler(ack.job);
+      if (ack?.ok && ack.job) {
+        entry.live = true;
+        entry.job = ack.job;
+        for (const handler of entry.snapshotHandlers) handler(ack.job);
+      }
     });
   }
 
@@ -266,7 +391,7 @@ export class HeraldConnection {
     jobId = Number(jobId);
     let entry = this.jobs.get(jobId);
     if (!entry) {
-      entry = { lastSeq, handlers: new Set(), snapshotHandlers: new Set() };
+      entry = { lastSeq, handlers: new Set(), snapshotHandlers: new Set(), live: false, job: { id: jobId } };
       this.jobs.set(jobId, entry);
     }
     entry.handlers.add(handler);
@@ -275,7 +400,12 @@ export class HeraldConnection {
       if (!this.socket.connected) { resolve({ ok: true, queued: true }); return; } // sent on connect
       this.socket.emit("subscribe", { job_id: jobId, last_seq: entry.lastSeq }, (ack) => {
         if (!ack?.ok) this.jobs.delete(jobId);
-        else for (const h of entry.snapshotHandlers) h(ack.job);
+        else {
+          // What came before this ack was the replay; what comes after is live.
+          entry.live = true;
+          entry.job = ack.job;
+          for (const h of entry.snapshotHandlers) h(ack.job);
+        }
         resolve(ack);
       });
     });
@@ -307,14 +437,17 @@ export class HeraldConnection {
 }
 
 /**
- * Page start-up: require a token, show the user and the connection state in the layout,
- * wire "Sign out", and open the connection. Returns null when redirecting to /login.
+ * Page start-up: show the user and the connection state in the layout, wire "Sign out"
+ * and the notifications opt-in, and open the connection, which connects once the tab has
+ * its access token (from the session cookie; without a session the tab goes to /login).
  */
 export function startPage(options = {}) {
-  if (!requireLogin()) return null;
   const stateEl = document.getElementById("connection-state");
   const who = document.getElementById("who");
-  if (who) who.textContent = username() || "";
+  ensureSession().then((ok) => {
+    if (!ok) { goToLogin(); return; }
+    if (who) who.textContent = username() || "";
+  });
   const { onState = () => {}, ...rest } = options;
   const conn = new HeraldConnection({
     ...rest,
@@ -333,6 +466,7 @@ export function startPage(options = {}) {
       location.assign("/login");
     });
   }
+  wireNotificationToggle(document.getElementById("notify-toggle"));
   return conn;
 }
 

@@ -1,4 +1,5 @@
-// /login: trade username + password for tokens (kept in sessionStorage), then go to ?next.
+// /login: sign the browser in (the server sets the HttpOnly session cookie; the access token
+// stays in this tab's memory), then go to ?next.
 import { login, safeNext } from "./herald.js";
 
 const form = document.getElementById("login-form");
