@@ -144,8 +144,9 @@ def spec(
 ) -> Callable[[F], F]:
     """State a view's input and answers once: the OpenAPI document and the checks come from here.
 
-    Before the view runs: the access token is checked (``auth=True``; ``"refresh"`` only
-    documents a view that reads a refresh token itself), each ``query`` parameter is parsed
+    Before the view runs: the access token is checked (``auth=True``; ``"refresh"`` and
+    ``"cookie"`` only document a view that reads a refresh token itself, from the
+    Authorization header or from the browser's session cookie), each ``query`` parameter is parsed
     and checked against its schema and passed as a keyword argument (its ``default`` when
     absent), and the body is read and checked (the ``body`` argument). ``responses`` maps a
     status to a JSON schema (``None``: no content for 2xx, the error body for 4xx) or to
@@ -319,7 +320,9 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                     "required": operation.body.required,
                     "content": operation.body.content(),
                 }
-            if operation.auth:
+            if operation.auth == "cookie":
+                entry["security"] = [{"session_cookie": []}]
+            elif operation.auth:
                 entry["security"] = [{"bearer": []}]
             paths.setdefault(path, {})[method.lower()] = entry
     return {
@@ -330,5 +333,10 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             "description": "Long jobs with live progress. See docs/PROTOCOL.md for sockets.",
         },
         "paths": paths,
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "session_cookie": {"type": "apiKey", "in": "cookie", "name": "herald_refresh"},
+            }
+        },
     }

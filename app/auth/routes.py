@@ -164,7 +164,7 @@ def end_cookie_session() -> int:
 
 
 @bp.post("/session/refresh")
-@spec(responses={200: SESSION_SCHEMA, 401: None, 403: None}, auth="refresh")
+@spec(responses={200: SESSION_SCHEMA, 401: None, 403: None}, auth="cookie")
 def session_refresh() -> dict[str, Any]:
     """A new access token for a tab, from the browser's session cookie (no body)."""
     check_origin()
@@ -181,7 +181,7 @@ def session_refresh() -> dict[str, Any]:
 
 
 @bp.delete("/session")
-@spec(responses={200: SIGNED_OUT_SCHEMA, 403: None}, auth="refresh")
+@spec(responses={200: SIGNED_OUT_SCHEMA, 403: None}, auth="cookie")
 def session_end() -> dict[str, Any]:
     """Sign a browser out: its refresh token and every tab's access token are revoked,
     their sockets closed on every process, and the cookie cleared."""

@@ -1,4 +1,5 @@
-"""Pages: they render without auth; the browser holds the token in sessionStorage.
+"""Pages: they render without auth; each tab holds its access token in memory (got from
+the HttpOnly session cookie, see ``auth/session.py``).
 
 Each page's script sends the browser to ``/login?next=…`` when the tab has no token, so a
 token never travels in a URL and the server never renders anything private.
