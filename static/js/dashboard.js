@@ -3,11 +3,11 @@
 // first), kind and params, live progress, started, duration — with counts by status,
 // filters, search, "Load more", and child jobs folded under their parent. Running jobs are
 // subscribed, finished ones unsubscribed; new jobs arrive through the "all" subscription.
-import { api, el, formatPercent, setProgress, startPage } from "./herald.js";
+import { api, el, startPage } from "./herald.js";
 import { loadChoices, paramFields, readParams } from "./forms.js";
-import { JobModel, isProgress, progressDone } from "./jobview.js";
+import { JobModel, isProgress, progressDone, showOutcome } from "./jobview.js";
 import {
-  countsText, durationOf, formatCount, resultSummary, formatDateTime, formatDuration, formatRate, outcomeOf, paramsSummary, unitOf,
+  countsText, durationOf, formatCount, resultSummary, formatDateTime, formatDuration, formatRate, paramsSummary, unitOf,
 } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
@@ -74,16 +74,9 @@ function makeRow(job, { child = false } = {}) {
 
 function render(row) {
   const job = row.model.job;
-  const { state, label } = outcomeOf(job);
   row.node.dataset.status = job.status;
-  row.node.dataset.state = state;
-  row.badge.textContent = label;
-  row.badge.dataset.status = state;
-  row.bar.dataset.state = state;
+  showOutcome(row, job);
   const p = job.progress || {};
-  const pct = p.percent ?? (job.status === "completed" && !p.total ? 100 : 0);
-  setProgress(row.bar, pct);
-  row.percent.textContent = formatPercent(pct);
   const unit = unitOf(job.kind);
   const done = progressDone(job, unit);
   const rate = !row.model.terminal && p.rate != null ? formatRate(p.rate, unit) : "";

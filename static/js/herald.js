@@ -476,37 +476,6 @@ export function formatPercent(percent) {
   return `${Math.max(0, Math.min(100, Math.floor(percent ?? 0)))}%`;
 }
 
-export function formatRate(rate) {
-  if (rate == null) return "–";
-  return `${rate >= 10 ? Math.round(rate) : Number(rate).toFixed(1)}/s`;
-}
-
-export function formatSeconds(seconds) {
-  if (seconds == null || !Number.isFinite(Number(seconds))) return "–";
-  let s = Math.max(0, Math.round(Number(seconds)));
-  const h = Math.floor(s / 3600);
-  s -= h * 3600;
-  const m = Math.floor(s / 60);
-  s -= m * 60;
-  return h ? `${h}h ${m}m` : m ? `${m}m ${s}s` : `${s}s`;
-}
-
-export function formatBytes(n) {
-  if (n == null) return "–";
-  const units = ["B", "KiB", "MiB", "GiB"];
-  let i = 0;
-  let v = Number(n);
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
-  return `${i ? v.toFixed(1) : v} ${units[i]}`;
-}
-
-/** Seconds a job has run: started → finished, or → now while it runs. */
-export function elapsedSeconds(job) {
-  if (!job.started_at) return null;
-  const end = job.finished_at ? Date.parse(job.finished_at) : Date.now();
-  return (end - Date.parse(job.started_at)) / 1000;
-}
-
 /** Set a <progress> and its aria text from a percent. */
 export function setProgress(el, percent) {
   const value = Math.max(0, Math.min(100, Number(percent) || 0));

@@ -105,15 +105,8 @@ export class JobSummary {
 
   update(model) {
     const job = model.job;
-    const { state, label } = outcomeOf(job);
-    this.badge.textContent = label;
-    this.badge.dataset.status = state;
-    this.bar.dataset.state = state;
-    this.node.dataset.state = state;
+    showOutcome(this, job);
     const p = job.progress || {};
-    const percent = p.percent ?? (job.status === "completed" && !p.total ? 100 : 0);
-    setProgress(this.bar, percent);
-    this.percent.textContent = formatPercent(percent);
     const unit = unitOf(job.kind);
     this.done.textContent = progressDone(job, unit);
     const active = !model.terminal;
@@ -132,6 +125,21 @@ export class JobSummary {
   tick(model) {
     this.elapsed.textContent = formatDuration(durationOf(model.job));
   }
+}
+
+/** A job's outcome on its row or summary (``node``, ``badge``, ``bar``, ``percent``): the
+ * label, the state the styles colour by, and the bar's percent. */
+export function showOutcome(view, job) {
+  const { state, label } = outcomeOf(job);
+  view.node.dataset.state = state;
+  view.badge.textContent = label;
+  view.badge.dataset.status = state;
+  view.bar.dataset.state = state;
+  const p = job.progress || {};
+  const percent = p.percent ?? (job.status === "completed" && !p.total ? 100 : 0);
+  setProgress(view.bar, percent);
+  view.percent.textContent = formatPercent(percent);
+  return state;
 }
 
 /** "12,400 of 400,000 rows" from a tick (imports carry their own row counts). */

@@ -17,7 +17,9 @@ from tests.helpers import wait_for
 from tests.integration.conftest import ServerProcess, launch
 from tests.target_service import TargetService
 
-from .conftest import TIMEOUT_MS, screenshot, sign_in
+from .conftest import TIMEOUT_MS, screenshot, sign_in, sync_api
+
+expect = sync_api.expect
 
 LONG_MS = 90_000
 #: Widths the screenshots are taken at: a laptop and a phone.
@@ -223,10 +225,12 @@ def test_a_failed_simulate_is_red_and_its_error_shows_once(tab: Any, site: Serve
     job_id = started_job_id(page)
     page.goto(f"/jobs/{job_id}")
     page.locator("#summary .badge").filter(has_text="failed").wait_for(timeout=LONG_MS)
-    assert page.locator("#summary progress").get_attribute("data-state") == "failed"
+    # The rest of the page follows the same update: wait for it rather than race it.
+    expect(page.locator("#summary progress")).to_have_attribute("data-state", "failed")
     assert bar_colour(page) == "rgb(198, 40, 40)"
-    assert page.get_by_text("simulated failure at step 3").count() == 1  # once, in the Error card
-    assert page.locator("#rerun").is_enabled() and page.locator("#cancel").is_disabled()
+    expect(page.get_by_text("simulated failure at step 3")).to_have_count(1)  # once, in the Error card
+    expect(page.locator("#rerun")).to_be_enabled()
+    expect(page.locator("#cancel")).to_be_disabled()
     shots(page, "job-failed")
     assert read_job(site, token, job_id)["outcome"] == "failed"
 
