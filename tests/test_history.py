@@ -105,3 +105,32 @@ def test_resuming_below_the_kept_history_gets_resync_and_the_rest_replays(app, c
     assert page["first_seq"] == 21 and page["complete"] is False and page["events"][0]["seq"] == 21
     page = client.get(f"/api/jobs/{job_id}/events?after=20", headers=auth.headers(token)).get_json()
     assert page["complete"] is True
+
+
+def test_the_events_page_is_each_event_s_wire_message(app, client, auth):
+    """The page splices each event's stored JSON in as text: it must read back exactly as
+    the event's own message (unicode, nesting, numbers, nulls, escapes)."""
+    token = auth.token_for("alice")
+    datas = [
+        {"message": "naïve — ünïcode ✓ \u2028", "level": "info"},
+        {"nested": {"list": [1, 2.5, None, True], "quote": 'say "hi"\\n'}},
+        {},
+    ]
+    with app.app_context():
+        job_id = stored_job("alice", 0)
+        for seq, data in enumerate(datas, start=1):
+            db.session.add(JobEvent(job_id=job_id, seq=seq, type="job_log", data=data, created_at=utcnow()))
+        db.session.get(Job, job_id).last_seq = len(datas)
+        db.session.commit()
+        events = db.session.scalars(db.select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.seq))
+        expected = [event.to_message() for event in events]
+    answer = client.get(f"/api/jobs/{job_id}/events?after=0", headers=auth.headers(token))
+    assert answer.status_code == 200 and answer.mimetype == "application/json"
+    body = answer.get_json()
+    assert body["events"] == expected
+    assert {k: body[k] for k in ("job_id", "last_seq", "first_seq", "complete")} == {
+        "job_id": job_id,
+        "last_seq": 3,
+        "first_seq": 1,
+        "complete": True,
+    }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import Response, current_app
+
 from ..auth.tokens import current_user
 from ..extensions import db
 from ..inputs import CLIENT_ID_REGEX
@@ -118,7 +120,7 @@ def get_job(job_id: int) -> dict[str, Any]:
 
 @bp.get("/jobs/<id:job_id>/events")
 @spec(query={"after": OFFSET, "limit": integer(1000, minimum=1, maximum=10_000)}, responses={200: EVENTS_SCHEMA})
-def job_events(job_id: int, after: int, limit: int) -> dict[str, Any]:
+def job_events(job_id: int, after: int, limit: int) -> Response:
     """Durable events with ``seq > after`` (default 0), in order: the same messages as live.
 
     ``first_seq`` is the oldest event still kept (history retention may have deleted
@@ -126,16 +128,14 @@ def job_events(job_id: int, after: int, limit: int) -> dict[str, Any]:
     then the job itself (``GET /api/jobs/<id>``) is the state to start again from.
     """
     job = service.get_owned_job(current_user().id, job_id)
-    events = service.job_event_messages(job.id, after=after, limit=limit)
+    events = service.job_event_messages_json(job.id, after=after, limit=limit)
     first_seq = history.first_kept_seq(job.id)
     complete = after >= job.last_seq or (first_seq is not None and first_seq <= after + 1)
-    return {
-        "job_id": job.id,
-        "last_seq": job.last_seq,
-        "first_seq": first_seq,
-        "complete": complete,
-        "events": events,
-    }
+    envelope = current_app.json.dumps(
+        {"job_id": job.id, "last_seq": job.last_seq, "first_seq": first_seq, "complete": complete}
+    )
+    # The events are JSON text already (see ``job_event_messages_json``): spliced in.
+    return current_app.response_class(envelope[:-1] + ',"events":' + events + "}", mimetype="application/json")
 
 
 @bp.post("/jobs/<id:job_id>/cancel")

@@ -18,6 +18,7 @@ from .session import (
     REFRESH_COOKIE,
     check_origin,
     clear_refresh_cookie_after_request,
+    commit_minted_tokens,
     end_session,
     mint_access_token,
     session_revoked,
@@ -145,7 +146,7 @@ def session_start(body: dict[str, Any]) -> Response:
     # A session this browser had is replaced, so it ends: its cookie is about to be overwritten.
     end_cookie_session()
     refresh_token, access_token = start_session(user)
-    commit_session()
+    commit_minted_tokens(user.id)
     response = jsonify({"access_token": access_token, "user": user.to_dict()})
     set_refresh_cookie(response, refresh_token)
     return response
@@ -171,7 +172,7 @@ def session_refresh() -> dict[str, Any]:
     user, claims = session_user()
     session_jti = str(claims["jti"])
     access_token = mint_access_token(user, session_jti)
-    commit_session()
+    commit_minted_tokens(user.id)
     if session_revoked(session_jti):  # signed out while this token was being minted
         revoke(decode_token(access_token), user.id)
         commit_session()

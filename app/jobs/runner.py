@@ -190,6 +190,10 @@ class JobRunner:
         """Extend the lease of every job this worker holds; stop runs whose lease is gone."""
         started = time.monotonic()
         now = utcnow()
+        # Only runs that started before the renewal are judged by it: a run registered
+        # meanwhile (its claim committed after the UPDATE below read the rows) is not lost.
+        with self._lock:
+            held = [(job_id, ctx) for job_id, ctx in self._running.items() if ctx is not None]
         with write_transaction() as conn:
             conn.execute(update(Worker).where(Worker.id == self.worker_id).values(seen_at=now))
             renewed = set(
@@ -203,9 +207,7 @@ class JobRunner:
             stale = now - timedelta(seconds=max(60.0, 6 * self.lease_seconds))
             conn.execute(delete(Worker).where(Worker.seen_at < stale))
         valid_until = started + self.lease_seconds - LEASE_MARGIN
-        for job_id, ctx in list(self._running.items()):
-            if ctx is None:
-                continue
+        for job_id, ctx in held:
             if job_id in renewed:
                 ctx.hold_lease_until(valid_until)
             else:

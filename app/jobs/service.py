@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, Text, cast, func, or_, select
 
 from ..database import commit_session
 from ..errors import Conflict, NotFound, ValidationFailed
@@ -199,21 +200,31 @@ def job_events(job_id: int, *, after: int = 0, limit: int | None = None) -> list
     return list(db.session.scalars(query))
 
 
-def job_event_messages(job_id: int, *, after: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-    """The wire messages of durable events with ``seq > after``, in order — the same as
-    ``[e.to_message() for e in job_events(...)]``, read as plain rows (no ORM objects:
-    about twice as fast for the 10,000-event pages a long log is read in)."""
+def job_event_messages_json(job_id: int, *, after: int = 0, limit: int | None = None) -> str:
+    """The wire messages of durable events with ``seq > after``, in order, as one JSON array
+    — the same as ``json.dumps([e.to_message() for e in job_events(...)])``.
+
+    Each event's ``data`` is spliced in as the JSON text it is stored as: decoding and
+    re-encoding it was ~80 % of the time a 10,000-event page took (a long log is read in
+    such pages), and the text is JSON already (the journal stores nothing else).
+    """
     query = (
-        select(JobEvent.type, JobEvent.seq, JobEvent.created_at, JobEvent.data)
+        select(JobEvent.type, JobEvent.seq, JobEvent.created_at, cast(JobEvent.data, Text))
         .where(JobEvent.job_id == job_id, JobEvent.seq > after)
         .order_by(JobEvent.seq)
     )
     if limit is not None:
         query = query.limit(limit)
-    return [
-        {"type": type_, "job_id": job_id, "seq": seq, "timestamp": isoformat(created_at), "data": data}
-        for type_, seq, created_at, data in db.session.execute(query)
-    ]
+    dumps = json.dumps
+    head = f',"job_id":{int(job_id)},"seq":'
+    return (
+        "["
+        + ",".join(
+            f'{{"type":{dumps(type_)}{head}{int(seq)},"timestamp":"{isoformat(created_at)}","data":{data or "null"}}}'
+            for type_, seq, created_at, data in db.session.execute(query)
+        )
+        + "]"
+    )
 
 
 def cancel_job(job: Job) -> Job:

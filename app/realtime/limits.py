@@ -136,9 +136,12 @@ def check_subscription_room(conn: Hashable, job_id: int) -> None:
     a job it has is always allowed); subscriptions still being made count as held."""
     from .delivery import ledger
 
-    if ledger.has(conn, job_id) or job_id in _subscribing.get(conn, ()):
+    pending = _subscribing.get(conn, ())
+    if ledger.has(conn, job_id) or job_id in pending:
         return
-    if ledger.count(conn) + len(_subscribing.get(conn, ())) >= subscription_cap["max"]:
+    # A subscription being made is in the ledger before its replay ends: count it once.
+    being_made = sum(1 for pending_job in pending if not ledger.has(conn, pending_job))
+    if ledger.count(conn) + being_made >= subscription_cap["max"]:
         raise TooMany(
             f"a connection may hold {subscription_cap['max']} job subscriptions; unsubscribe first",
             code="too_many_subscriptions",

@@ -7,6 +7,7 @@ told, that the connection (or its neighbours) keeps working, and that abuse ends
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import json
 import multiprocessing
@@ -387,8 +388,9 @@ def test_5000_subscriptions_on_one_socket_stop_at_the_cap_and_the_socket_stays(r
     acks, after = asyncio.run(scenario())
     round_trips = probe.stop()
     # Handlers run side by side (on PostgreSQL their reads yield): acks come in any order.
-    assert sum(ack["ok"] for ack in acks) == 1000
-    assert [ack["error"]["code"] for ack in acks if not ack["ok"]] == ["too_many_subscriptions"] * 4000
+    refusals = collections.Counter(ack["error"]["code"] for ack in acks if not ack["ok"])
+    assert sum(ack["ok"] for ack in acks) == 1000, refusals
+    assert refusals == {"too_many_subscriptions": 4000}
     assert after[0] == "pong"
     # Served throughout, but not unaffected: one connection's runnable handlers (200 in
     # flight here) run before the bystander's ping (p99 0.36-0.55 s here; open).
