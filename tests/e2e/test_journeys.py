@@ -97,6 +97,18 @@ def started_job_id(page: Any) -> int:
     return int(page.eval_on_selector("#new-job", "f => f.dataset.lastJob"))
 
 
+def start_simulate(page: Any, steps: int, seconds: float, more: dict[str, int] | None = None) -> int:
+    """Start a ``simulate`` job from the New-job form, ``more`` fields by their label;
+    returns the new job's id."""
+    new_job_form(page, "simulate")
+    page.get_by_label("Steps", exact=True).fill(str(steps))
+    page.get_by_label("Seconds per step").fill(str(seconds))
+    for label, value in (more or {}).items():
+        page.get_by_label(label).fill(str(value))
+    page.get_by_role("button", name="Start job").click()
+    return started_job_id(page)
+
+
 def case_yaml(target: TargetService, name: str, expected_status: int) -> str:
     """A one-step case against the target's ``/items`` (200): it passes when it expects 200."""
     return (
@@ -217,12 +229,7 @@ def test_a_selection_on_the_test_case_list_runs_as_a_batch(tab: Any, site: Serve
 
 def test_a_failed_simulate_is_red_and_its_error_shows_once(tab: Any, site: ServerProcess, token: str) -> None:
     page = tab
-    new_job_form(page, "simulate")
-    page.get_by_label("Steps", exact=True).fill("4")
-    page.get_by_label("Seconds per step").fill("0.05")
-    page.get_by_label("Fail at step").fill("3")
-    page.get_by_role("button", name="Start job").click()
-    job_id = started_job_id(page)
+    job_id = start_simulate(page, 4, 0.05, {"Fail at step": 3})
     page.goto(f"/jobs/{job_id}")
     page.locator("#summary .badge").filter(has_text="failed").wait_for(timeout=LONG_MS)
     # The rest of the page follows the same update: wait for it rather than race it.
@@ -367,12 +374,7 @@ def test_a_running_job_page_shows_details_follows_its_log_and_asks_before_cancel
     tab: Any, site: ServerProcess, token: str
 ) -> None:
     page = tab
-    new_job_form(page, "simulate")
-    page.get_by_label("Steps", exact=True).fill("600")
-    page.get_by_label("Seconds per step").fill("0.05")
-    page.get_by_label("Log every N steps").fill("1")
-    page.get_by_role("button", name="Start job").click()
-    job_id = started_job_id(page)
+    job_id = start_simulate(page, 600, 0.05, {"Log every N steps": 1})
     page.goto(f"/jobs/{job_id}")
     page.locator("#summary .badge").filter(has_text="running").wait_for()
     assert page.locator("#summary progress").get_attribute("data-state") == "running"
@@ -403,11 +405,7 @@ def test_a_running_job_page_shows_details_follows_its_log_and_asks_before_cancel
 
 def test_a_completed_job_page_and_an_unknown_job(tab: Any, site: ServerProcess, token: str) -> None:
     page = tab
-    new_job_form(page, "simulate")
-    page.get_by_label("Steps", exact=True).fill("5")
-    page.get_by_label("Seconds per step").fill("0.01")
-    page.get_by_role("button", name="Start job").click()
-    job_id = started_job_id(page)
+    job_id = start_simulate(page, 5, 0.01)
     page.goto(f"/jobs/{job_id}")
     page.locator("#summary .badge").filter(has_text=re.compile(r"^completed$")).wait_for(timeout=LONG_MS)
     assert page.locator("#summary progress").get_attribute("data-state") == "succeeded"
@@ -421,12 +419,7 @@ def test_a_completed_job_page_and_an_unknown_job(tab: Any, site: ServerProcess, 
 
 def test_a_job_with_100000_log_lines_opens_with_search_working(tab: Any, site: ServerProcess, token: str) -> None:
     page = tab
-    new_job_form(page, "simulate")
-    page.get_by_label("Steps", exact=True).fill("99999")
-    page.get_by_label("Seconds per step").fill("0")
-    page.get_by_label("Log every N steps").fill("1")
-    page.get_by_role("button", name="Start job").click()
-    job_id = started_job_id(page)
+    job_id = start_simulate(page, 99999, 0, {"Log every N steps": 1})
     wait_for(lambda: read_job(site, token, job_id)["status"] == "completed", timeout=600, interval=0.5)
     # Measured from a blank tab: not the dashboard's unload (it watched the job's 100,000 lines).
     page.goto("about:blank")
