@@ -97,10 +97,10 @@ def list_jobs(
     children), ``top_level=true`` (jobs no other job started) and ``q`` (a job id, or text
     in the kind or params). ``total`` counts every page; ``status_counts`` counts by status
     under the other filters; each job has ``child_count``."""
-    filters = {"kind": kind, "parent_id": parent_id or None, "top_level": top_level in ("true", "1"), "search": q}
+    where = service.JobFilter(kind=kind, parent_id=parent_id or None, top_level=top_level in ("true", "1"), search=q)
     user_id = current_user().id
-    jobs = service.list_jobs(user_id, status=status, limit=limit, offset=offset, **filters)
-    counts = service.status_counts(user_id, **filters)
+    jobs = service.list_jobs(user_id, status=status, limit=limit, offset=offset, where=where)
+    counts = service.status_counts(user_id, where)
     children = service.child_counts(job.id for job in jobs)
     snapshots = [service.job_snapshot(job) | {"child_count": children.get(job.id, 0)} for job in jobs]
     total = counts.get(status, 0) if status else sum(counts.values())

@@ -140,7 +140,8 @@ def create_execution(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
 )
 def list_executions(limit: int, offset: int) -> dict[str, Any]:
     """Your workflow executions, newest first."""
-    jobs = service.list_jobs(current_user().id, kind=EXECUTION_KIND, limit=limit, offset=offset)
+    executions = service.JobFilter(kind=EXECUTION_KIND)
+    jobs = service.list_jobs(current_user().id, limit=limit, offset=offset, where=executions)
     return {"executions": _views(jobs)}
 
 

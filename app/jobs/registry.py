@@ -84,17 +84,6 @@ class JobKind:
                 filled[name] = prop["default"]
         return filled
 
-    def outcome(self, status: str, params: dict[str, Any] | None, result: Any) -> str | None:
-        """``succeeded``/``failures``/``failed``/``cancelled`` for a final ``status``, else None."""
-        if status in ("failed", "cancelled"):
-            return status
-        if status != "completed":
-            return None
-        try:
-            return self.outcome_rule(params or {}, result)
-        except (TypeError, ValueError, AttributeError, KeyError):
-            return "succeeded"
-
     def describe(self) -> dict[str, Any]:
         """Public description, served to the dashboard's form."""
         return {
@@ -164,11 +153,19 @@ def get_kind(name: str) -> JobKind:
 
 
 def outcome_of(kind: str, status: str, params: dict[str, Any] | None, result: Any) -> str | None:
-    """A job's outcome from its row (an unknown kind reads by status alone)."""
+    """A job's outcome (see :data:`OUTCOMES`) from its row: None while it is active; a
+    completed one as its kind's rule reads the result (an unknown kind, or a result the
+    rule cannot read, as ``succeeded``)."""
+    if status in ("failed", "cancelled"):
+        return status
+    if status != "completed":
+        return None
     job_kind = _KINDS.get(kind)
-    if job_kind is None:
-        return status if status in ("failed", "cancelled") else "succeeded" if status == "completed" else None
-    return job_kind.outcome(status, params, result)
+    rule = job_kind.outcome_rule if job_kind is not None else _always_succeeded
+    try:
+        return rule(params or {}, result)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        return "succeeded"
 
 
 def all_kinds() -> list[JobKind]:

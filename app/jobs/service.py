@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import String, Text, cast, func, or_, select
@@ -121,64 +122,58 @@ def status_moments(job_ids: Iterable[int]) -> dict[int, tuple[str | None, str | 
     return moments
 
 
-def _job_filter(
-    user_id: int,
-    *,
-    kind: str | None = None,
-    parent_id: int | None = None,
-    top_level: bool = False,
-    search: str | None = None,
-) -> list[Any]:
-    """The WHERE terms shared by a listing and its counts (status aside)."""
-    terms: list[Any] = [Job.owner_id == user_id]
-    if kind:
-        terms.append(Job.kind == kind)
-    if parent_id is not None:
-        terms.append(Job.parent_id == parent_id)
-    elif top_level:
-        terms.append(Job.parent_id.is_(None))
-    if search:
-        text = search.strip()
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        matches = [Job.kind.ilike(pattern, escape="\\"), cast(Job.params, String).ilike(pattern, escape="\\")]
-        if text.lstrip("#").isdigit() and len(text) < 19:
-            matches.append(Job.id == int(text.lstrip("#")))
-        terms.append(or_(*matches))
-    return terms
+@dataclass(frozen=True)
+class JobFilter:
+    """Which of a user's jobs a listing (and its counts by status) covers."""
+
+    kind: str | None = None
+    #: Children of this job only.
+    parent_id: int | None = None
+    #: Jobs no other job started (ignored with ``parent_id``).
+    top_level: bool = False
+    #: Text in the kind or params, or a job id (``42`` or ``#42``).
+    search: str | None = None
+
+    def terms(self, user_id: int) -> list[Any]:
+        """The WHERE terms (status aside)."""
+        terms: list[Any] = [Job.owner_id == user_id]
+        if self.kind:
+            terms.append(Job.kind == self.kind)
+        if self.parent_id is not None:
+            terms.append(Job.parent_id == self.parent_id)
+        elif self.top_level:
+            terms.append(Job.parent_id.is_(None))
+        if self.search:
+            text = self.search.strip()
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            matches = [Job.kind.ilike(pattern, escape="\\"), cast(Job.params, String).ilike(pattern, escape="\\")]
+            if text.lstrip("#").isdigit() and len(text) < 19:
+                matches.append(Job.id == int(text.lstrip("#")))
+            terms.append(or_(*matches))
+        return terms
 
 
 def list_jobs(
     user_id: int,
     *,
     status: str | None = None,
-    kind: str | None = None,
     limit: int = 50,
     offset: int = 0,
-    parent_id: int | None = None,
-    top_level: bool = False,
-    search: str | None = None,
+    where: JobFilter = JobFilter(),
 ) -> list[Job]:
-    """A user's jobs, newest first, optionally filtered (``top_level``: no parent;
-    ``search``: in kind and params, or a job id)."""
-    terms = _job_filter(user_id, kind=kind, parent_id=parent_id, top_level=top_level, search=search)
+    """A user's jobs, newest first, optionally filtered by status and ``where``."""
+    terms = where.terms(user_id)
     if status:
         terms.append(Job.status == status)
     query = select(Job).where(*terms).order_by(Job.id.desc()).limit(limit).offset(offset)
     return list(db.session.scalars(query))
 
 
-def status_counts(
-    user_id: int,
-    *,
-    kind: str | None = None,
-    parent_id: int | None = None,
-    top_level: bool = False,
-    search: str | None = None,
-) -> dict[str, int]:
-    """``{status: n}`` for every status of the jobs the same filters select."""
-    terms = _job_filter(user_id, kind=kind, parent_id=parent_id, top_level=top_level, search=search)
+def status_counts(user_id: int, where: JobFilter = JobFilter()) -> dict[str, int]:
+    """``{status: n}`` for every status of the jobs ``where`` selects."""
     counts = {s.value: 0 for s in JobStatus}
-    for status, n in db.session.execute(select(Job.status, func.count()).where(*terms).group_by(Job.status)):
+    query = select(Job.status, func.count()).where(*where.terms(user_id)).group_by(Job.status)
+    for status, n in db.session.execute(query):
         counts[status] = int(n)
     return counts
 
