@@ -62,9 +62,14 @@ def write_transaction() -> Iterator[Connection]:
         yield connection
 
 
-def commit_session() -> None:
-    """Commit the ORM session under the write lock (flush and commit happen together)."""
+def commit_session(*statements: Any) -> None:
+    """Commit the ORM session under the write lock (flush and commit happen together),
+    running ``statements`` (bulk ``UPDATE``/``DELETE``) first under the same hold: a
+    write executed before it would wait in SQLite's busy handler, holding the event loop
+    (up to 5 s, then "database is locked") while the journal commits."""
     with write_lock():
+        for statement in statements:
+            db.session.execute(statement)
         db.session.commit()
 
 

@@ -43,7 +43,7 @@ from flask import Response, after_this_request, current_app, request
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from sqlalchemy import delete, select
 
-from ..database import commit_session, write_lock
+from ..database import commit_session
 from ..errors import Forbidden, Unauthorized
 from ..extensions import db
 from ..models import RevokedToken, SessionToken, User
@@ -150,7 +150,7 @@ def end_session(refresh_claims: dict[str, Any], user_id: int) -> list[tuple[str,
         exp = row.expires_at.timestamp()
         revoke({"jti": row.jti, "exp": exp}, user_id)
         ended.append((row.jti, exp))
-    _commit_with(delete(SessionToken).where(SessionToken.session_jti == session_jti))
+    commit_session(delete(SessionToken).where(SessionToken.session_jti == session_jti))
     return ended
 
 
@@ -158,13 +158,4 @@ def commit_minted_tokens(user_id: int) -> None:
     """Commit the tokens ``start_session``/``mint_access_token`` recorded, and forget the
     user's expired ones (of no use to a sign-out any more)."""
     now = datetime.now(UTC)
-    _commit_with(delete(SessionToken).where(SessionToken.user_id == user_id, SessionToken.expires_at < now))
-
-
-def _commit_with(statement: Any) -> None:
-    """Run a bulk statement and commit, both under the write lock: on SQLite a write
-    outside it waits in SQLite's busy handler, holding the event loop (up to 5 s, then
-    "database is locked") while the journal commits."""
-    with write_lock():
-        db.session.execute(statement)
-        db.session.commit()
+    commit_session(delete(SessionToken).where(SessionToken.user_id == user_id, SessionToken.expires_at < now))
