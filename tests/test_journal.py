@@ -27,6 +27,7 @@ def held_job(app, auth) -> Iterator[JobContext]:
     with app.app_context():
         ctx = stored_job_context(owner_id, worker_id=WORKER)
         pipeline.publish_status(ctx.job_id, "running", fence=ctx.fence)  # seq 1: the journal learns it
+        assert pipeline.outbox.drain()  # seq 1 sent before a test watches what is sent
         yield ctx
         pipeline.forget(ctx.job_id)
 
