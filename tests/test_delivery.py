@@ -16,18 +16,22 @@ def tick(current: int, job_id: int = 1) -> dict:
     return make_message("job_progress", {"current": current}, job_id=job_id)
 
 
+def admit(ledger: Ledger, conn: str, message: dict) -> bool:
+    return ledger.admitted([conn], message) == [conn]
+
+
 def test_unknown_connection_gets_everything():
     ledger = Ledger()
-    assert ledger.admit("sid", durable(1)) and ledger.admit("sid", tick(1))
+    assert admit(ledger, "sid", durable(1)) and admit(ledger, "sid", tick(1))
 
 
 def test_live_messages_are_held_during_replay_and_released_after_it():
     ledger = Ledger()
     ledger.begin_replay("sid", 1)
-    assert not ledger.admit("sid", durable(5))
-    assert not ledger.admit("sid", durable(6))
-    assert not ledger.admit("sid", tick(10))
-    assert not ledger.admit("sid", tick(11))
+    assert not admit(ledger, "sid", durable(5))
+    assert not admit(ledger, "sid", durable(6))
+    assert not admit(ledger, "sid", tick(10))
+    assert not admit(ledger, "sid", tick(11))
     due = ledger.finish_replay("sid", 1, replayed_seq=5)
     assert [m["seq"] for m in due] == [6, None]
     assert due[-1]["data"] == {"current": 11}  # only the latest tick
@@ -37,23 +41,23 @@ def test_after_replay_old_seqs_are_dropped_and_new_ones_pass():
     ledger = Ledger()
     ledger.begin_replay("sid", 1)
     ledger.finish_replay("sid", 1, replayed_seq=7)
-    assert not ledger.admit("sid", durable(7))
-    assert ledger.admit("sid", durable(8))
-    assert not ledger.admit("sid", durable(8))
+    assert not admit(ledger, "sid", durable(7))
+    assert admit(ledger, "sid", durable(8))
+    assert not admit(ledger, "sid", durable(8))
 
 
 def test_other_jobs_and_connections_are_unaffected():
     ledger = Ledger()
     ledger.begin_replay("sid", 1)
-    assert ledger.admit("sid", durable(1, job_id=2))
-    assert ledger.admit("other", durable(1))
+    assert admit(ledger, "sid", durable(1, job_id=2))
+    assert admit(ledger, "other", durable(1))
 
 
 def test_forget_removes_all_state_of_a_connection():
     ledger = Ledger()
     ledger.begin_replay("sid", 1)
     ledger.forget("sid")
-    assert ledger.admit("sid", durable(1))
+    assert admit(ledger, "sid", durable(1))
 
 
 def test_frame_unmasking_matches_eventlets_byte_by_byte_one():
@@ -74,3 +78,13 @@ def test_frame_unmasking_matches_eventlets_byte_by_byte_one():
         for offset in range(5):
             assert apply_mask(data, mask, length=length, offset=offset) == slow(data, mask, length, offset)
     assert apply_mask(b"abc", list(mask)) == slow(b"abc", list(mask))
+
+
+def test_one_fan_out_admits_each_connection_by_its_own_state():
+    ledger = Ledger()
+    ledger.begin_replay("replaying", 1)
+    ledger.begin_replay("caught-up", 1)
+    ledger.finish_replay("caught-up", 1, replayed_seq=9)
+    assert ledger.admitted(["new", "replaying", "caught-up"], durable(9)) == ["new"]
+    assert ledger.admitted(["new", "replaying", "caught-up"], durable(10)) == ["new", "caught-up"]
+    assert [m["seq"] for m in ledger.finish_replay("replaying", 1, replayed_seq=9)] == [10]

@@ -160,25 +160,28 @@ class Ledger:
             for job in self._jobs_of.pop(conn, ()):
                 self._subs.pop((conn, job), None)
 
-    def admit(self, conn: Any, message: Message) -> bool:
-        """Decide whether a live message goes to ``conn`` now (may hold it back)."""
+    def admitted(self, conns: Iterable[Any], message: Message) -> list[Any]:
+        """The connections among ``conns`` a live message goes to now; holds it back for
+        those being replayed. One lock for a whole fan-out, not one per connection."""
         job_id = message.get("job_id")
         if job_id is None:
-            return True
+            return list(conns)
+        seq = message.get("seq")
+        subs = self._subs
+        due = []
         with self._lock:
-            sub = self._subs.get((conn, job_id))
-            if sub is None:
-                return True
-            if sub.held is not None:
-                sub.held.append(message)
-                return False
-            seq = message.get("seq")
-            if seq is None:
-                return True
-            if seq <= sub.last_seq:
-                return False
-            sub.last_seq = seq
-            return True
+            for conn in conns:
+                sub = subs.get((conn, job_id))
+                if sub is None:
+                    due.append(conn)
+                elif sub.held is not None:
+                    sub.held.append(message)
+                elif seq is None:
+                    due.append(conn)
+                elif seq > sub.last_seq:
+                    sub.last_seq = seq
+                    due.append(conn)
+        return due
 
 
 class PlainConnection(Protocol):
@@ -317,18 +320,20 @@ class _LocalFanOut:
             frame = eio_packet.Packet(eio_packet.MESSAGE, packet.encode())
             skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
             send = server._send_eio_packet
-            for sid, eio_sid in socketio.Manager.get_participants(self, namespace, room):  # type: ignore[arg-type]
-                if sid in skip or (job_message and not ledger.admit(sid, payload)):
-                    continue
-                send(eio_sid, frame)
+            eio_sids = {
+                sid: eio_sid
+                for sid, eio_sid in socketio.Manager.get_participants(self, namespace, room)  # type: ignore[arg-type]
+                if sid not in skip
+            }
+            for sid in ledger.admitted(eio_sids, payload) if job_message else eio_sids:
+                send(eio_sids[sid], frame)
             report = getattr(send, "report", None)
             if report is not None:
                 report()
         if namespace == "/":
             members = plain_rooms.members(_rooms_list(room))
-            for conn in members:
-                if not job_message or ledger.admit(conn, payload):
-                    conn.deliver(payload)
+            for conn in ledger.admitted(members, payload) if job_message else members:
+                conn.deliver(payload)
             if members:
                 report_plain_deliveries()
 

@@ -48,7 +48,7 @@ from .dialects.batch import init_batch
 from .dialects.client import ClientDialect
 from .dialects.executions import ExecutionDialect
 from .dialects.herald import HeraldDialect
-from .frames import send_without_blocking
+from .frames import send_without_blocking, text_frame
 from .gevent_websocket import end_connection
 from .messages import Message
 from .origins import origin_allowed
@@ -96,17 +96,20 @@ class _SerializedSocket:
     def try_write_now(self, data: bytes) -> bool:
         """Write ``data`` without blocking if no other write is under way: True when it
         went (all of it, or part and a task that keeps the lock sends the rest); False
-        when it did not start at all."""
-        raw_fd = getattr(self._raw, "fd", None)  # eventlet's green socket: the real one
-        if self.broken or raw_fd is None or not self._lock.acquire(blocking=False):
+        when it did not start at all.
+
+        Only under eventlet (its green socket exposes the real, non-blocking one as
+        ``fd``): nothing between the check of the lock and the write can switch greenlets,
+        so a free lock stays free, and it is only taken when part of the frame is left.
+        """
+        raw_fd = getattr(self._raw, "fd", None)
+        if self.broken or raw_fd is None or self._lock.counter < 1:  # type: ignore[attr-defined]
             return False
         sent = send_without_blocking(raw_fd, data)
         if sent == 0:
-            self._lock.release()
             return False
-        if sent == len(data):
-            self._lock.release()
-        else:
+        if sent < len(data):
+            self._lock.acquire()  # free (see above): held until the rest is written
             socketio.start_background_task(self._finish_write, data[sent:])
         return True
 
@@ -131,21 +134,30 @@ class _SerializedSocket:
         return getattr(self._raw, name)
 
 
-_encoded: dict[int, tuple[Any, str]] = {}
+_encoded: dict[int, tuple[Any, str, bytes]] = {}
 _PLAIN_DELIVERED = MESSAGES_DELIVERED.labels("plain", "queued")
+
+
+def _encoded_entry(payload: Payload) -> tuple[Any, str, bytes]:
+    key = id(payload)
+    hit = _encoded.get(key)
+    if hit is not None and hit[0] is payload:
+        return hit
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+    if len(_encoded) > 256:
+        _encoded.clear()
+    entry = _encoded[key] = (payload, text, text_frame(text))
+    return entry
 
 
 def _encode(payload: Payload) -> str:
     """JSON text of a payload; fan-out sends one message object to many sockets."""
-    key = id(payload)
-    hit = _encoded.get(key)
-    if hit is not None and hit[0] is payload:
-        return hit[1]
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
-    if len(_encoded) > 256:
-        _encoded.clear()
-    _encoded[key] = (payload, text)
-    return text
+    return _encoded_entry(payload)[1]
+
+
+def _shared_frame(payload: Payload) -> bytes:
+    """The uncompressed WebSocket frame of a payload, built once for every socket."""
+    return _encoded_entry(payload)[2]
 
 
 class PlainSocket:
@@ -181,6 +193,10 @@ class PlainSocket:
         except OSError:
             pass
         ws.sock = _SerializedSocket(self._raw)
+        #: Without a negotiated extension (compression) every socket gets the same bytes
+        #: for a payload: the frame is built once per message, not by wsproto per socket.
+        protocol = getattr(getattr(ws.ws, "connection", None), "_proto", None)
+        self._shared_frames = protocol is not None and not protocol.extensions
         # Under gevent simple-websocket works on a dup of the server's socket, so closing
         # it leaves the connection open: the request's environ lets us end it ourselves.
         self._gevent_environ: dict[str, Any] | None = ws.environ if getattr(ws, "mode", "") == "gevent" else None
@@ -227,8 +243,11 @@ class PlainSocket:
             return True
         if not payloads:
             return True
-        data = self._frame([_encode(payload) for payload in payloads])  # type: ignore[arg-type]
-        if self.ws.sock.try_write_now(data):
+        if len(payloads) == 1:
+            data = self._frame(payloads[0])  # type: ignore[arg-type]
+        else:
+            data = b"".join(self._frame(payload) for payload in payloads)  # type: ignore[arg-type]
+        if self.ws.connected and self.ws.sock.try_write_now(data):
             unreported_plain_direct[0] += len(payloads)
             return True
         self._queue.append(("framed", data))  # rendered already: the sender writes it as is
@@ -236,9 +255,12 @@ class PlainSocket:
         self._wake.set()
         return True
 
-    def _frame(self, texts: list[str]) -> bytes:
-        connection = self.ws.ws  # the wsproto state machine simple-websocket frames with
-        return b"".join(connection.send(TextMessage(data=text)) for text in texts)
+    def _frame(self, payload: Payload) -> bytes:
+        """The WebSocket frame of ``payload`` for this connection."""
+        if self._shared_frames:
+            return _shared_frame(payload)
+        # wsproto, the state machine simple-websocket frames with, compresses per socket.
+        return self.ws.ws.send(TextMessage(data=_encode(payload)))  # type: ignore[no-any-return]
 
     def send(self, payload: Payload) -> None:
         """Queue a reply as is (answers, errors, greetings)."""
@@ -308,27 +330,18 @@ class PlainSocket:
     def _next_frames(self) -> tuple[list[bytes], Close | None]:
         """Up to ``SEND_BATCH`` queued items, framed, and a close if one comes first."""
         chunks: list[bytes] = []
-        texts: list[str] = []
-
-        def flush_texts() -> None:
-            if texts:
-                chunks.append(self._frame(texts))
-                _PLAIN_DELIVERED.inc(len(texts))
-                texts.clear()
-
+        close: Close | None = None
         count = 0
-        while self._queue and count < SEND_BATCH and self._closing is None:
+        while self._queue and count < SEND_BATCH and self._closing is None and close is None:
             kind, item = self._queue.popleft()
             count += 1
             if kind == "close":
-                flush_texts()
-                return chunks, Close(*item)
+                close = Close(*item)
+                break
             if kind in ("live", "rendered", "framed"):
                 self._live_pending -= 1
             if kind == "framed":
-                flush_texts()
                 chunks.append(item)
-                _PLAIN_DELIVERED.inc()
                 continue
             if kind == "raw":
                 payloads: list[Payload | Close] = [item]
@@ -338,11 +351,12 @@ class PlainSocket:
                 payloads = self.dialect.render(self, item)
             for payload in payloads:
                 if isinstance(payload, Close):
-                    flush_texts()
-                    return chunks, payload
-                texts.append(_encode(payload))
-        flush_texts()
-        return chunks, None
+                    close = payload
+                    break
+                chunks.append(self._frame(payload))
+        if chunks:
+            _PLAIN_DELIVERED.inc(len(chunks))
+        return chunks, close
 
     def _write(self, chunks: list[bytes]) -> None:
         """Write framed messages with one call (one lock, one syscall)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..context import JobContext, JobFailed
@@ -27,7 +28,7 @@ from ..registry import job_kind
                 "minimum": 0,
                 "maximum": 60,
                 "default": 0.2,
-                "description": "Seconds to sleep per step",
+                "description": "Seconds per step (a steady cadence: step N ends N intervals after the start)",
             },
             "log_every": {
                 "title": "Log every N steps",
@@ -56,9 +57,12 @@ def simulate(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     fail_at: int | None = params.get("fail_at")
     log_every: int = params["log_every"]
     ctx.log(f"simulating {steps} steps, {interval}s each")
+    started = time.monotonic()
     for step in range(1, steps + 1):
         if interval:
-            ctx.sleep(interval)
+            # On a steady cadence: step N ends N intervals after the start, however long
+            # reporting took (a job watched by many keeps the pace it was asked for).
+            ctx.sleep(started + step * interval - time.monotonic())
         else:
             ctx.raise_if_cancelled()
         if fail_at is not None and step == fail_at:
