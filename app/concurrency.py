@@ -72,8 +72,10 @@ class Signal:
         self._event = threading.Event()
 
     def set(self) -> None:
-        """Wake the loop (cheap when it is already awake)."""
-        self._event.set()
+        """Wake the loop; nearly free when a wake-up is pending already (no lock taken:
+        a green ``Event.set`` is a condition variable's notify in Python)."""
+        if not self._event.is_set():
+            self._event.set()
 
     def wait(self, timeout: float | None = None) -> None:
         """Sleep until ``set`` (or ``timeout``), then re-arm."""

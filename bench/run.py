@@ -302,25 +302,36 @@ def measure(gen: LoadGen, server: Server, seconds: float) -> dict[str, Any]:
 
 def start_profile(server: Server, seconds: float) -> tuple[subprocess.Popen[bytes], Path] | None:
     py_spy = Path(PYTHON).parent / "py-spy"
-    if os.environ.get("HERALD_BENCH_PROFILE") != "1" or not isinstance(server, HeraldServer) or not py_spy.exists():
+    mode = os.environ.get("HERALD_BENCH_PROFILE")
+    if mode not in ("1", "gil") or not isinstance(server, HeraldServer) or not py_spy.exists():
         return None
     raw = server.workdir / f"py-spy-{time.monotonic_ns()}.txt"
     cmd = [str(py_spy), "record", "-p", str(server.pid), "-d", str(int(seconds)), "-f", "raw", "-o", str(raw)]
+    if mode == "gil":  # only samples holding the GIL: where the CPU goes, without waits
+        cmd += ["--gil", "--rate", "400"]
     return subprocess.Popen([*cmd, "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw
 
 
-def finish_profile(proc: subprocess.Popen[bytes], raw: Path, top: int = 25) -> dict[str, Any]:
-    """Inclusive share of samples per function (``file:function``), the heaviest first."""
+def finish_profile(proc: subprocess.Popen[bytes], raw: Path, top: int = 40) -> dict[str, Any]:
+    """Share of samples per function (``function file``), the heaviest first: inclusive
+    (the function or anything it called) and self (the function itself, where the CPU went)."""
     proc.wait(60)
     inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
     total = 0
     for line in raw.read_text().splitlines() if raw.exists() else []:
         stack, _, count = line.rpartition(" ")
         total += int(count)
-        for name in {frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].split(":")[0] for frame in stack.split(";")}:
+        names = [frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].split(":")[0] for frame in stack.split(";")]
+        for name in set(names):
             inclusive[name] = inclusive.get(name, 0) + int(count)
-    ranked = sorted(inclusive.items(), key=lambda item: -item[1])[:top]
-    summary = {name: round(count * 100 / total, 1) for name, count in ranked} if total else {}
+        own[names[-1]] = own.get(names[-1], 0) + int(count)
+
+    def ranked(counts: dict[str, int]) -> dict[str, float]:
+        heaviest = sorted(counts.items(), key=lambda item: -item[1])[:top]
+        return {name: round(count * 100 / total, 1) for name, count in heaviest} if total else {}
+
+    summary = {"inclusive": ranked(inclusive), "self": ranked(own)}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"profile-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 ACTIVE_STATUSES = ("pending", "running")
 #: Events one transaction takes at most before jobs handing in more wait for it.
 MAX_BATCH = 1000
+#: The least time between the starts of two commits: writes arriving one by one share a
+#: transaction (a commit costs far more than a row) for at most this much latency.
+COMMIT_SPACING = 0.01
 
 
 class JobGone(LookupError):
@@ -350,13 +353,18 @@ class Journal:
     def _writer_loop(self) -> None:
         """Forever: take what is pending, commit it, hand it on, wake its callers."""
         assert self._wake is not None
+        last_commit = 0.0
         while True:
             self._wake.wait(1.0)
-            while True:
+            while self._pending:
+                # A steady stream of writes is gathered until COMMIT_SPACING after the last
+                # commit began; a write after a quiet spell is committed at once.
+                gather = last_commit + COMMIT_SPACING - time.monotonic()
+                if gather > 0:
+                    socketio.sleep(gather)
                 with self._lock:
                     batches, self._pending = list(self._pending.values()), {}
-                if not batches:
-                    break
+                last_commit = time.monotonic()
                 for batch in batches:
                     self._settle(batch)
 

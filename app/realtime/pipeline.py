@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 DURABLE_PUBLISHED = MESSAGES_PUBLISHED.labels("durable")
 PROGRESS_PUBLISHED = MESSAGES_PUBLISHED.labels("progress")
+#: The ticker's slot, as a share of the progress interval (5 ms of 100 ms): a tick waits
+#: at most that much longer, so that ticks due close together leave in one wake-up.
+TICK_SLOT = 0.05
 
 #: ``adapter(message, owner_id) -> [(rooms, event, payload), ...]``
 Adapter = Callable[[Message, int], Iterable[tuple[list[str], str, dict[str, Any]]]]
@@ -216,7 +219,10 @@ class Pipeline:
         is due one interval after the job's previous one, or now."""
         state.dirty = True
         now = time.monotonic()
-        due = max(now, state.sent_at + self.interval)
+        # Rounded up to the ticker's slot: ticks due within one slot leave together, one
+        # wake-up of the ticker (and of the outbox) for all of them, not one per job.
+        slot = self.interval * TICK_SLOT
+        due = math.ceil(max(now, state.sent_at + self.interval) / slot) * slot
         with self._lock:
             self._order += 1
             heapq.heappush(self._due, (due, self._order, state))
@@ -249,7 +255,10 @@ class Pipeline:
 
     def _send_tick(self, state: ProgressState, now: float) -> None:
         state.dirty = False
-        state.sent_at = now
+        # On the slot grid, so a job's phase does not drift a little later every tick
+        # (a job stepping once per interval would then lose a tick now and then).
+        slot = self.interval * TICK_SLOT
+        state.sent_at = math.floor(now / slot) * slot
         if now > state.lease_until:
             return
         data = state.payload(now)
