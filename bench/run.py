@@ -606,6 +606,7 @@ def scenario_storm(report: Report, work: Path, quick: bool) -> None:
                     time.sleep(0.01)
                 accepting_at_ms = time.time() * 1000
                 restart_s = time.monotonic() - down
+                spy = start_profile(server, 15)
                 # Herald's jobs end as failed (interrupted) with the kill, the reference's timers die
                 # with it: both resume into quiet jobs.
                 done = gen.read("resumed", timeout=200) if gen.send("resumed 120") is None else {}
@@ -613,6 +614,8 @@ def scenario_storm(report: Report, work: Path, quick: bool) -> None:
                     (done["last_resumed_at_ms"] - accepting_at_ms) / 1000 if done.get("last_resumed_at_ms") else None
                 )
                 done.update(connected_before=ready["connected"], restart_s=restart_s)
+                if spy is not None:
+                    done["profile"] = finish_profile(*spy)
                 figures[server.name] = done
         finally:
             server.stop()

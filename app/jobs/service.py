@@ -57,6 +57,26 @@ def submit_job(
     return job
 
 
+#: ``job id -> owner id`` of jobs seen here: a job's owner never changes and jobs are never
+#: deleted, so a subscription (a reconnect storm makes thousands) is authorized without a query.
+_job_owners: dict[int, int] = {}
+_JOB_OWNERS_KEPT = 100_000
+
+
+def check_job_owner(user_id: int, job_id: int) -> None:
+    """``NotFound`` unless ``user_id`` owns the job (same as a missing job)."""
+    owner = _job_owners.get(job_id)
+    if owner is None:
+        owner = db.session.scalar(select(Job.owner_id).where(Job.id == job_id))
+        if owner is None:
+            raise NotFound(f"job {job_id} not found")
+        if len(_job_owners) >= _JOB_OWNERS_KEPT:
+            _job_owners.clear()
+        _job_owners[job_id] = owner
+    if owner != user_id:
+        raise NotFound(f"job {job_id} not found")
+
+
 def get_owned_job(user_id: int, job_id: int) -> Job:
     """The job if ``user_id`` owns it; otherwise ``NotFound`` (same as a missing job)."""
     job = db.session.get(Job, job_id)

@@ -14,8 +14,9 @@ from typing import Any
 
 from flask import Flask
 
+from ..errors import NotFound
 from ..extensions import db, socketio
-from ..jobs.service import get_owned_job, job_events, job_snapshot
+from ..jobs.service import check_job_owner, job_events, job_snapshot
 from ..metrics import RESUMED_COMPLETE, RESUMED_RESYNC
 from ..models import Job
 from .delivery import ledger
@@ -64,12 +65,14 @@ def subscribe_job(
     events after the snapshot follow. ``on_subscribed(subscribed)`` runs while live events
     are still held back: what it prepares (and may read for) goes out first.
     """
-    job = get_owned_job(user_id, job_id)
+    check_job_owner(user_id, job_id)
     resume: Resume | None = None
     ledger.begin_replay(conn, job_id)
     try:
         join()
-        db.session.refresh(job)
+        job = db.session.get(Job, job_id, populate_existing=True)  # read after joining: nothing slips by
+        if job is None:
+            raise NotFound(f"job {job_id} not found")
         snapshot = job_snapshot(job)
         head = replayed = job.last_seq
         if last_seq is not None:
