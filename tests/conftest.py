@@ -34,6 +34,11 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     with app.app_context():
         upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
     yield app
+    # The next test's fresh database hands out the same job ids: no job of this one may
+    # still write (the process-wide journal would take its seqs for the new job's).
+    from app.jobs.runner import runner
+
+    assert runner.cancel_all_local(timeout=10), "a job of this test did not stop when cancelled"
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Threading mode (the writer is a thread here, a greenlet plus an OS thread when s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,6 +60,22 @@ def test_events_handed_in_together_share_transactions(app, held_job):
         event.remove(engine, "commit", listener)
     assert len(stored_seqs(held_job.job_id)) == 1001
     assert len(commits) < 500  # group commit: far fewer transactions than events
+
+
+def test_events_handed_in_one_by_one_share_transactions(app, held_job):
+    commits: list[int] = []
+    engine = db.engine
+    listener = lambda conn: commits.append(1)  # noqa: E731
+    event.listen(engine, "commit", listener)
+    try:
+        for n in range(100):
+            held_job.log(f"line {n}")
+            time.sleep(0.001)  # a job logging now and then, not in a burst
+        pipeline.settle(held_job.job_id)
+    finally:
+        event.remove(engine, "commit", listener)
+    assert len(stored_seqs(held_job.job_id)) == 101
+    assert len(commits) < 50  # spaced commits gather what arrives meanwhile
 
 
 def test_a_job_taken_by_another_worker_stores_nothing_more(held_job):

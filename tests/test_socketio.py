@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import event
 
-from app.extensions import socketio
+from app.extensions import db, socketio
 from tests.helpers import wait_for
 
 
@@ -107,6 +108,32 @@ def test_another_users_job_is_refused_by_the_ack_only(app, client, auth):
     assert sio.emit("subscribe", {"all": True}, callback=True)["ok"] is True
     time.sleep(0.8)
     assert [m for m in messages(sio) if m.get("job_id") == job_id] == []
+
+
+def test_a_job_owner_known_to_the_process_still_refuses_another_user(app, client, auth):
+    alice, bob = auth.token_for("alice"), auth.token_for("bob")
+    job_id = start_job(client, auth, alice, steps=5, interval=0.02)
+    assert connect(app, alice).emit("subscribe", {"job_id": job_id}, callback=True)["ok"] is True  # owner cached
+    ack = connect(app, bob).emit("subscribe", {"job_id": job_id}, callback=True)
+    assert ack["ok"] is False and ack["error"]["code"] == "not_found"
+
+
+def test_a_resuming_subscription_reads_the_job_row_once(app, client, auth):
+    token = auth.token_for("alice")
+    job_id = start_job(client, auth, token, steps=3, interval=0.01, log_every=1)
+    connect(app, token).emit("subscribe", {"job_id": job_id}, callback=True)  # the owner is known from here on
+    statements: list[str] = []
+    listener = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        ack = connect(app, token).emit("subscribe", {"job_id": job_id, "last_seq": 0}, callback=True)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert ack["ok"] is True
+    job_reads = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM jobs" in s]
+    assert len(job_reads) == 1, statements
 
 
 def test_all_subscription_follows_new_jobs(app, client, auth):

@@ -395,6 +395,20 @@ class JobRunner:
             ctx.request_cancel()
         return True
 
+    def cancel_all_local(self, timeout: float) -> bool:
+        """Cancel every job running in this process and wait for them to end; False if
+        some still run after ``timeout`` (an app torn down under running jobs: tests)."""
+        with self._lock:
+            job_ids = list(self._running)
+        for job_id in job_ids:
+            self.cancel_local(job_id)
+        deadline = time.monotonic() + timeout
+        while self._running:
+            if time.monotonic() >= deadline:
+                return False
+            socketio.sleep(0.02)
+        return True
+
     def wait(self, job_id: int, timeout: float | None = None) -> bool:
         """Block (cooperatively) until a job ends, wherever it runs; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
