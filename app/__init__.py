@@ -54,6 +54,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_page_errors(app)
 
     from .jobs import kinds  # noqa: F401  (registers the job kinds)
+    from .jobs.plugins import load_job_modules
+
+    load_job_modules(app.config["HERALD_JOB_MODULES"])
     from .jobs.runner import runner
     from .observability import install_state_collector
     from .realtime import init_realtime
