@@ -62,6 +62,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .realtime import init_realtime
 
     runner.init_app(app)
+    from .webhooks.dispatcher import dispatcher
+
+    dispatcher.init_app(app)
     init_realtime(app)
     install_state_collector()
 

@@ -316,6 +316,8 @@ class TestingConfig(DevelopmentConfig):
     DEMO_USER = False
     JWT_SECRET_KEY = "herald-testing-secret-key-0123456789abcdef"
     SECRET_KEY = JWT_SECRET_KEY
+    #: Tests reach no network but loopback: webhooks may only point there unless told.
+    WEBHOOK_ALLOWED_HOSTS = _list("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1,::1,localhost")
 
 
 CONFIGS: dict[str, type[Config]] = {
