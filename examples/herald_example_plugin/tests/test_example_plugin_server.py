@@ -18,7 +18,7 @@ from conftest import PLUGIN_ENV, REPO
 from tests.helpers import wait_for
 from tests.integration.clients import Recorder
 from tests.integration.cluster import Cluster
-from tests.integration.conftest import ServerProcess, launch
+from tests.integration.conftest import ServerProcess, free_port, launch
 
 FINAL = {"completed", "failed", "cancelled"}
 TEXT = ("alpha beta gamma\n" * 3000 + "omega\n").encode()
@@ -131,7 +131,7 @@ def start_refused(
         "HERALD_JOB_MODULES": modules,
         "HERALD_ENV": "testing",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'herald.db'}",
-        "PORT": "1",  # never reached: the start stops before it listens
+        "PORT": str(free_port()),  # gunicorn listens before its worker loads the app
     }
     return subprocess.run(
         command or [sys.executable, "wsgi.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
@@ -166,3 +166,13 @@ def test_a_celery_worker_stops_with_the_same_line(tmp_path: Path):
     refused = start_refused("myapp.jobs", tmp_path, command=[celery, "-A", "app.worker", "worker", "--pool", "solo"])
     assert refused.returncode == 4
     assert last_line(refused) == "HERALD_JOB_MODULES: cannot import 'myapp.jobs': No module named 'myapp'"
+
+
+def test_gunicorn_stops_instead_of_starting_workers_that_fail_the_same_way(tmp_path: Path):
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    refused = start_refused(
+        "myapp.jobs", tmp_path, command=[gunicorn, "-c", "gunicorn.conf.py", "-k", "eventlet", "-w", "1", "wsgi:app"]
+    )
+    assert refused.returncode == 4  # gunicorn's "App failed to load": it halts
+    assert "HERALD_JOB_MODULES: cannot import 'myapp.jobs': No module named 'myapp'" in refused.stderr.splitlines()
+    assert "Traceback" not in refused.stderr
