@@ -344,3 +344,43 @@ def test_webhooks_created_after_an_event_do_not_get_it(app, client, auth, receiv
         app.extensions["herald_webhooks"].ingest()
     path = f"/api/webhooks/{hook['id']}/deliveries"
     assert client.get(path, headers=auth.headers(token)).get_json()["deliveries"] == []
+
+
+def test_the_cursor_waits_at_a_hole_in_the_event_ids_until_it_is_old(app, client, auth):
+    from datetime import timedelta
+
+    from sqlalchemy import func, insert, select
+
+    from app.database import write_transaction
+    from app.extensions import db
+    from app.models import JobEvent, WebhookCursor, WebhookDelivery, utcnow
+    from app.webhooks.dispatcher import GAP_GRACE
+
+    token = auth.token_for("alice")
+    register(client, token, events=["job.status"])
+    job = run_simulate(client, token)
+    dispatcher = app.extensions["herald_webhooks"]
+    with app.app_context():
+        dispatcher.ingest()
+        head = db.session.scalar(select(func.max(JobEvent.id)))
+        assert db.session.get(WebhookCursor, "job_events").last_event_id == head
+        with write_transaction() as conn:  # id head+1 is still being committed elsewhere
+            conn.execute(
+                insert(JobEvent).values(
+                    id=head + 2,
+                    job_id=job["id"],
+                    seq=99,
+                    type="job_status",
+                    data={"status": "running"},
+                    created_at=utcnow(),
+                )
+            )
+        assert dispatcher.ingest() == 0
+        db.session.rollback()
+        assert db.session.get(WebhookCursor, "job_events").last_event_id == head
+        later = db.session.scalars(select(WebhookDelivery.job_event_id)).all()
+        assert head + 2 in later  # the event past the hole is delivered all the same
+        assert dispatcher.ingest(now=utcnow() + GAP_GRACE + timedelta(seconds=1)) == 1
+        db.session.rollback()
+        assert db.session.get(WebhookCursor, "job_events").last_event_id == head + 2
+        assert db.session.scalars(select(WebhookDelivery.job_event_id)).all().count(head + 2) == 1

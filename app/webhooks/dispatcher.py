@@ -131,7 +131,8 @@ class Dispatcher:
     # -- ingest: job events -> deliveries ---------------------------------------------
 
     def ingest(self, *, now: datetime | None = None) -> int:
-        """Turn the job events past the cursor into deliveries; returns the events read."""
+        """Turn the job events past the cursor into deliveries; returns how many events the
+        cursor moved past (a full batch: more may be waiting; fewer: a hole holds it)."""
         now = now or utcnow()
         with db.engine.connect() as conn:
             cursor = conn.scalar(select(_cursor.c.last_event_id).where(_cursor.c.name == CURSOR))
@@ -152,11 +153,11 @@ class Dispatcher:
             conn.rollback()
         if deliveries:
             self._insert_ignoring_conflicts(_deliveries, deliveries)
-        position = cursor
+        position, passed = cursor, 0
         for row in rows:
             if row.id != position + 1 and row.created_at > now - GAP_GRACE:
                 break  # an id below it may still commit: read from here again next time
-            position = row.id
+            position, passed = row.id, passed + 1
         if position > cursor:
             with write_transaction() as write:
                 write.execute(
@@ -164,7 +165,7 @@ class Dispatcher:
                     .where(_cursor.c.name == CURSOR, _cursor.c.last_event_id < position)
                     .values(last_event_id=position)
                 )
-        return len(rows)
+        return passed
 
     def _deliveries_for(self, conn: Any, statuses: list[Any]) -> list[dict[str, Any]]:
         """Delivery rows for ``job_status`` events: one per matching webhook and event name."""
