@@ -5,6 +5,7 @@ one-line refusal of a module that cannot be used."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -15,10 +16,12 @@ from typing import Any
 import pytest
 from conftest import PLUGIN_ENV, REPO
 
+from app.webhooks.signing import verify
 from tests.helpers import wait_for
 from tests.integration.clients import Recorder
 from tests.integration.cluster import Cluster
 from tests.integration.conftest import ServerProcess, free_port, launch
+from tests.webhook_receiver import Receiver
 
 FINAL = {"completed", "failed", "cancelled"}
 TEXT = ("alpha beta gamma\n" * 3000 + "omega\n").encode()
@@ -102,14 +105,27 @@ def test_plugin_kinds_run_inline_on_the_eventlet_server(server: ServerProcess):
 @pytest.mark.eventlet_only
 def test_plugin_kinds_run_on_a_celery_worker(tmp_path: Path, postgres_database: str):
     cluster = Cluster(tmp_path, postgres_database, JOB_EXECUTOR="celery", **PLUGIN_ENV)
+    receiver = Receiver()
     try:
         web = cluster.web()
         cluster.worker()
         token = web.login("alice")
+        secret = "plugin-webhook-secret-0123"
+        hook = {"url": receiver.url, "events": ["job.completed"], "secret": secret}
+        assert web.api("POST", "/api/webhooks", token, json=hook).status_code == 201
         job_id = check_word_count_run(web, token)
         assert cluster.job_row(job_id)["worker_id"] != web.worker_id(), "the job ran on the Celery worker"
+
+        # Its end, committed by the worker, reaches webhooks through the web process's dispatcher.
+        def word_count_end() -> list[Any]:  # the upload (a file_upload job) ended first
+            return [p for p in receiver.posts() if json.loads(p.body)["job"]["id"] == job_id]
+
+        (post,) = wait_for(word_count_end, timeout=30)
+        assert verify(secret, post.headers["Herald-Signature"], post.body)
+        assert json.loads(post.body)["job"]["kind"] == "word_count"
         check_cancelled_checksum(web, token)
     finally:
+        receiver.close()
         cluster.stop()
 
 
