@@ -54,11 +54,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_page_errors(app)
 
     from .jobs import kinds  # noqa: F401  (registers the job kinds)
+    from .jobs.plugins import load_job_modules
+
+    load_job_modules(app.config["HERALD_JOB_MODULES"])
     from .jobs.runner import runner
     from .observability import install_state_collector
     from .realtime import init_realtime
 
     runner.init_app(app)
+    from .webhooks.dispatcher import dispatcher
+
+    dispatcher.init_app(app)
     init_realtime(app)
     install_state_collector()
 

@@ -214,6 +214,20 @@ class Config:
     #: XLSX: most members in the zip (a workbook with a few sheets has a dozen or two).
     IMPORT_XLSX_MAX_MEMBERS = _int("IMPORT_XLSX_MAX_MEMBERS", 1000)
     API_TEST_ALLOWED_HOSTS = _list("API_TEST_ALLOWED_HOSTS", "localhost,127.0.0.1,::1")
+    #: Python modules imported at start (web processes and Celery workers alike) whose
+    #: ``@job_kind`` functions become job kinds beside the built-in ones (``docs/PLATFORM.md``).
+    HERALD_JOB_MODULES = _list("HERALD_JOB_MODULES", "")
+    #: Webhook targets: hosts allowed as written (private and loopback ones only this way),
+    #: ``*.example.com`` for a domain, ``*`` for any host whose addresses are all public.
+    WEBHOOK_ALLOWED_HOSTS = _list("WEBHOOK_ALLOWED_HOSTS", "*")
+    #: Seconds before a failed delivery's first retry; each retry doubles it (capped at an hour).
+    WEBHOOK_RETRY_BASE_SECONDS = _float("WEBHOOK_RETRY_BASE_SECONDS", 30.0)
+    #: Seconds after the event during which a failing delivery is retried (a day).
+    WEBHOOK_RETRY_FOR_SECONDS = _float("WEBHOOK_RETRY_FOR_SECONDS", 86400.0)
+    #: Seconds one delivery attempt may take (connect and answer) before it counts as failed.
+    WEBHOOK_TIMEOUT_SECONDS = _float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
+    #: Seconds between the webhook dispatcher's looks for new job events and due attempts.
+    WEBHOOK_DISPATCH_INTERVAL = _float("WEBHOOK_DISPATCH_INTERVAL", 1.0)
 
     #: Python logging level of the process: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``.
     LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
@@ -255,6 +269,9 @@ class Config:
             raise ConfigError("HISTORY_MAX_EVENTS_PER_JOB and HISTORY_MAX_AGE_DAYS must be 0 (keep all) or more")
         if self.HISTORY_TRIM_INTERVAL <= 0:
             raise ConfigError("HISTORY_TRIM_INTERVAL must be a positive number of seconds")
+        for name in ("WEBHOOK_RETRY_BASE_SECONDS", "WEBHOOK_TIMEOUT_SECONDS", "WEBHOOK_DISPATCH_INTERVAL"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive number of seconds")
 
     def check_cookies(self) -> None:
         """A misspelt ``REFRESH_COOKIE_SECURE`` must not silently drop ``Secure``."""
@@ -299,6 +316,8 @@ class TestingConfig(DevelopmentConfig):
     DEMO_USER = False
     JWT_SECRET_KEY = "herald-testing-secret-key-0123456789abcdef"
     SECRET_KEY = JWT_SECRET_KEY
+    #: Tests reach no network but loopback: webhooks may only point there unless told.
+    WEBHOOK_ALLOWED_HOSTS = _list("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1,::1,localhost")
 
 
 CONFIGS: dict[str, type[Config]] = {

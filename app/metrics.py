@@ -57,3 +57,8 @@ HISTORY_EVENTS_TRIMMED = Counter("herald_history_events_trimmed_total", "Durable
 MESSAGES_DROPPED = Counter(
     "herald_messages_dropped_total", "Messages discarded with a connection cut off for not reading", ["transport"]
 )
+#: Webhook delivery attempts by outcome: ``delivered`` (a 2xx answer), ``retry`` (failed,
+#: tried again later), ``failed`` (failed, and retries ran out after WEBHOOK_RETRY_FOR_SECONDS).
+WEBHOOK_DELIVERIES = Counter("herald_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["result"])
+for _result in ("delivered", "retry", "failed"):
+    WEBHOOK_DELIVERIES.labels(_result)

@@ -66,6 +66,7 @@ def on_serving(app: Flask) -> None:
     # settled jobs (a peer's lease expired while this process serves).
     runner.after_settle(settle_uploads)
     runner.start_serving()
+    app.extensions["herald_webhooks"].start()  # job events to webhooks (app/webhooks/dispatcher.py)
     with app.app_context():
         settle_uploads()
     # A full garbage collection walks every tracked object and holds the event loop while

@@ -49,6 +49,9 @@ stage "integration tests, eventlet, PostgreSQL + Redis"
 # scale-out (several processes, Celery workers) and deployment-kit proofs.
 HERALD_TEST_ENGINES=postgres-redis SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider tests/integration
 
+stage "example plugin (examples/herald_example_plugin): in-process, eventlet inline, Celery worker"
+HERALD_TEST_ENGINES=postgres-redis SOCKETIO_ASYNC_MODE=eventlet $BIN/pytest -q -p no:cacheprovider examples/herald_example_plugin/tests
+
 stage "integration tests, gevent, SQLite (engine proofs on PostgreSQL)"
 SOCKETIO_ASYNC_MODE=gevent $BIN/pytest -q -p no:cacheprovider tests/integration -m "not eventlet_only and not scale_out"
 

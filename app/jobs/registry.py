@@ -29,6 +29,21 @@ OutcomeRule = Callable[[dict[str, Any], Any], str]
 OUTCOMES = ("succeeded", "failures", "failed", "cancelled")
 
 
+class KindCollision(ValueError):
+    """A second function registered under a kind's name: refused, or a plugin could
+    silently replace a built-in kind (or another plugin's)."""
+
+    def __init__(self, name: str, existing: str, newcomer: str) -> None:
+        super().__init__(f"job kind {name!r} is already registered by {existing}; {newcomer} cannot take its name")
+        self.name = name
+        self.existing = existing
+        self.newcomer = newcomer
+
+
+def _where(func: JobFunction) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
+
+
 def _always_succeeded(params: dict[str, Any], result: Any) -> str:
     return "succeeded"
 
@@ -112,9 +127,13 @@ def job_kind(
     final_counts: Callable[[int], dict[str, Any] | None] | None = None,
     outcome: OutcomeRule | None = None,
 ) -> Callable[[JobFunction], JobFunction]:
-    """Register the decorated function as job kind ``name``."""
+    """Register the decorated function as job kind ``name`` (:class:`KindCollision` if
+    another function has it)."""
 
     def register(func: JobFunction) -> JobFunction:
+        existing = _KINDS.get(name)
+        if existing is not None and _where(existing.run) != _where(func):
+            raise KindCollision(name, _where(existing.run), _where(func))
         full_schema = {"type": "object", "additionalProperties": False, **schema}
         Draft202012Validator.check_schema(full_schema)
         _KINDS[name] = JobKind(

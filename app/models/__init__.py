@@ -8,6 +8,7 @@ from .test_case import TestCase, TestCaseResult
 from .token import RevokedToken, SessionToken
 from .upload import Upload
 from .user import User
+from .webhook import DELIVERY_STATUSES, Webhook, WebhookCursor, WebhookDelivery
 from .workflow import Workflow
 
 __all__ = [
@@ -24,6 +25,10 @@ __all__ = [
     "TestCase",
     "TestCaseResult",
     "User",
+    "DELIVERY_STATUSES",
+    "Webhook",
+    "WebhookCursor",
+    "WebhookDelivery",
     "Worker",
     "Workflow",
     "isoformat",

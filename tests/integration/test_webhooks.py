@@ -1,0 +1,116 @@
+"""Webhooks on the real server: signed deliveries to a receiver on loopback, retries, and
+no delivery lost to a server killed before it sent it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.webhooks.signing import verify
+from tests.helpers import wait_for
+from tests.webhook_receiver import Receiver
+
+from .conftest import ServerProcess, launch
+
+SECRET = "integration-webhook-secret"
+FAST = {
+    "WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+    "WEBHOOK_RETRY_BASE_SECONDS": "0.3",
+    "WEBHOOK_DISPATCH_INTERVAL": "0.2",
+}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A real server whose webhooks may call 127.0.0.1, retrying within a second."""
+    yield from launch(tmp_path, **FAST)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+def register(server: ServerProcess, token: str, url: str, events: list[str]) -> dict[str, Any]:
+    response = server.api("POST", "/api/webhooks", token, json={"url": url, "events": events, "secret": SECRET})
+    assert response.status_code == 201, response.text
+    return dict(response.json()["webhook"])
+
+
+def deliveries(server: ServerProcess, token: str, hook_id: int) -> list[dict[str, Any]]:
+    response = server.api("GET", f"/api/webhooks/{hook_id}/deliveries", token)
+    assert response.status_code == 200, response.text
+    return list(response.json()["deliveries"])
+
+
+def delivered(server: ServerProcess, token: str, hook_id: int) -> dict[str, Any] | None:
+    rows = deliveries(server, token, hook_id)
+    return rows[0] if rows and rows[0]["status"] == "delivered" else None
+
+
+def finished(server: ServerProcess, token: str, job_id: int) -> dict[str, Any] | None:
+    job = server.api("GET", f"/api/jobs/{job_id}", token).json()["job"]
+    return job if job["status"] in ("completed", "failed", "cancelled") else None
+
+
+def test_a_job_end_reaches_the_receiver_signed(server: ServerProcess, receiver: Receiver):
+    token = server.login("alice")
+    hook = register(server, token, receiver.url, ["job.completed", "job.failed"])
+    job = server.submit(token, steps=3, interval=0.02)
+    (post,) = wait_for(receiver.posts, timeout=30)
+    assert verify(SECRET, post.headers["Herald-Signature"], post.body)
+    assert post.headers["Herald-Event"] == "job.completed"
+    body = json.loads(post.body)
+    assert body["job"]["id"] == job["id"] and body["job"]["status"] == "completed"
+    assert body["job"]["result"] == {"steps": 3}
+    row = wait_for(lambda: delivered(server, token, hook["id"]), timeout=10)
+    assert post.headers["Herald-Delivery"] == str(row["id"])
+    assert row["attempts"] == 1 and row["last_status_code"] == 200 and row["job_id"] == job["id"]
+    # bob sees none of it
+    bob = server.login("bob")
+    assert server.api("GET", f"/api/webhooks/{hook['id']}/deliveries", bob).status_code == 404
+
+
+def test_a_receiver_that_fails_twice_gets_the_third_attempt(server: ServerProcess):
+    receiver = Receiver([500, 500])
+    try:
+        token = server.login("alice")
+        hook = register(server, token, receiver.url, ["*"])
+        job = server.submit(token, steps=1, interval=0, fail_at=1)
+        row = wait_for(lambda: delivered(server, token, hook["id"]), timeout=30)
+        assert row["attempts"] == 3 and row["event"] == "job.failed" and row["job_id"] == job["id"]
+        posts = receiver.posts()
+        assert len(posts) == 3 and len({p.body for p in posts}) == 1
+        assert all(verify(SECRET, p.headers["Herald-Signature"], p.body) for p in posts)
+        assert json.loads(posts[-1].body)["job"]["error"]["code"] == "simulated_failure"
+    finally:
+        receiver.close()
+
+
+def test_a_job_end_the_killed_server_never_sent_is_delivered_after_restart(tmp_path: Path, receiver: Receiver):
+    # The first server looks for events once, at start, then not for an hour: the job's
+    # end is stored but not turned into a delivery when the server is killed.
+    started = launch(tmp_path, **{**FAST, "WEBHOOK_DISPATCH_INTERVAL": "3600"})
+    server = next(started)
+    try:
+        token = server.login("alice")
+        hook = register(server, token, receiver.url, ["job.completed"])
+        job = server.submit(token, steps=2, interval=0.02)
+        wait_for(lambda: finished(server, token, job["id"]), timeout=30)
+        assert deliveries(server, token, hook["id"]) == [] and receiver.posts() == []
+        server.kill()
+        server.env["WEBHOOK_DISPATCH_INTERVAL"] = "0.2"
+        server.start()
+        token = server.login("alice")
+        row = wait_for(lambda: delivered(server, token, hook["id"]), timeout=30)
+        assert row["job_id"] == job["id"] and row["attempts"] == 1
+        (post,) = receiver.posts()
+        assert json.loads(post.body)["job"]["id"] == job["id"]
+    finally:
+        next(started, None)
