@@ -38,6 +38,9 @@ class JobFailed(Exception):
 
 #: How long a job may run before ``progress()`` lets other greenlets in.
 YIELD_EVERY = 0.01
+#: The longest a job's sleep goes without looking for a cancel (a cancel asked in another
+#: process reaches this one within ``JOB_CANCEL_POLL_INTERVAL``, 0.5 s, anyway).
+SLEEP_SLICE = 0.25
 
 T = TypeVar("T")
 
@@ -158,7 +161,7 @@ class JobContext:
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            socketio.sleep(min(left, 0.05))
+            socketio.sleep(min(left, SLEEP_SLICE))
 
     def yield_now(self) -> None:
         """Let other greenlets run (call inside CPU-heavy loops)."""
