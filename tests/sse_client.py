@@ -58,6 +58,16 @@ def parse_events(text: str) -> list[Event]:
     return [event for event in iter_events(text.split("\n")) if event.comment is None]
 
 
+def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """Lines as they arrive (``requests``' own ``iter_lines`` invents empty ones at chunk edges)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.decode().removesuffix("\r")
+
+
 @dataclass
 class StreamReader:
     """Reads one SSE response in a thread and records what arrives (comments too)."""
@@ -81,8 +91,7 @@ class StreamReader:
 
     def _read(self) -> None:
         try:
-            lines = (line.decode() for line in self._response.iter_lines(chunk_size=1, delimiter=b"\n"))
-            for event in iter_events(lines):
+            for event in iter_events(_lines(self._response.iter_content(chunk_size=None))):
                 if event.comment is not None:
                     self.comments.append(event.comment)
                 else:

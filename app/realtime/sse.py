@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -36,6 +37,7 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from flask import Flask
 from sqlalchemy import select
 
 from ..errors import TooMany
@@ -366,3 +368,30 @@ def _replay_since(user_id: int, cursor: tuple[int | None, int]) -> list[Message]
             )
         )
     return [event.to_message() for event in events]
+
+
+#: Paths whose responses are event streams (see :class:`UnbufferedStreams`).
+STREAM_PATHS = re.compile(r"^/api/(?:jobs/[^/]+/stream|stream)$")
+
+
+class UnbufferedStreams:
+    """WSGI middleware: eventlet.wsgi writes an event stream's chunks as they come.
+
+    eventlet.wsgi gathers a body's chunks until 4 KiB before writing, so a ping or a single
+    event would wait for the next ones. It reads ``eventlet.minimum_write_chunk_size`` from
+    the environ it passed in — which a view cannot set, since Flask-SocketIO's middleware
+    hands Flask a copy — so it is set here, outside that middleware.
+    """
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if STREAM_PATHS.match(environ.get("PATH_INFO", "")):
+            environ["eventlet.minimum_write_chunk_size"] = 0
+        return self.wsgi_app(environ, start_response)
+
+
+def init_sse(app: Flask) -> None:
+    """Install :class:`UnbufferedStreams` around everything that may copy the environ."""
+    app.wsgi_app = UnbufferedStreams(app.wsgi_app)  # type: ignore[method-assign]
