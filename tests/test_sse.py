@@ -184,3 +184,33 @@ def test_last_event_id_is_job_colon_seq_or_a_seq(raw, parsed):
 def test_a_malformed_last_event_id_is_refused(raw):
     with pytest.raises(ValueError):
         parse_last_event_id(raw)
+
+
+def test_streams_count_against_the_users_connection_cap(app, client, alice):
+    app.config["MAX_CONNECTIONS_PER_USER"] = 2
+    from app.realtime.limits import user_connections
+
+    user_connections.cap = 2
+    token = stream_token(client, alice, all=True).get_json()["token"]
+    opened = [client.get(f"/api/stream?all=1&token={token}", buffered=False) for _ in range(2)]
+    try:
+        assert [response.status_code for response in opened] == [200, 200]
+        refused = client.get(f"/api/stream?all=1&token={token}")
+        assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "too_many_connections"
+    finally:
+        for response in opened:
+            response.close()
+        user_connections.cap = 100
+    assert client.get(f"/api/stream?all=1&token={token}", buffered=False).status_code == 200
+
+
+def test_a_stream_ends_with_an_error_event_when_its_session_expires(app, client, auth):
+    app.config["JWT_ACCESS_TOKEN_EXPIRES"] = 2
+    app.config["SSE_HEARTBEAT_SECONDS"] = 0.1
+    token = auth.token_for("carol")
+    scoped = stream_token(client, token, all=True).get_json()["token"]
+    response = client.get(f"/api/stream?all=1&token={scoped}", buffered=False)
+    body = b"".join(response.response)  # ends by itself once the session's token expires
+    response.close()
+    errors = [event for event in parse_events(body.decode()) if event.event == "error"]
+    assert [event.json()["code"] for event in errors] == ["token_expired"]

@@ -131,8 +131,17 @@
     }
 
     /** The job as last known: {status, progress, error, result, kind, …}. */
-    get job() {
+    get jobState() {
       return { ...this._job };
+    }
+
+    /** The `job` attribute as a property (frameworks set properties of custom elements). */
+    get job() {
+      return this.getAttribute("job");
+    }
+
+    set job(value) {
+      this.setAttribute("job", String(value));
     }
 
     // -- connection ------------------------------------------------------------------
@@ -412,7 +421,7 @@
     }
 
     _emit(type, detail) {
-      this.dispatchEvent(new CustomEvent(type, { detail: detail || this.job, bubbles: true, composed: true }));
+      this.dispatchEvent(new CustomEvent(type, { detail: detail || this.jobState, bubbles: true, composed: true }));
     }
 
     _renderLabel() {
