@@ -26,7 +26,7 @@ from ..jobs import service
 from ..models import FINAL_STATUSES
 from ..realtime.origins import origin_allowed
 from . import bp
-from .schema import ID_SCHEMA, spec
+from .schema import ID_SCHEMA, files, spec
 
 if TYPE_CHECKING:
     from ..realtime.sse import EventStream
@@ -65,7 +65,7 @@ STREAM_QUERY = {
 }
 
 #: A stream's answers besides the implied ones (its body is ``text/event-stream``).
-STREAM_ANSWERS: dict[int, Any] = {200: {"type": "string", "description": "text/event-stream"}, 403: None, 429: None}
+STREAM_ANSWERS: dict[int, Any] = {200: files("text/event-stream"), 403: None, 429: None}
 #: Streams check their token themselves: a stream token (``?token=``) or an access token.
 STREAM_AUTH = "stream token or access token"
 
