@@ -286,7 +286,11 @@ class EventStream:
 
 
 def _raw_socket(environ: dict[str, Any]) -> Any:
-    """The request's socket under eventlet or gevent (to shut it down on a cut-off)."""
+    """The request's socket (to shut it down on a cut-off): gunicorn and werkzeug name it,
+    eventlet.wsgi and gevent's pywsgi keep it in their input (as simple-websocket finds it)."""
+    for key in ("gunicorn.socket", "werkzeug.socket"):
+        if environ.get(key) is not None:
+            return environ[key]
     eventlet_input = environ.get("eventlet.input")
     if eventlet_input is not None and hasattr(eventlet_input, "get_socket"):
         return eventlet_input.get_socket()
