@@ -157,3 +157,18 @@ def test_the_widget_cancels_with_a_cancel_token_when_allowed(tab, host, herald):
     tab.wait_for_selector("herald-progress[state=cancelled]", timeout=LONG_MS)
     assert final(herald, alice, job["id"])["status"] == "cancelled"
     assert tab.locator("herald-progress [part=cancel]").is_hidden()
+
+
+def test_the_plain_html_example_runs_as_written(tab, host, herald):
+    """``examples/widget/plain.html`` with only its Herald URL, job and endpoint filled in."""
+    alice = herald.login("alice")
+    job = herald.submit(alice, steps=10, interval=0.05, log_every=2)
+    tab.goto(f"{host.origin}/plain-example.html?job={job['id']}")
+    tab.wait_for_selector("herald-progress[state=completed]", timeout=LONG_MS)
+    widget = tab.locator("herald-progress")
+    assert widget.locator("[part=label]").inner_text() == "Nightly export"
+    assert tab.title() == "Export ready"  # its herald-end listener ran
+    fill = widget.locator("[part=fill]").evaluate("element => getComputedStyle(element).backgroundColor")
+    assert fill == "rgb(26, 127, 55)"  # completed: --herald-success
+    bar = widget.locator("[part=bar]").evaluate("element => getComputedStyle(element).borderRadius")
+    assert bar == "2px"  # the example's --herald-radius reached the shadow DOM

@@ -18,7 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from tests.integration.conftest import PASSWORD
+from tests.integration.conftest import PASSWORD, ROOT
+
+#: The documented plain-HTML example, served as written but for its three placeholders.
+PLAIN_EXAMPLE = ROOT / "examples" / "widget" / "plain.html"
 
 WIDGET_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>host page</title>
@@ -109,6 +112,13 @@ class HostSite:
                         herald=site.herald_url,
                         job=html.escape(query["job"]),
                         endpoint=html.escape(query["endpoint"]),
+                    )
+                elif url.path == "/plain-example.html":
+                    page = (
+                        PLAIN_EXAMPLE.read_text()
+                        .replace("https://herald.example", site.herald_url)
+                        .replace('job="42"', f'job="{int(query["job"])}"')
+                        .replace('token-endpoint="/herald/token"', 'token-endpoint="/token?user=alice"')
                     )
                 elif url.path == "/eventsource.html":
                     page = EVENTSOURCE_PAGE.format(url=json.dumps(query["url"]))
