@@ -14,6 +14,7 @@ tokens travel in the URL or the ``Authorization`` header.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flask import Response, current_app, g, request
@@ -148,11 +149,13 @@ def all_stream(token: str | None, last_event_id: str | None, all: str | None) ->
     return _respond(stream)
 
 
+@dataclass(frozen=True)
 class _Session:
-    """Who opens a stream, and the access token it lives under."""
+    """Who opens a stream, and the access token it lives under (its ``jti`` and expiry)."""
 
-    def __init__(self, user_id: int, jti: str | None, expires_at: float | None) -> None:
-        self.user_id, self.jti, self.expires_at = user_id, jti, expires_at
+    user_id: int
+    jti: str | None
+    expires_at: float | None
 
 
 def _stream_session(job_id: int | None) -> _Session:
