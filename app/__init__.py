@@ -68,9 +68,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_realtime(app)
     install_state_collector()
 
+    from .realtime.sse import init_sse
     from .realtime.ws import init_ws
 
     init_ws(app)
+    init_sse(app)
 
     from .cli import register_cli
 

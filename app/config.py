@@ -184,6 +184,17 @@ class Config:
     #: Socket.IO: seconds an Engine.IO session may stay open without connecting to the
     #: namespace (authenticating) before it is closed.
     SOCKET_CONNECT_TIMEOUT = _float("SOCKET_CONNECT_TIMEOUT", 10.0)
+    #: Server-Sent Events: seconds a stream token (``POST /api/stream-tokens``) may be used
+    #: to *open* a stream; an open stream lives as long as the access token that asked for it.
+    STREAM_TOKEN_TTL_SECONDS = _int("STREAM_TOKEN_TTL_SECONDS", 60)
+    #: Server-Sent Events: seconds between ``: ping`` comments on an idle stream (proxies
+    #: close quiet connections; a write is also how a vanished reader is noticed).
+    SSE_HEARTBEAT_SECONDS = _float("SSE_HEARTBEAT_SECONDS", 15.0)
+    #: Server-Sent Events: the ``retry:`` hint, milliseconds a browser waits to reconnect.
+    SSE_RETRY_MS = _int("SSE_RETRY_MS", 2000)
+    #: Server-Sent Events: live messages queued for one stream that does not read before it
+    #: is cut off (it reconnects with ``Last-Event-ID`` and is replayed from the database).
+    SSE_SEND_QUEUE = _int("SSE_SEND_QUEUE", 1000)
 
     #: Largest JSON request body in bytes (uploads stream separately, under MAX_UPLOAD_BYTES).
     MAX_JSON_BODY_BYTES = _int("MAX_JSON_BODY_BYTES", 1024 * 1024)

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Response, current_app
 
+from ..auth import scoped
 from ..auth.tokens import current_user
 from ..extensions import db
 from ..inputs import CLIENT_ID_REGEX
@@ -139,10 +140,13 @@ def job_events(job_id: int, after: int, limit: int) -> Response:
 
 
 @bp.post("/jobs/<id:job_id>/cancel")
-@spec(responses={202: JOB_SCHEMA, 409: None})
+@spec(responses={202: JOB_SCHEMA, 409: None}, auth="access or cancel token")
 def cancel_job(job_id: int) -> tuple[dict[str, Any], int]:
-    """Cancel a pending or running job (409 ``job_finished`` when it has already ended)."""
-    job = service.cancel_job(service.get_owned_job(current_user().id, job_id))
+    """Cancel a pending or running job (409 ``job_finished`` when it has already ended).
+
+    Takes the access token, or a cancel token of this job (``POST /api/stream-tokens``
+    with ``cancel``: what a widget on another site is handed)."""
+    job = service.cancel_job(service.get_owned_job(scoped.cancelling_user(job_id), job_id))
     return {"job": service.job_snapshot(job)}, 202
 
 
