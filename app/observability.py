@@ -31,7 +31,7 @@ JOBS_QUERY_TIMEOUT_MS = 500
 #: How long one jobs count is reused: several scrapers (or a hostile caller) cost one query.
 JOBS_CACHE_SECONDS = 1.0
 #: Transport label values, the same as in ``herald_messages_delivered_total``.
-SOCKETIO, PLAIN = "socketio", "plain"
+SOCKETIO, PLAIN, SSE = "socketio", "plain", "sse"
 #: The parts of a scrape that may fail on their own (each has an error series from the start).
 SCRAPE_PARTS = ("connections", "subscriptions", "database", "jobs", "message_queue")
 
@@ -88,9 +88,9 @@ def subscriptions_by_transport() -> dict[str, int]:
     """Live subscriptions (connection, job) of this process, by transport."""
     from .realtime.delivery import ledger
 
-    totals = {SOCKETIO: 0, PLAIN: 0}
+    totals = {SOCKETIO: 0, PLAIN: 0, SSE: 0}
     for conn, count in ledger.counts().items():
-        totals[SOCKETIO if isinstance(conn, str) else PLAIN] += count  # a sid is a str
+        totals[SOCKETIO if isinstance(conn, str) else conn.transport] += count  # a sid is a str
     return totals
 
 
@@ -99,7 +99,7 @@ def connections_by_transport() -> dict[str, int]:
     from .realtime.connections import connection_counts
 
     counts = connection_counts()
-    return {SOCKETIO: counts["socketio"], PLAIN: counts["websocket"]}
+    return {SOCKETIO: counts["socketio"], PLAIN: counts["websocket"], SSE: counts["sse"]}
 
 
 #: name → (type, labels, documentation) of everything the collector exposes.

@@ -95,8 +95,9 @@ class ConnectionInfo:
 
 _lock = threading.Lock()
 _sessions: dict[str, ConnectionInfo] = {}
-#: Plain WebSocket connections open in this process (their handlers add and remove).
-plain_connections: set[Any] = set()
+#: Sessions served outside Socket.IO — plain WebSockets and SSE streams, each naming its
+#: ``transport`` (``plain``, ``sse``) — open in this process (their handlers add and remove).
+plain_sessions: set[Any] = set()
 
 
 class ExpiryWatch:
@@ -196,10 +197,12 @@ def current() -> ConnectionInfo:
 
 def connection_counts() -> dict[str, int]:
     """Open connections of this process, by protocol."""
+    sessions = list(plain_sessions)
     return {
         "socketio": len(_sessions),
-        "websocket": len(plain_connections),
-        "websocket_subscribed": plain_rooms.count(),
+        "websocket": sum(1 for session in sessions if session.transport == "plain"),
+        "websocket_subscribed": sum(1 for conn in plain_rooms.connections() if conn.transport == "plain"),
+        "sse": sum(1 for session in sessions if session.transport == "sse"),
     }
 
 
@@ -207,7 +210,7 @@ def disconnect_token(jti: str) -> int:
     """End this process's sessions (both transports) that authenticated with token ``jti``."""
     with _lock:
         sessions: list[Session] = [info for info in _sessions.values() if info.token_jti == jti]
-    sessions += [conn for conn in list(plain_connections) if conn.token_jti == jti]
+    sessions += [conn for conn in list(plain_sessions) if conn.token_jti == jti]
     for session in sessions:
         session.end("token_revoked", TOKEN_REVOKED_MESSAGE)
     return len(sessions)
@@ -243,7 +246,7 @@ def recheck_revocations() -> int:
     """
     with _lock:
         sessions: list[Session] = list(_sessions.values())
-    sessions += list(plain_connections)
+    sessions += list(plain_sessions)
     jtis = sorted({session.token_jti for session in sessions if session.token_jti and session.is_open()})
     revoked: list[tuple[str, Any]] = []
     try:

@@ -185,7 +185,10 @@ class Ledger:
 
 
 class PlainConnection(Protocol):
-    """What a plain-WebSocket connection offers to the fan-out."""
+    """What a plain-WebSocket connection or an SSE stream offers to the fan-out."""
+
+    #: ``plain`` or ``sse`` (metrics and ``/health`` count them apart).
+    transport: str
 
     def deliver(self, message: Message) -> None:
         """Queue ``message`` for sending; must not block."""
@@ -222,10 +225,10 @@ class PlainRooms:
                 found |= self.rooms.get(name, set())
             return found
 
-    def count(self) -> int:
-        """Distinct plain connections in any room."""
+    def connections(self) -> set[PlainConnection]:
+        """Every connection in any room, once."""
         with self.lock:
-            return len(set().union(*self.rooms.values())) if self.rooms else 0
+            return set().union(*self.rooms.values()) if self.rooms else set()
 
 
 #: The process-wide delivery state (one Socket.IO server per process).

@@ -3,7 +3,7 @@
 One :class:`EventStream` per open stream. It is a ``PlainConnection`` joined to the same
 ``plain_rooms`` as plain WebSockets, so the one fan-out (``delivery._LocalFanOut``) reaches
 it through the same ledger, and a *session* (``connections.Session``) in
-``plain_connections``, so logout and expiry end it like any socket.
+``plain_sessions``, so logout and expiry end it like any socket.
 
 * **Wire**: a ``retry:`` hint first; every durable message is an event with
   ``id: <job_id>:<seq>``, ``event: <type>`` and ``data:`` the message JSON; progress ticks,
@@ -44,7 +44,7 @@ from ..errors import TooMany
 from ..extensions import db
 from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED
 from ..models import FINAL_STATUSES, Job, JobEvent
-from .connections import ended_if_revoked, expiry_watch, plain_connections
+from .connections import ended_if_revoked, expiry_watch, plain_sessions
 from .delivery import ledger, plain_rooms
 from .limits import TOO_MANY_CONNECTIONS, user_connections
 from .messages import Message, error_message, make_message
@@ -95,6 +95,8 @@ def parse_last_event_id(raw: str | None) -> tuple[int | None, int] | None:
 class EventStream:
     """One open SSE stream: a ``PlainConnection`` for the fan-out and a session for auth."""
 
+    transport = "sse"
+
     def __init__(
         self,
         *,
@@ -137,7 +139,7 @@ class EventStream:
         watch its session like a socket's: expiry, revocation on any process."""
         if not user_connections.acquire(self.user_id, self):
             raise TooMany(TOO_MANY_CONNECTIONS, code="too_many_connections")
-        plain_connections.add(self)
+        plain_sessions.add(self)
         expiry_watch.watch(self)
         ended_if_revoked(self)
         if self._socket is not None:
@@ -279,7 +281,7 @@ class EventStream:
         plain_rooms.leave(self)
         ledger.forget(self)
         user_connections.release(self)
-        plain_connections.discard(self)
+        plain_sessions.discard(self)
         self._queue.clear()
         self._held = None
         self._socket = None

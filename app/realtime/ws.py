@@ -41,7 +41,7 @@ from ..inputs import InvalidDocument, load_json
 from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED
 from . import limits
 from .commands import AUTH, FRAME, check
-from .connections import ended_if_revoked, expiry_watch, plain_connections
+from .connections import ended_if_revoked, expiry_watch, plain_sessions
 from .delivery import ledger, plain_rooms, unreported_plain_direct
 from .dialects import Close, Dialect, Payload
 from .dialects.batch import init_batch
@@ -162,6 +162,8 @@ def _shared_frame(payload: Payload) -> bytes:
 
 class PlainSocket:
     """One plain-WebSocket connection: identity, dialect, bounded send queue, sender task."""
+
+    transport = "plain"
 
     def __init__(
         self, ws: Any, dialect: Dialect, *, queue_limit: int, send_timeout: float, send_buffer: int = 0
@@ -470,7 +472,7 @@ def serve(ws: Any, dialect: Dialect) -> None:
         send_timeout=float(config["WEBSOCKET_SEND_TIMEOUT"]),
         send_buffer=int(config["WEBSOCKET_SEND_BUFFER"]),
     )
-    plain_connections.add(conn)
+    plain_sessions.add(conn)
     conn.start()
     try:
         if not _authenticate(conn, float(config["WEBSOCKET_AUTH_TIMEOUT"])):
@@ -522,7 +524,7 @@ def serve(ws: Any, dialect: Dialect) -> None:
         plain_rooms.leave(conn)
         ledger.forget(conn)
         conn.finish(float(config["WEBSOCKET_SEND_TIMEOUT"]) + 1)
-        plain_connections.discard(conn)
+        plain_sessions.discard(conn)
         conn.detach()
         db.session.remove()
 

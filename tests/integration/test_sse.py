@@ -154,6 +154,18 @@ def test_an_idle_stream_gets_heartbeat_comments(server, alice):
         reader.close()
 
 
+def test_health_and_metrics_count_an_open_stream_as_sse(server, alice):
+    scoped = stream_token(server, alice, all=True).json()["token"]
+    reader = StreamReader(f"{server.url}/api/stream?all=1&token={scoped}").start()
+    try:
+        assert reader.status == 200
+        counts = requests.get(f"{server.url}/health", timeout=10).json()["connections"]
+        assert counts["sse"] >= 1 and counts["websocket"] == 0
+        assert 'herald_connections{transport="sse"}' in requests.get(f"{server.url}/metrics", timeout=10).text
+    finally:
+        reader.close()
+
+
 def test_the_all_stream_sees_a_job_created_after_it_opened(server, alice):
     scoped = stream_token(server, alice, all=True).json()["token"]
     reader = StreamReader(f"{server.url}/api/stream?all=1&token={scoped}").start()
