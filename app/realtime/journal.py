@@ -41,6 +41,8 @@ MAX_BATCH = 1000
 #: The least time between the starts of two commits: writes arriving one by one share a
 #: transaction (a commit costs far more than a row) for at most this much latency.
 COMMIT_SPACING = 0.01
+#: Pending writes from which a batch commits at once, spacing or not.
+GATHER_BELOW = 50
 
 
 class JobGone(LookupError):
@@ -353,20 +355,27 @@ class Journal:
     def _writer_loop(self) -> None:
         """Forever: take what is pending, commit it, hand it on, wake its callers."""
         assert self._wake is not None
-        last_commit = 0.0
+        last_commit, last_size = 0.0, 0
         while True:
             self._wake.wait(1.0)
             while self._pending:
-                # A steady stream of writes is gathered until COMMIT_SPACING after the last
-                # commit began; a write after a quiet spell is committed at once.
+                # A trickle of writes is gathered until COMMIT_SPACING after the last commit
+                # began. A write after a quiet spell goes at once, and so does a stream that
+                # fills batches by itself: gathering it would only make each transaction
+                # longer, and the OS thread running it holds the interpreter meanwhile.
                 gather = last_commit + COMMIT_SPACING - time.monotonic()
-                if gather > 0:
+                if gather > 0 and last_size < GATHER_BELOW and self._pending_writes() < GATHER_BELOW:
                     socketio.sleep(gather)
                 with self._lock:
                     batches, self._pending = list(self._pending.values()), {}
                 last_commit = time.monotonic()
+                last_size = sum(len(batch.writes) + len(batch.progress_rows) for batch in batches)
                 for batch in batches:
                     self._settle(batch)
+
+    def _pending_writes(self) -> int:
+        with self._lock:
+            return sum(len(batch.writes) + len(batch.progress_rows) for batch in self._pending.values())
 
     def _settle(self, batch: _Batch) -> None:
         """Commit one batch, hand on what was committed, wake every caller."""
