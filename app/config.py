@@ -185,6 +185,14 @@ class Config:
     #: namespace (authenticating) before it is closed.
     SOCKET_CONNECT_TIMEOUT = _float("SOCKET_CONNECT_TIMEOUT", 10.0)
 
+    #: External producers (kind ``external``): seconds a producer token lives; a job still
+    #: active when its token expires is failed ``producer_expired`` (the producer vanished).
+    PRODUCER_TOKEN_TTL_SECONDS = _float("PRODUCER_TOKEN_TTL_SECONDS", 86_400.0)
+    #: Items one ``POST /api/jobs/<id>/report`` may carry.
+    PRODUCER_BATCH_MAX_ITEMS = _int("PRODUCER_BATCH_MAX_ITEMS", 1000)
+    #: Characters in one reported log line, message or progress message.
+    PRODUCER_MAX_LINE_CHARS = _int("PRODUCER_MAX_LINE_CHARS", 4096)
+
     #: Largest JSON request body in bytes (uploads stream separately, under MAX_UPLOAD_BYTES).
     MAX_JSON_BODY_BYTES = _int("MAX_JSON_BODY_BYTES", 1024 * 1024)
 
@@ -255,6 +263,10 @@ class Config:
             raise ConfigError("HISTORY_MAX_EVENTS_PER_JOB and HISTORY_MAX_AGE_DAYS must be 0 (keep all) or more")
         if self.HISTORY_TRIM_INTERVAL <= 0:
             raise ConfigError("HISTORY_TRIM_INTERVAL must be a positive number of seconds")
+        if self.PRODUCER_TOKEN_TTL_SECONDS <= 0:
+            raise ConfigError("PRODUCER_TOKEN_TTL_SECONDS must be a positive number of seconds")
+        if self.PRODUCER_BATCH_MAX_ITEMS < 1 or self.PRODUCER_MAX_LINE_CHARS < 1:
+            raise ConfigError("PRODUCER_BATCH_MAX_ITEMS and PRODUCER_MAX_LINE_CHARS must be 1 or more")
 
     def check_cookies(self) -> None:
         """A misspelt ``REFRESH_COOKIE_SECURE`` must not silently drop ``Secure``."""

@@ -66,6 +66,9 @@ def on_serving(app: Flask) -> None:
     # settled jobs (a peer's lease expired while this process serves).
     runner.after_settle(settle_uploads)
     runner.start_serving()
+    from .jobs.producers import start_expiry_sweep
+
+    start_expiry_sweep(app)  # external jobs whose producer vanished fail when its token expires
     with app.app_context():
         settle_uploads()
     # A full garbage collection walks every tracked object and holds the event loop while

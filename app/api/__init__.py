@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from . import artifacts, datasets, jobs, meta, test_cases, uploads, workflows  # noqa: E402,F401
+from . import artifacts, datasets, jobs, meta, producers, test_cases, uploads, workflows  # noqa: E402,F401

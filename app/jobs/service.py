@@ -228,12 +228,17 @@ def cancel_job(job: Job) -> Job:
     A pending job nobody holds is cancelled at once; one that runs is told through the
     ``cancel_requested`` flag, which its holder (any process or worker) polls every
     ``JOB_CANCEL_POLL_INTERVAL``; a dead holder's job is settled ``cancelled`` by the sweep.
+    An external job ends ``cancelled`` at once (its producer is outside Herald).
     """
     if JobStatus(job.status) in FINAL_STATUSES:
         raise Conflict(f"job {job.id} is already {job.status}", code="job_finished")
     job.cancel_requested = True
     commit_session()
-    if not runner.cancel_local(job.id):
+    from .producers import EXTERNAL, cancel_external  # producers reaches the kinds, which use this module
+
+    if job.kind == EXTERNAL:
+        cancel_external(job.id)  # no runner holds it: it ends now; its producer hears at its next report
+    elif not runner.cancel_local(job.id):
         try:
             pipeline.publish_status(job.id, JobStatus.CANCELLED.value, fence=Fence.unclaimed(), finished_at=utcnow())
         except FenceRefused:

@@ -70,6 +70,11 @@ class Job(db.Model):
     #: When the job was last handed to an external executor (Celery); re-sent if unclaimed.
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: External jobs (kind ``external``): the highest producer item ``n`` applied, set in the
+    #: same UPDATE that takes the seqs of the events it produced (None for other kinds).
+    producer_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: External jobs: when the producer token expires; a job still active then is failed.
+    producer_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
