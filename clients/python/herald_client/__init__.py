@@ -238,7 +238,7 @@ class ExternalJob:
     # -- what the program reports ---------------------------------------------------------
 
     def progress(self, current: float, total: float | None = None, message: str | None = None) -> None:
-        """Absolute progress; cheap: a queued progress item not yet sent is replaced."""
+        """Absolute progress; cheap: the progress item queued and not yet sent is replaced."""
         item: dict[str, Any] = {"type": "progress", "current": current}
         if total is not None:
             self.total = total
@@ -246,13 +246,12 @@ class ExternalJob:
         if message is not None:
             item["message"] = self._line(message)
         with self._lock:
-            last = self._replaceable("progress")
+            last = self._take_queued("progress")
             if last is not None:
                 if "total" in last and "total" not in item:
                     item["total"] = last["total"]
                 if "message" in last and "message" not in item:
                     item["message"] = last["message"]
-                self._queue.pop()
             self._put_locked(item)
 
     def log(self, line: str, level: str = "info") -> None:
@@ -268,8 +267,7 @@ class ExternalJob:
         with self._lock:
             self.counts.update(counts or {})
             self.counts.update(values)
-            if self._replaceable("counts") is not None:
-                self._queue.pop()  # counters are absolute: the newest set says it all
+            self._take_queued("counts")  # counters are absolute: the newest set says it all
             self._put_locked({"type": "counts", "counts": dict(self.counts)})
 
     def result(self, value: Any) -> None:
@@ -334,10 +332,12 @@ class ExternalJob:
         if len(self._queue) >= self.batch_size:
             self._wake.notify_all()
 
-    def _replaceable(self, type_: str) -> dict[str, Any] | None:
-        """The last queued item if it is of ``type_`` and not being sent (call locked)."""
-        if len(self._queue) > self._in_flight and self._queue[-1]["type"] == type_:
-            return self._queue[-1]
+    def _take_queued(self, type_: str) -> dict[str, Any] | None:
+        """Remove and return the queued item of ``type_`` not being sent yet, if any (there
+        is at most one: progress and counts are absolute, the newest replaces it). Call locked."""
+        for index in range(len(self._queue) - 1, self._in_flight - 1, -1):
+            if self._queue[index]["type"] == type_:
+                return self._queue.pop(index)
         return None
 
     def _sender(self) -> None:
