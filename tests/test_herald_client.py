@@ -97,6 +97,7 @@ def test_progress_is_coalesced_and_counts_merge(stub):
         job.progress(i, 1000)
     job.count(rows=1)
     job.count(rejected=2)
+    job.log("x" * 5000)
     job.complete()
     items = [item for batch in state.reports for item in batch]
     assert [i for i in items if i["type"] == "progress"] == [
@@ -104,6 +105,8 @@ def test_progress_is_coalesced_and_counts_merge(stub):
     ]
     assert [i["counts"] for i in items if i["type"] == "counts"] == [{"rows": 1, "rejected": 2}]
     assert [i["n"] for i in items] == sorted(i["n"] for i in items)
+    (line,) = [i["message"] for i in items if i["type"] == "log"]
+    assert len(line) == 4096 and line.endswith(" […]")  # a long line is cut, not refused
 
 
 def test_a_cancel_in_herald_ends_the_loop_without_an_error(stub):

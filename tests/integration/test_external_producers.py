@@ -272,3 +272,45 @@ def test_the_curl_example_runs_a_command_as_an_external_job(server: ServerProces
     job_id = int(failing.stderr.split("job ", 1)[1].split(":", 1)[0])
     job = job_of(server, token, job_id)
     assert job["status"] == "failed" and job["error"]["code"] == "exit_status"
+
+
+def test_a_server_restart_leaves_an_external_job_running_for_its_producer(server: ServerProcess) -> None:
+    token = server.login("alice")
+    created = create_external(server, token)
+    job_id, producer = created["job"]["id"], created["producer_token"]
+    assert report(server, producer, job_id, [{"n": 1, "type": "log", "message": "before"}]).ok
+    server.kill()
+    server.start()
+    token = server.login("alice")
+    assert job_of(server, token, job_id)["status"] == "running"  # its producer is elsewhere, still working
+    after = report(
+        server,
+        producer,
+        job_id,
+        [{"n": 1, "type": "log", "message": "before"}, {"n": 2, "type": "log", "message": "after"}],
+    )
+    assert after.json() == {"applied": 1, "skipped": 1, "last_n": 2, "status": "running"}
+    assert [e["data"]["message"] for e in history(server, token, job_id) if e["type"] == "job_log"] == [
+        "before",
+        "after",
+    ]
+
+
+def test_the_curl_example_stops_its_command_when_the_job_is_cancelled(server: ServerProcess) -> None:
+    token = server.login("alice")
+    script = ROOT / "examples" / "curl" / "herald-run.sh"
+    env = {**os.environ, "HERALD_URL": server.url, "HERALD_USERNAME": "alice", "HERALD_PASSWORD": PASSWORD}
+    command = "for i in $(seq 1 100000); do echo line $i; sleep 0.02; done"
+    with subprocess.Popen(
+        ["bash", str(script), "endless", "--", "bash", "-c", command],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stderr is not None
+        job_id = int(proc.stderr.readline().split("job ", 1)[1].split(":", 1)[0])
+        wait_for(lambda: len(history(server, token, job_id)) >= 5, timeout=30)
+        assert server.api("POST", f"/api/jobs/{job_id}/cancel", token).status_code == 202
+        assert proc.wait(60) == 130, proc.stderr.read()
+    assert job_of(server, token, job_id)["status"] == "cancelled"
