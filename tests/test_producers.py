@@ -210,3 +210,18 @@ def test_a_producer_that_vanished_is_failed_when_its_token_expires(app: Flask, c
         assert expire_producers(now=utcnow() + timedelta(days=2)) == 1
     job = job_of(client, alice, job_id)
     assert job["status"] == "failed" and job["error"]["code"] == "producer_expired"
+
+
+def test_a_process_drops_the_progress_it_kept_of_a_job_idle_here(app: Flask, client, alice):
+    import time
+
+    from app.jobs.producers import IDLE_FORGET, forget_idle
+    from app.realtime.pipeline import pipeline
+
+    created = create_external(client, alice)
+    job_id = created["job"]["id"]
+    reported = report(client, created["producer_token"], job_id, [{"n": 1, "type": "progress", "current": 3}])
+    assert reported.status_code == 200
+    assert forget_idle() == 0
+    assert forget_idle(now=time.monotonic() + IDLE_FORGET + 1) == 1
+    assert pipeline.latest_progress(job_id) is None

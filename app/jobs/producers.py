@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ __all__ = [
     "check_items",
     "create_external_job",
     "expire_producers",
+    "forget_idle",
     "start_expiry_sweep",
 ]
 
@@ -86,6 +88,9 @@ MAX_COUNT_KEY_CHARS = 64
 SWEEP_BATCH = 200
 #: Attempts to end a job whose holder token a racing report keeps moving.
 END_ATTEMPTS = 5
+#: Seconds without a report here after which this process drops the progress it kept of a
+#: job (reports may reach any process: the job may have ended on another one).
+IDLE_FORGET = 30.0
 
 EXPIRED_ERROR = {
     "code": "producer_expired",
@@ -273,6 +278,8 @@ class _KeyedLocks:
 
 
 _locks = _KeyedLocks()
+#: ``time.monotonic()`` of the last report of each job this process applied.
+_last_report: dict[int, float] = {}
 
 
 @dataclass
@@ -340,6 +347,23 @@ def apply_report(job_id: int, items: list[dict[str, Any]]) -> Report:
             return _apply(job_id, items)
         finally:
             pipeline.journal.forget(job_id)  # the next report (any process) learns the seq afresh
+            _last_report[job_id] = time.monotonic()
+
+
+def forget_idle(now: float | None = None) -> int:
+    """Drop this process's progress state of jobs it heard no report of for ``IDLE_FORGET``
+    seconds (their last tick went out long ago); returns how many."""
+    moment = time.monotonic() if now is None else now
+    forgotten = 0
+    for job_id, at in list(_last_report.items()):
+        if moment - at < IDLE_FORGET:
+            continue
+        with _locks.hold(job_id):
+            if _last_report.get(job_id) == at:
+                del _last_report[job_id]
+                pipeline.forget(job_id)
+                forgotten += 1
+    return forgotten
 
 
 def _apply(job_id: int, items: list[dict[str, Any]]) -> Report:
@@ -347,6 +371,7 @@ def _apply(job_id: int, items: list[dict[str, Any]]) -> Report:
     if row is None or row.kind != EXTERNAL:
         raise NotFound(f"job {job_id} not found")
     if row.status in {s.value for s in FINAL_STATUSES}:
+        pipeline.forget(job_id)  # it may have ended on another process
         raise _finished(job_id, row)
     fresh = [item for item in items if item["n"] > row.producer_seq]
     report = Report(applied=0, skipped=len(items) - len(fresh), last_n=row.producer_seq, status=row.status)
@@ -513,12 +538,14 @@ def expire_producers(now: datetime | None = None) -> int:
 
 
 def start_expiry_sweep(app: Flask) -> None:
-    """Look for expired producers now and a few times per token lifetime (at most every 30 s)."""
+    """Look for expired producers now and a few times per token lifetime (at most every 30 s);
+    drop the progress state of jobs idle here."""
     interval = min(30.0, max(0.25, float(app.config["PRODUCER_TOKEN_TTL_SECONDS"]) / 4))
 
     def loop() -> None:
         while True:
             try:
+                forget_idle()
                 with app.app_context():
                     expire_producers()
                     db.session.remove()

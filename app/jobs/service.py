@@ -14,7 +14,7 @@ from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..inputs import check_client_id
 from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, isoformat, utcnow
-from ..realtime.pipeline import Fence, FenceRefused, pipeline
+from ..realtime.pipeline import ACTIVE_STATUSES, Fence, FenceRefused, pipeline
 from .registry import get_kind, outcome_of
 from .runner import runner
 
@@ -69,7 +69,9 @@ def job_snapshot(job: Job) -> dict[str, Any]:
     """The job as clients see it, with this process's freshest progress tick and its
     ``outcome`` (``succeeded``, ``failures``, ``failed``, ``cancelled``; None while active)."""
     data = job.to_dict()
-    live = pipeline.latest_progress(job.id)
+    # An ended job's row holds its last tick (the final write carries it); a live state this
+    # process still holds may be older (an external job can end on another process).
+    live = pipeline.latest_progress(job.id) if job.status in ACTIVE_STATUSES else None
     if live is not None:
         data["progress"] = live
     data["outcome"] = outcome_of(job.kind, job.status, job.params, job.result)
