@@ -321,15 +321,20 @@ def _finished(job_id: int, row: _Row) -> Conflict:
 
 
 class _Chain:
-    """A batch's durable writes, each fenced on the holder token the previous one left."""
+    """A batch's durable writes, each fenced on the holder token the previous one left and
+    moving it on: a token is never left twice, so no write can be applied twice."""
 
     def __init__(self, job_id: int, start: str) -> None:
         self.job_id = job_id
         self.holder = start
 
     def append(self, type_: str, data: dict[str, Any], snapshot: dict[str, Any], n: int | None) -> None:
+        """Hand in a write for item ``n`` (None: the ``running`` a pending job's first item brings)."""
         fence = Fence.held_by(self.holder)
-        if n is not None:
+        if n is None:
+            self.holder = f"{self.holder}+running"
+            snapshot = {**snapshot, "worker_id": self.holder}
+        else:
             self.holder = holder(n)
             snapshot = {**snapshot, "worker_id": self.holder, "producer_seq": n}
         pipeline.append(self.job_id, type_, data, snapshot=snapshot, fence=fence)
