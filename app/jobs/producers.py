@@ -14,8 +14,9 @@ sent); progress is the job's coalesced tick.
 Exactly once, across processes, without a lock between them: each durable item's write is
 fenced on the job's ``worker_id``, which holds ``producer:<n>`` — the holder token of the
 last applied ``n``. The same UPDATE that takes the item's seq checks the token and moves it
-to ``producer:<this n>`` together with ``producer_seq`` (:class:`_Chain`), so the number
-and the event commit in one transaction, and a second report racing with the first is
+to ``producer:<this n>`` together with ``producer_seq`` (:class:`_Chain`; a pending job's
+implicit ``running`` moves it to ``…+running``), so the number and the event commit in one
+transaction, and no token is ever left twice: a second report racing with the first is
 refused by the fence instead of applying twice (the producer sends it again and its items
 are skipped). Progress items after the last durable one move the token with one
 conditional UPDATE of their own: a progress tick is absolute, so replaying one is harmless.

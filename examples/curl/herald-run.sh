@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run a command as an external Herald job: its output lines become the job's log, its exit
-# status the job's end (completed, or failed with the status). Needs only bash, curl and sed.
+# status the job's end (completed, or failed with the status). Needs bash, curl 7.71+ and sed.
 #
 #   HERALD_URL=http://127.0.0.1:5000 HERALD_USERNAME=demo HERALD_PASSWORD=demo-password \
 #     examples/curl/herald-run.sh "nightly build" -- make test
@@ -20,7 +20,7 @@ NAME=$1
 shift 2
 URL=${HERALD_URL:?set HERALD_URL}
 MAX_LINE=${HERALD_MAX_LINE:-4096}
-CURL=(curl --silent --show-error --retry 5 --retry-connrefused --retry-delay 1 --max-time 30)
+CURL=(curl --silent --show-error --retry 5 --retry-all-errors --retry-delay 1 --max-time 30)
 
 # A JSON string from any text: backslashes, quotes, tabs, CR escaped, other controls dropped.
 json_string() {
@@ -53,16 +53,23 @@ echo "herald-run: job $JOB_ID: $URL/jobs/$JOB_ID" >&2
 N=0
 ENDED=""
 # Report one item (a JSON object without n); sets ENDED when Herald says the job is over.
+# A report that raced another one (409 report_conflict) goes again with the same n.
 report() {
   N=$((N + 1))
   local answer status
-  answer=$(post "$REPORT" "$PRODUCER" "{\"items\": [{\"n\": $N, $1}]}") || die "cannot reach $URL"
-  status=${answer##*$'\n'}
-  case $status in
-    200) ;;
-    409) ENDED=$(printf '%s' "$answer" | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p') ;;
-    *) die "report refused (HTTP $status): ${answer%$'\n'*}" ;;
-  esac
+  while :; do
+    answer=$(post "$REPORT" "$PRODUCER" "{\"items\": [{\"n\": $N, $1}]}") || die "cannot reach $URL"
+    status=${answer##*$'\n'}
+    case $status in
+      200) return ;;
+      409)
+        case $answer in
+          *'"report_conflict"'*) sleep 0.2 ;;
+          *) ENDED=$(printf '%s' "$answer" | sed -n 's/.*"status": *"\([a-z]*\)".*/\1/p'); return ;;
+        esac ;;
+      *) die "report refused (HTTP $status): ${answer%$'\n'*}" ;;
+    esac
+  done
 }
 
 report '"type": "status", "status": "running"'
