@@ -62,7 +62,8 @@ class Job(db.Model):
     client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: The job that started this one (workflow steps, batch cases).
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True)
-    #: The worker (process) holding the job's lease: None while pending and unclaimed.
+    #: The worker (process) holding the job's lease: None while pending and unclaimed. An
+    #: external job's is its producer's holder token, ``producer:<n>`` (app/jobs/producers.py).
     worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     #: Until when the holder's lease runs (renewed by its heartbeat); past it, peers may
     #: fail a running job ``interrupted`` or release a pending one to be claimed again.
