@@ -39,6 +39,15 @@ SNAPSHOT_SCHEMA = {
     },
 }
 JOB_SCHEMA = {"type": "object", "required": ["job"], "properties": {"job": SNAPSHOT_SCHEMA}}
+SUBMITTED_SCHEMA = {
+    "type": "object",
+    "required": ["job"],
+    "properties": {
+        "job": SNAPSHOT_SCHEMA,
+        "producer_token": {"type": "string", "description": "kind external only: the token its producer reports with"},
+        "report_url": {"type": "string", "description": "kind external only: where its producer reports"},
+    },
+}
 JOBS_SCHEMA = {
     "type": "object",
     "required": ["jobs", "total", "status_counts"],
@@ -62,7 +71,7 @@ EVENTS_SCHEMA = {
 
 
 @bp.post("/jobs")
-@spec(body=SUBMIT_SCHEMA, responses={202: JOB_SCHEMA, 409: None})
+@spec(body=SUBMIT_SCHEMA, responses={202: SUBMITTED_SCHEMA, 409: None})
 def submit_job(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Submit a job ``{kind, params, client_id?}``; it starts now or waits as pending.
 
