@@ -196,6 +196,14 @@ class Config:
     #: is cut off (it reconnects with ``Last-Event-ID`` and is replayed from the database).
     SSE_SEND_QUEUE = _int("SSE_SEND_QUEUE", 1000)
 
+    #: External producers (kind ``external``): seconds a producer token lives; a job still
+    #: active when its token expires is failed ``producer_expired`` (the producer vanished).
+    PRODUCER_TOKEN_TTL_SECONDS = _float("PRODUCER_TOKEN_TTL_SECONDS", 86_400.0)
+    #: Items one ``POST /api/jobs/<id>/report`` may carry.
+    PRODUCER_BATCH_MAX_ITEMS = _int("PRODUCER_BATCH_MAX_ITEMS", 1000)
+    #: Characters in one reported log line, message or progress message.
+    PRODUCER_MAX_LINE_CHARS = _int("PRODUCER_MAX_LINE_CHARS", 4096)
+
     #: Largest JSON request body in bytes (uploads stream separately, under MAX_UPLOAD_BYTES).
     MAX_JSON_BODY_BYTES = _int("MAX_JSON_BODY_BYTES", 1024 * 1024)
 
@@ -283,6 +291,10 @@ class Config:
         for name in ("WEBHOOK_RETRY_BASE_SECONDS", "WEBHOOK_TIMEOUT_SECONDS", "WEBHOOK_DISPATCH_INTERVAL"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")
+        if self.PRODUCER_TOKEN_TTL_SECONDS <= 0:
+            raise ConfigError("PRODUCER_TOKEN_TTL_SECONDS must be a positive number of seconds")
+        if self.PRODUCER_BATCH_MAX_ITEMS < 1 or self.PRODUCER_MAX_LINE_CHARS < 1:
+            raise ConfigError("PRODUCER_BATCH_MAX_ITEMS and PRODUCER_MAX_LINE_CHARS must be 1 or more")
 
     def check_cookies(self) -> None:
         """A misspelt ``REFRESH_COOKIE_SECURE`` must not silently drop ``Secure``."""

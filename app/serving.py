@@ -67,6 +67,9 @@ def on_serving(app: Flask) -> None:
     runner.after_settle(settle_uploads)
     runner.start_serving()
     app.extensions["herald_webhooks"].start()  # job events to webhooks (app/webhooks/dispatcher.py)
+    from .jobs.producers import start_expiry_sweep
+
+    start_expiry_sweep(app)  # external jobs whose producer vanished fail when its token expires
     with app.app_context():
         settle_uploads()
     # A full garbage collection walks every tracked object and holds the event loop while

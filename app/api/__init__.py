@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__)
 
-from . import artifacts, datasets, jobs, meta, stream, test_cases, uploads, webhooks, workflows  # noqa: E402,F401
+from . import artifacts, datasets, jobs, meta, producers, stream, test_cases, uploads, webhooks, workflows  # noqa: E402,F401

@@ -8,9 +8,10 @@ from flask import Response, current_app
 
 from ..auth import scoped
 from ..auth.tokens import current_user
+from ..errors import ValidationFailed
 from ..extensions import db
 from ..inputs import CLIENT_ID_REGEX
-from ..jobs import history, service
+from ..jobs import history, producers, service
 from ..jobs.registry import all_kinds
 from ..models import JobStatus, User
 from . import bp
@@ -23,6 +24,8 @@ SUBMIT_SCHEMA = {
         "kind": {"type": "string", "minLength": 1, "maxLength": 64},
         "params": {"type": "object"},
         "client_id": {"type": "string", "pattern": CLIENT_ID_REGEX},
+        "name": {"type": "string", "description": "kind external only: what the producer runs"},
+        "total": {"type": ["number", "null"], "description": "kind external only: units of work, if known"},
     },
     "additionalProperties": False,
 }
@@ -37,6 +40,15 @@ SNAPSHOT_SCHEMA = {
     },
 }
 JOB_SCHEMA = {"type": "object", "required": ["job"], "properties": {"job": SNAPSHOT_SCHEMA}}
+SUBMITTED_SCHEMA = {
+    "type": "object",
+    "required": ["job"],
+    "properties": {
+        "job": SNAPSHOT_SCHEMA,
+        "producer_token": {"type": "string", "description": "kind external only: the token its producer reports with"},
+        "report_url": {"type": "string", "description": "kind external only: where its producer reports"},
+    },
+}
 JOBS_SCHEMA = {
     "type": "object",
     "required": ["jobs", "total", "status_counts"],
@@ -60,14 +72,24 @@ EVENTS_SCHEMA = {
 
 
 @bp.post("/jobs")
-@spec(body=SUBMIT_SCHEMA, responses={202: JOB_SCHEMA, 409: None})
+@spec(body=SUBMIT_SCHEMA, responses={202: SUBMITTED_SCHEMA, 409: None})
 def submit_job(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """Submit a job ``{kind, params, client_id?}``; it starts now or waits as pending.
 
     Some kinds refer to other resources in their params: 400 ``unknown_reference`` with
     ``details.path`` naming the field when one is not yours (a test case, an upload, a
     dataset), 409 when it is not ready (an upload still arriving, a dataset that exists).
+    ``{kind: "external", name, total?}`` creates a job a program outside Herald runs: the
+    answer adds its ``producer_token`` and ``report_url`` (docs/PLATFORM.md).
     """
+    if body["kind"] == producers.EXTERNAL:
+        params = {**(body.get("params") or {}), **{k: body[k] for k in ("name", "total") if k in body}}
+        job, token = producers.create_external_job(current_user().id, params, client_id=body.get("client_id"))
+        report_url = f"/api/jobs/{job.id}/report"
+        return {"job": service.job_snapshot(job), "producer_token": token, "report_url": report_url}, 202
+    for name in ("name", "total"):
+        if name in body:
+            raise ValidationFailed(f"{name} is for kind 'external' only", details={"path": name})
     job = service.submit_job(current_user().id, body["kind"], body.get("params"), client_id=body.get("client_id"))
     return {"job": service.job_snapshot(job)}, 202
 

@@ -144,9 +144,10 @@ def spec(
 ) -> Callable[[F], F]:
     """State a view's input and answers once: the OpenAPI document and the checks come from here.
 
-    Before the view runs: the access token is checked (``auth=True``; ``"refresh"`` and
-    ``"cookie"`` only document a view that reads a refresh token itself, from the
-    Authorization header or from the browser's session cookie), each ``query`` parameter is parsed
+    Before the view runs: the access token is checked (``auth=True``; ``"refresh"``,
+    ``"cookie"`` and ``"producer"`` only document a view that reads its token itself: a
+    refresh token from the Authorization header or the browser's session cookie, an external
+    job's producer token), each ``query`` parameter is parsed
     and checked against its schema and passed as a keyword argument (its ``default`` when
     absent), and the body is read and checked (the ``body`` argument). ``responses`` maps a
     status to a JSON schema (``None``: no content for 2xx, the error body for 4xx) or to
@@ -322,6 +323,8 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                 }
             if operation.auth == "cookie":
                 entry["security"] = [{"session_cookie": []}]
+            elif operation.auth == "producer":
+                entry["security"] = [{"producer_token": []}]
             elif operation.auth:
                 entry["security"] = [{"bearer": []}]
             paths.setdefault(path, {})[method.lower()] = entry
@@ -337,6 +340,12 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "session_cookie": {"type": "apiKey", "in": "cookie", "name": "herald_refresh"},
+                "producer_token": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "an external job's producer token (POST /api/jobs, kind external)",
+                },
             }
         },
     }

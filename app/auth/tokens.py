@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar, cast
 
@@ -18,6 +18,9 @@ from .cache import Identity, token_cache
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The ``type`` claim of a producer token: it reports into one external job and reads nothing.
+PRODUCER_TOKEN_TYPE = "producer"
+
 
 def issue_tokens(user: User) -> dict[str, str]:
     """A fresh access and refresh token pair (subject is the user id as a string)."""
@@ -26,6 +29,44 @@ def issue_tokens(user: User) -> dict[str, str]:
         "access_token": create_access_token(identity=identity),
         "refresh_token": create_refresh_token(identity=identity),
     }
+
+
+def issue_producer_token(owner_id: int, job_id: int, expires_at: datetime) -> str:
+    """A token that may only report into job ``job_id`` until ``expires_at`` (or the job's end).
+
+    Its ``type`` is ``producer``, so every check that wants an access token (REST reads,
+    Socket.IO and plain WebSocket connects) refuses it.
+    """
+    return create_access_token(
+        identity=str(owner_id),
+        expires_delta=max(expires_at - datetime.now(UTC), timedelta(seconds=1)),
+        additional_claims={"type": PRODUCER_TOKEN_TYPE, "job_id": job_id},
+    )
+
+
+def producer_claims(token: str | None, job_id: int) -> dict[str, Any]:
+    """The claims of a valid producer token for job ``job_id``, or ``Unauthorized`` saying why.
+
+    The job's own state (ended, deleted) is the caller's to check: the token dies with it.
+    """
+    if not token:
+        raise Unauthorized("a producer token is required (Authorization: Bearer)", code="token_missing")
+    try:
+        claims = decode_token(token)
+    except ExpiredSignatureError:
+        raise Unauthorized("the producer token has expired", code="token_expired") from None
+    except Exception as exc:  # bad signature, malformed, flask-jwt-extended's own errors
+        raise Unauthorized(f"the token is invalid ({exc})", code="token_invalid") from None
+    if claims.get("type") != PRODUCER_TOKEN_TYPE:
+        raise Unauthorized(
+            "a producer token is required (the one POST /api/jobs returned with the external job)",
+            code="token_invalid",
+        )
+    if claims.get("job_id") != job_id:
+        raise Unauthorized(f"this producer token reports into job {claims.get('job_id')} only", code="token_invalid")
+    if db.session.get(RevokedToken, str(claims.get("jti"))) is not None:
+        raise Unauthorized("the producer token has been revoked", code="token_revoked")
+    return claims
 
 
 def user_from_token(token: str | None, *, token_type: str = "access") -> User:
@@ -46,6 +87,11 @@ def authenticate(token: str | None, *, token_type: str = "access") -> tuple[User
     except Exception as exc:  # flask-jwt-extended's own errors (wrong type, revoked ...)
         raise Unauthorized(f"the token was refused ({exc})", code="token_invalid") from None
     if claims.get("type") != token_type:
+        if claims.get("type") == PRODUCER_TOKEN_TYPE:
+            raise Unauthorized(
+                "a producer token only reports into its job (POST /api/jobs/<id>/report); it reads nothing",
+                code="token_invalid",
+            )
         raise Unauthorized(f"an {token_type} token is required", code="token_invalid")
     try:
         user_id = int(claims["sub"])

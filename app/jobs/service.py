@@ -14,7 +14,7 @@ from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..inputs import check_client_id
 from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, isoformat, utcnow
-from ..realtime.pipeline import Fence, FenceRefused, pipeline
+from ..realtime.pipeline import ACTIVE_STATUSES, Fence, FenceRefused, pipeline
 from .registry import get_kind, outcome_of
 from .runner import runner
 
@@ -89,7 +89,9 @@ def job_snapshot(job: Job) -> dict[str, Any]:
     """The job as clients see it, with this process's freshest progress tick and its
     ``outcome`` (``succeeded``, ``failures``, ``failed``, ``cancelled``; None while active)."""
     data = job.to_dict()
-    live = pipeline.latest_progress(job.id)
+    # An ended job's row holds its last tick (the final write carries it); a live state this
+    # process still holds may be older (an external job can end on another process).
+    live = pipeline.latest_progress(job.id) if job.status in ACTIVE_STATUSES else None
     if live is not None:
         data["progress"] = live
     data["outcome"] = outcome_of(job.kind, job.status, job.params, job.result)
@@ -248,12 +250,17 @@ def cancel_job(job: Job) -> Job:
     A pending job nobody holds is cancelled at once; one that runs is told through the
     ``cancel_requested`` flag, which its holder (any process or worker) polls every
     ``JOB_CANCEL_POLL_INTERVAL``; a dead holder's job is settled ``cancelled`` by the sweep.
+    An external job ends ``cancelled`` at once (its producer is outside Herald).
     """
     if JobStatus(job.status) in FINAL_STATUSES:
         raise Conflict(f"job {job.id} is already {job.status}", code="job_finished")
     job.cancel_requested = True
     commit_session()
-    if not runner.cancel_local(job.id):
+    from .producers import EXTERNAL, cancel_external  # producers reaches the kinds, which use this module
+
+    if job.kind == EXTERNAL:
+        cancel_external(job.id)  # no runner holds it: it ends now; its producer hears at its next report
+    elif not runner.cancel_local(job.id):
         try:
             pipeline.publish_status(job.id, JobStatus.CANCELLED.value, fence=Fence.unclaimed(), finished_at=utcnow())
         except FenceRefused:

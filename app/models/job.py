@@ -62,7 +62,8 @@ class Job(db.Model):
     client_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: The job that started this one (workflow steps, batch cases).
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True, index=True)
-    #: The worker (process) holding the job's lease: None while pending and unclaimed.
+    #: The worker (process) holding the job's lease: None while pending and unclaimed. An
+    #: external job's is its producer's holder token, ``producer:<n>`` (app/jobs/producers.py).
     worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
     #: Until when the holder's lease runs (renewed by its heartbeat); past it, peers may
     #: fail a running job ``interrupted`` or release a pending one to be claimed again.
@@ -70,6 +71,11 @@ class Job(db.Model):
     #: When the job was last handed to an external executor (Celery); re-sent if unclaimed.
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: External jobs (kind ``external``): the highest producer item ``n`` applied, set in the
+    #: same UPDATE that takes the seqs of the events it produced (None for other kinds).
+    producer_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: External jobs: when the producer token expires; a job still active then is failed.
+    producer_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

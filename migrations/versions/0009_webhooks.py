@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_webhooks"
-down_revision = "0007_session_tokens"
+down_revision = "0008_external_producers"
 branch_labels = None
 depends_on = None
 

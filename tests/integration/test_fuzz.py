@@ -97,8 +97,11 @@ def alice(server: KindsServer) -> dict[str, Any]:
     )
     execution = server.api("POST", "/api/v1/executions", token, json={"workflow_id": workflow.json()["workflow"]["id"]})
     assert execution.status_code == 201, execution.text
+    external = server.api("POST", "/api/jobs", token, json={"kind": "external", "name": "fuzzed"}).json()
     yield {
         **tokens,
+        "producer_token": external["producer_token"],
+        "external_job_id": external["job"]["id"],
         "job_id": job["id"],
         "case_id": case_id,
         "workflow_id": workflow.json()["workflow"]["id"],
@@ -182,7 +185,13 @@ def _token_for(server: KindsServer, alice: dict[str, Any], path: str) -> str:
         return str(alice["refresh_token"])
     if path == "/api/auth/logout":
         return server.login("alice")
+    if path == REPORT_PATH:
+        return str(alice["producer_token"])
     return str(alice["access_token"])
+
+
+#: The one route that takes an external job's producer token rather than an access token.
+REPORT_PATH = "/api/jobs/{job_id}/report"
 
 
 # -- hostile input on every route of the document -----------------------------------------------
@@ -229,9 +238,10 @@ def test_every_route_answers_ids_offsets_and_bodies_beyond_the_bounds_with_400(s
                 for huge in (INT64_MAX + 1, 2**64, -(2**63) - 1):
                     hostile.append(("query", {"url": _fill(path, operation, {}), "params": {parameter["name"]: huge}}))
         content = operation.get("requestBody", {}).get("content", {})
+        own = {"job_id": alice["external_job_id"]} if path == REPORT_PATH else {}  # its token's job
         if "application/json" in content:
             hostile.append(
-                ("deep body", {"url": _fill(path, operation, {}), "data": DEEP, "content_type": "application/json"})
+                ("deep body", {"url": _fill(path, operation, own), "data": DEEP, "content_type": "application/json"})
             )
         if "application/yaml" in content:
             ids = {"case_id": _fresh_case(server, token)}
@@ -243,6 +253,8 @@ def test_every_route_answers_ids_offsets_and_bodies_beyond_the_bounds_with_400(s
             )
         for what, request in hostile:
             bearer = server.login("alice") if path == "/api/auth/logout" else token
+            if path == REPORT_PATH:
+                bearer = alice["producer_token"]
             headers = {"Authorization": f"Bearer {bearer}"}
             if "content_type" in request:
                 headers["Content-Type"] = request.pop("content_type")
@@ -278,8 +290,8 @@ def test_every_route_with_an_id_answers_another_users_resource_as_not_found(serv
     tried = 0
     for method, path, operation in document_operations(server):
         names = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
-        if not names & set(ids):
-            continue
+        if not names & set(ids) or path == REPORT_PATH:
+            continue  # (a producer token, not ownership, opens the report route: test_external_producers.py)
         response = server.api(method, _fill(path, operation, ids), bob, json={})
         assert response.status_code == 404, (method, path, response.status_code, response.text[:300])
         assert response.json()["error"]["code"] == "not_found"

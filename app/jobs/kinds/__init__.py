@@ -1,3 +1,3 @@
 """Job kinds; importing this package registers every kind."""
 
-from . import api_test, batch_execution, batch_report, data_import, file_upload, simulate, workflow  # noqa: F401
+from . import api_test, batch_execution, batch_report, data_import, external, file_upload, simulate, workflow  # noqa: F401

@@ -1,0 +1,32 @@
+"""``external``: a job that a program outside Herald runs and reports into.
+
+``POST /api/jobs {"kind": "external", "name", "total?"}`` creates it together with a
+producer token; the producer reports over ``POST /api/jobs/<id>/report``
+(``app/jobs/producers.py``). No runner ever claims it (``queued=False``), and it is not
+offered on the New-job form (``submittable=False``): it is created through its own path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..context import JobContext, JobFailed
+from ..registry import job_kind
+
+
+@job_kind(
+    "external",
+    title="External",
+    submittable=False,
+    queued=False,
+    schema={
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": 200, "description": "What the producer runs"},
+            "total": {"type": ["number", "null"], "minimum": 0, "description": "Units of work, if known"},
+        },
+    },
+)
+def external(ctx: JobContext, params: dict[str, Any]) -> None:
+    """Run by a program outside Herald, which reports progress, logs and its end over REST."""
+    raise JobFailed("external jobs are run by their producer, not by Herald", code="not_runnable")
