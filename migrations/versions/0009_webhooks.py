@@ -1,7 +1,7 @@
 """Webhooks: registered URLs, their deliveries, and the dispatchers' cursor over job events.
 
 Revision ID: 0009_webhooks
-Revises: 0007_session_tokens
+Revises: 0008_external_producers
 """
 
 import sqlalchemy as sa
