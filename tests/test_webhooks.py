@@ -600,3 +600,53 @@ def test_a_webhook_deleted_while_its_deliveries_are_added_loses_only_its_own(app
         db.session.rollback()
         assert db.session.get(WebhookCursor, "job_events").last_event_id > head  # the cursor moved on
         assert list(db.session.scalars(select(WebhookDelivery.webhook_id))) == [kept]
+
+
+def test_a_dispatcher_behind_on_events_yields_while_it_builds_and_inserts_deliveries(app, client, auth, monkeypatch):
+    import threading
+
+    from sqlalchemy import func, insert, select
+
+    from app.database import write_transaction
+    from app.extensions import db, socketio
+    from app.models import JobEvent, WebhookDelivery, utcnow
+    from app.webhooks import dispatcher as module
+
+    token = auth.token_for("alice")
+    start_dispatcher_cursor(app)
+    for _ in range(2):
+        register(client, token, events=["job.status"])
+    job = run_simulate(client, token)
+    monkeypatch.setattr(module, "YIELD_EVERY", 10)
+    here, original, yields = threading.get_ident(), socketio.sleep, []
+
+    def sleep(seconds: float = 0) -> None:
+        if threading.get_ident() == here and seconds == 0:
+            yields.append(seconds)
+        original(seconds)
+
+    monkeypatch.setattr(socketio, "sleep", sleep)
+    with app.app_context():
+        head = db.session.scalar(select(func.max(JobEvent.id)))
+        with write_transaction() as conn:  # fifty status events the dispatcher has not read yet
+            conn.execute(
+                insert(JobEvent),
+                [
+                    {
+                        "id": head + i,
+                        "job_id": job["id"],
+                        "seq": 100 + i,
+                        "type": "job_status",
+                        "data": {"status": "running"},
+                        "created_at": utcnow(),
+                    }
+                    for i in range(1, 51)
+                ],
+            )
+        yields.clear()
+        app.extensions["herald_webhooks"].ingest()
+        rows = db.session.scalar(select(func.count()).select_from(WebhookDelivery))
+    # The job's own three statuses and the fifty: 53 events, two webhooks each.
+    assert rows == 106
+    # At most ten rows built, and ten inserted, between two yields to the event loop.
+    assert len(yields) >= 2 * (rows // 10 - 1)
