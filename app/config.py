@@ -247,6 +247,10 @@ class Config:
     WEBHOOK_TIMEOUT_SECONDS = _float("WEBHOOK_TIMEOUT_SECONDS", 5.0)
     #: Seconds between the webhook dispatcher's looks for new job events and due attempts.
     WEBHOOK_DISPATCH_INTERVAL = _float("WEBHOOK_DISPATCH_INTERVAL", 1.0)
+    #: Days a finished (``delivered`` or ``failed``) delivery's record is kept after its last
+    #: attempt (0: forever); pending ones are never trimmed. Trimmed with the history, every
+    #: ``HISTORY_TRIM_INTERVAL``.
+    WEBHOOK_DELIVERY_RETENTION_DAYS = _float("WEBHOOK_DELIVERY_RETENTION_DAYS", 30.0)
 
     #: Python logging level of the process: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``.
     LOG_LEVEL = (os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
@@ -295,6 +299,8 @@ class Config:
             raise ConfigError("PRODUCER_TOKEN_TTL_SECONDS must be a positive number of seconds")
         if self.PRODUCER_BATCH_MAX_ITEMS < 1 or self.PRODUCER_MAX_LINE_CHARS < 1:
             raise ConfigError("PRODUCER_BATCH_MAX_ITEMS and PRODUCER_MAX_LINE_CHARS must be 1 or more")
+        if self.WEBHOOK_DELIVERY_RETENTION_DAYS < 0:
+            raise ConfigError("WEBHOOK_DELIVERY_RETENTION_DAYS must be 0 (keep all) or more")
 
     def check_cookies(self) -> None:
         """A misspelt ``REFRESH_COOKIE_SECURE`` must not silently drop ``Secure``."""

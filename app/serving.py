@@ -65,6 +65,8 @@ def on_serving(app: Flask) -> None:
     # At start (jobs settled before this process came up) and after every sweep that
     # settled jobs (a peer's lease expired while this process serves).
     runner.after_settle(settle_uploads)
+    # Finished webhook deliveries are trimmed on the history's schedule (app/webhooks/retention.py).
+    runner.also_trim(app.extensions["herald_webhooks"].trim)
     runner.start_serving()
     app.extensions["herald_webhooks"].start()  # job events to webhooks (app/webhooks/dispatcher.py)
     from .jobs.producers import start_expiry_sweep

@@ -14,7 +14,7 @@ from flask import Flask
 from app.webhooks.signing import signature_header, verify
 from app.webhooks.targets import HostRefused, check_resolved, check_target, normalise_hosts
 from tests.helpers import wait_for
-from tests.webhook_receiver import Receiver
+from tests.webhook_receiver import Receiver, SilentReceiver
 
 SECRET = "s3cret-s3cret-s3cret"
 
@@ -384,3 +384,269 @@ def test_the_cursor_waits_at_a_hole_in_the_event_ids_until_it_is_old(app, client
         db.session.rollback()
         assert db.session.get(WebhookCursor, "job_events").last_event_id == head + 2
         assert db.session.scalars(select(WebhookDelivery.job_event_id)).all().count(head + 2) == 1
+
+
+def test_a_receiver_that_never_answers_is_given_up_on_after_the_timeout_and_retried(app, client, auth):
+    silent = SilentReceiver()
+    dispatcher = app.extensions["herald_webhooks"]
+    dispatcher.timeout = 0.3
+    try:
+        token = auth.token_for("alice")
+        start_dispatcher_cursor(app)
+        hook = register(client, token, url=silent.url, events=["job.completed"])["webhook"]
+        run_simulate(client, token)
+        path = f"/api/webhooks/{hook['id']}/deliveries"
+
+        def attempted(times: int):
+            rows = client.get(path, headers=auth.headers(token)).get_json()["deliveries"]
+            return rows and rows[0]["attempts"] >= times and rows[0]["last_error"] and rows[0]
+
+        dispatch_until(app, lambda: attempted(1))
+        first = attempted(1)
+        assert first["status"] == "pending" and first["last_status_code"] is None
+        assert first["last_error"] == "no answer within 0.3 s" and first["next_attempt_at"] is not None
+        dispatch_until(app, lambda: attempted(2))
+        assert silent.accepted() >= 2  # the retry connected again, and was not answered either
+    finally:
+        dispatcher.timeout = float(app.config["WEBHOOK_TIMEOUT_SECONDS"])
+        silent.close()
+
+
+# -- retention and deletion -----------------------------------------------------------------
+
+
+def _stored_delivery(hook_id: int, job_id: int, event_id: int, status: str, last_attempt_at) -> int:
+    """A delivery row as the dispatcher leaves it (inside an app context); returns its id."""
+    from sqlalchemy import insert
+
+    from app.database import write_transaction
+    from app.models import WebhookDelivery, utcnow
+
+    with write_transaction() as conn:
+        return int(
+            conn.execute(
+                insert(WebhookDelivery)
+                .values(
+                    webhook_id=hook_id,
+                    event="job.completed",
+                    job_id=job_id,
+                    job_event_id=event_id,
+                    body="{}",
+                    status=status,
+                    attempts=1 if last_attempt_at else 0,
+                    next_attempt_at=None if status != "pending" else utcnow(),
+                    created_at=last_attempt_at or utcnow(),
+                    last_attempt_at=last_attempt_at,
+                )
+                .returning(WebhookDelivery.id)
+            ).scalar_one()
+        )
+
+
+def test_finished_deliveries_past_the_retention_are_trimmed_and_pending_ones_never(app, client, auth):
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import WebhookDelivery, utcnow
+
+    token = auth.token_for("alice")
+    hook_id = register(client, token)["webhook"]["id"]
+    job = run_simulate(client, token)
+    dispatcher = app.extensions["herald_webhooks"]
+    assert dispatcher.retention == timedelta(days=30)  # the default
+    now = utcnow()
+    old, recent = now - timedelta(days=31), now - timedelta(days=29)
+    with app.app_context():
+        ids = {
+            name: _stored_delivery(hook_id, job["id"], event_id, status, at)
+            for event_id, (name, status, at) in enumerate(
+                [
+                    ("old delivered", "delivered", old),
+                    ("old failed", "failed", old),
+                    ("old pending, retried", "pending", old),
+                    ("old pending, never tried", "pending", None),
+                    ("recent delivered", "delivered", recent),
+                    ("recent failed", "failed", recent),
+                ],
+                start=1,
+            )
+        }
+        with db.engine.begin() as conn:  # a pending row that waited (all servers down) for long
+            conn.execute(
+                WebhookDelivery.__table__.update()
+                .where(WebhookDelivery.id == ids["old pending, never tried"])
+                .values(created_at=old)
+            )
+        assert dispatcher.trim(now=now) == 2
+        kept = set(db.session.scalars(select(WebhookDelivery.id)))
+        assert kept == {ids[name] for name in ids if not name.startswith(("old delivered", "old failed"))}
+        assert dispatcher.trim(now=now) == 0
+        assert dispatcher.trim(now=now + timedelta(days=2)) == 2  # the recent ones' turn
+        assert set(db.session.scalars(select(WebhookDelivery.status))) == {"pending"}
+
+
+def test_a_retention_of_zero_days_keeps_every_delivery(app, client, auth):
+    from datetime import timedelta
+
+    from app.models import utcnow
+    from app.webhooks import retention
+
+    assert retention.max_age_from_config({"WEBHOOK_DELIVERY_RETENTION_DAYS": 0}) is None
+    assert retention.max_age_from_config({"WEBHOOK_DELIVERY_RETENTION_DAYS": 0.5}) == timedelta(hours=12)
+    token = auth.token_for("alice")
+    hook_id = register(client, token)["webhook"]["id"]
+    job = run_simulate(client, token)
+    with app.app_context():
+        _stored_delivery(hook_id, job["id"], 1, "delivered", utcnow() - timedelta(days=3650))
+        from app.extensions import db
+
+        assert retention.trim(db.engine, None, now=utcnow()) == 0
+
+
+def test_a_negative_delivery_retention_is_refused(monkeypatch):
+    from app.config import Config, ConfigError
+
+    config = Config()
+    monkeypatch.setattr(config, "WEBHOOK_DELIVERY_RETENTION_DAYS", -1)
+    with pytest.raises(ConfigError, match="WEBHOOK_DELIVERY_RETENTION_DAYS"):
+        config.check_jobs()
+
+
+def test_the_heartbeat_runs_registered_trims_on_the_history_schedule_once_each(app):
+    runner = app.extensions["herald_runner"]
+    calls: list[str] = []
+
+    def trim() -> None:
+        calls.append("trim")
+
+    def broken() -> None:
+        raise RuntimeError("a trim that fails does not stop the others")
+
+    try:
+        runner.also_trim(broken)
+        runner.also_trim(trim)
+        runner.also_trim(trim)  # registered twice, run once
+        with app.app_context():
+            runner._next_trim = 0.0
+            runner._beat()
+            assert calls == ["trim"]
+            runner._beat()  # not due again until HISTORY_TRIM_INTERVAL has passed
+            assert calls == ["trim"]
+    finally:
+        for callback in (trim, broken):
+            if callback in runner._also_trim:
+                runner._also_trim.remove(callback)
+
+
+def test_deleting_a_webhook_deletes_its_pending_deliveries_and_sends_them_no_more(app, client, auth):
+    from sqlalchemy import func, select
+
+    from app.extensions import db
+    from app.models import WebhookDelivery
+
+    receiver = Receiver([503] * 100)
+    try:
+        token = auth.token_for("alice")
+        start_dispatcher_cursor(app)
+        hook = register(client, token, url=receiver.url, events=["job.completed"])["webhook"]
+        run_simulate(client, token)
+        path = f"/api/webhooks/{hook['id']}/deliveries"
+        dispatch_until(app, lambda: len(receiver.posts()) >= 2)  # retried: still pending, due again soon
+        (pending,) = client.get(path, headers=auth.headers(token)).get_json()["deliveries"]
+        assert pending["status"] == "pending"
+        assert client.delete(f"/api/webhooks/{hook['id']}", headers=auth.headers(token)).status_code == 204
+        sent = len(receiver.posts())
+        dispatcher = app.extensions["herald_webhooks"]
+        deadline = time.monotonic() + 1.0  # twenty times the retry delay (0.05 s)
+        with app.app_context():
+            while time.monotonic() < deadline:
+                dispatcher.ingest()
+                assert dispatcher.send_due(wait=True) == 0
+                time.sleep(0.05)
+            count = select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.webhook_id == hook["id"])
+            assert db.session.scalar(count) == 0
+        assert len(receiver.posts()) == sent
+    finally:
+        receiver.close()
+
+
+def test_a_webhook_deleted_while_its_deliveries_are_added_loses_only_its_own(app, client, auth, monkeypatch):
+    from sqlalchemy import delete, select
+
+    from app.database import write_transaction
+    from app.extensions import db
+    from app.models import Webhook, WebhookCursor, WebhookDelivery
+
+    token = auth.token_for("alice")
+    start_dispatcher_cursor(app)
+    doomed = register(client, token, events=["job.completed"])["webhook"]["id"]
+    kept = register(client, token, events=["job.completed"])["webhook"]["id"]
+    run_simulate(client, token)
+    dispatcher = app.extensions["herald_webhooks"]
+    deliveries_for = dispatcher._deliveries_for
+
+    def then_delete(conn, statuses):
+        rows = deliveries_for(conn, statuses)
+        with write_transaction() as write:  # its owner deletes it between the read and the insert
+            write.execute(delete(Webhook).where(Webhook.id == doomed))
+        return rows
+
+    monkeypatch.setattr(dispatcher, "_deliveries_for", then_delete)
+    with app.app_context():
+        head = db.session.get(WebhookCursor, "job_events").last_event_id
+        assert dispatcher.ingest() > 0
+        db.session.rollback()
+        assert db.session.get(WebhookCursor, "job_events").last_event_id > head  # the cursor moved on
+        assert list(db.session.scalars(select(WebhookDelivery.webhook_id))) == [kept]
+
+
+def test_a_dispatcher_behind_on_events_yields_while_it_builds_and_inserts_deliveries(app, client, auth, monkeypatch):
+    import threading
+
+    from sqlalchemy import func, insert, select
+
+    from app.database import write_transaction
+    from app.extensions import db, socketio
+    from app.models import JobEvent, WebhookDelivery, utcnow
+    from app.webhooks import dispatcher as module
+
+    token = auth.token_for("alice")
+    start_dispatcher_cursor(app)
+    for _ in range(2):
+        register(client, token, events=["job.status"])
+    job = run_simulate(client, token)
+    monkeypatch.setattr(module, "YIELD_EVERY", 10)
+    here, original, yields = threading.get_ident(), socketio.sleep, []
+
+    def sleep(seconds: float = 0) -> None:
+        if threading.get_ident() == here and seconds == 0:
+            yields.append(seconds)
+        original(seconds)
+
+    monkeypatch.setattr(socketio, "sleep", sleep)
+    with app.app_context():
+        head = db.session.scalar(select(func.max(JobEvent.id)))
+        with write_transaction() as conn:  # fifty status events the dispatcher has not read yet
+            conn.execute(
+                insert(JobEvent),
+                [
+                    {
+                        "id": head + i,
+                        "job_id": job["id"],
+                        "seq": 100 + i,
+                        "type": "job_status",
+                        "data": {"status": "running"},
+                        "created_at": utcnow(),
+                    }
+                    for i in range(1, 51)
+                ],
+            )
+        yields.clear()
+        app.extensions["herald_webhooks"].ingest()
+        rows = db.session.scalar(select(func.count()).select_from(WebhookDelivery))
+    # The job's own three statuses and the fifty: 53 events, two webhooks each.
+    assert rows == 106
+    # At most ten rows built, and ten inserted, between two yields to the event loop.
+    assert len(yields) >= 2 * (rows // 10 - 1)

@@ -90,6 +90,8 @@ class JobRunner:
         self._queue_outage_logged = False
         #: Called (in an app context) after a sweep settled jobs, e.g. to settle their uploads.
         self._after_settle: list[Callable[[], object]] = []
+        #: Called (in an app context) at every history trim: other retention on the same beat.
+        self._also_trim: list[Callable[[], object]] = []
 
     def init_app(self, app: Flask) -> None:
         """Read the executor, limits and lease timing from config."""
@@ -172,6 +174,12 @@ class JobRunner:
         """Run ``callback`` whenever a sweep has settled jobs that dead workers held."""
         self._after_settle.append(callback)
 
+    def also_trim(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` at every history trim (``HISTORY_TRIM_INTERVAL``), e.g. to trim
+        other records on the same schedule; registering it again changes nothing."""
+        if callback not in self._also_trim:
+            self._also_trim.append(callback)
+
     def _beat(self) -> None:
         self.renew_leases()
         if self.sweep():
@@ -185,6 +193,11 @@ class JobRunner:
                 history.trim(db.engine, self.retention, now=utcnow())
             except Exception:
                 log.exception("trimming the event history failed (next try in %.0f s)", self.trim_interval)
+            for callback in self._also_trim:
+                try:
+                    callback()
+                except Exception:
+                    log.exception("a trim failed (next try in %.0f s)", self.trim_interval)
 
     def renew_leases(self) -> None:
         """Extend the lease of every job this worker holds; stop runs whose lease is gone."""

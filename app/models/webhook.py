@@ -3,6 +3,8 @@
 Deliveries are rows, derived from the durable job event stream (``job_events``) by the
 dispatcher (``app/webhooks/dispatcher.py``), so none is lost to a restart: a row is
 ``pending`` until a 2xx answer (``delivered``) or until retries run out (``failed``).
+Finished rows are deleted ``WEBHOOK_DELIVERY_RETENTION_DAYS`` after their last attempt;
+a webhook's rows go with it (``ON DELETE CASCADE``), pending ones included.
 ``WebhookCursor`` is how far the dispatchers have read the event stream.
 """
 
@@ -54,6 +56,8 @@ class WebhookDelivery(db.Model):
         UniqueConstraint("webhook_id", "job_event_id", "event", name="uq_webhook_deliveries_event"),
         Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
+        # Finished deliveries by age, for the retention trim (``WEBHOOK_DELIVERY_RETENTION_DAYS``).
+        Index("ix_webhook_deliveries_finished", "status", "last_attempt_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

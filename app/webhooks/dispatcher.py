@@ -18,6 +18,8 @@ One background task per serving process (started in ``on_serving``), every
    answer delivers it; anything else is retried after ``WEBHOOK_RETRY_BASE_SECONDS`` ×
    2^(attempt-1) (at most an hour) until ``WEBHOOK_RETRY_FOR_SECONDS`` after the event, then
    it is ``failed``. An outcome is recorded only by the claim that made the attempt.
+3. **Trim.** ``trim`` (``retention.py``) deletes finished deliveries past
+   ``WEBHOOK_DELIVERY_RETENTION_DAYS``; the runner's heartbeat calls it with the history trim.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from typing import Any
 import requests
 from flask import Flask
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from ..database import write_transaction
 from ..extensions import db, socketio
 from ..metrics import WEBHOOK_DELIVERIES
 from ..models import Job, JobEvent, Webhook, WebhookCursor, WebhookDelivery, isoformat, utcnow
+from . import retention
 from .signing import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signature_header
 from .store import JOB_END_EVENTS
 from .targets import HostRefused, check_resolved, normalise_hosts
@@ -60,6 +64,9 @@ MAX_BACKOFF = 3600.0
 MAX_IN_FLIGHT = 8
 #: Characters of an error kept on the delivery.
 MAX_ERROR = 500
+#: Delivery rows built, or inserted in one transaction, between two yields to the event
+#: loop (about 3 ms of work): a dispatcher behind on events never holds the loop for long.
+YIELD_EVERY = 500
 
 
 def event_names(status: str, subscribed: list[str]) -> list[str]:
@@ -86,6 +93,8 @@ class Dispatcher:
         self.retry_for = 86400.0
         self.timeout = 5.0
         self.interval = 1.0
+        #: How long finished deliveries are kept (``None``: forever).
+        self.retention: timedelta | None = timedelta(days=30)
         self._app: Flask | None = None
         self._started = False
         self._lock = threading.Lock()
@@ -99,6 +108,7 @@ class Dispatcher:
         self.retry_for = float(app.config["WEBHOOK_RETRY_FOR_SECONDS"])
         self.timeout = float(app.config["WEBHOOK_TIMEOUT_SECONDS"])
         self.interval = float(app.config["WEBHOOK_DISPATCH_INTERVAL"])
+        self.retention = retention.max_age_from_config(app.config)
         app.extensions["herald_webhooks"] = self
 
     @property
@@ -128,6 +138,11 @@ class Dispatcher:
                     db.session.remove()
             socketio.sleep(0 if busy else self.interval)
 
+    def trim(self, *, now: datetime | None = None) -> int:
+        """Delete finished deliveries past ``WEBHOOK_DELIVERY_RETENTION_DAYS`` (a bounded
+        amount); called by the runner's heartbeat with the history trim."""
+        return retention.trim(db.engine, self.retention, now=now or utcnow())
+
     # -- ingest: job events -> deliveries ---------------------------------------------
 
     def ingest(self, *, now: datetime | None = None) -> int:
@@ -152,7 +167,7 @@ class Dispatcher:
             deliveries = self._deliveries_for(conn, statuses) if statuses else []
             conn.rollback()
         if deliveries:
-            self._insert_ignoring_conflicts(_deliveries, deliveries)
+            self._insert_deliveries(deliveries)
         position, passed = cursor, 0
         for row in rows:
             if row.id != position + 1 and row.created_at > now - GAP_GRACE:
@@ -189,8 +204,12 @@ class Dispatcher:
         ):
             hooks.setdefault(hook.owner_id, []).append(hook)
         now = utcnow()
-        rows = []
+        rows: list[dict[str, Any]] = []
+        next_yield = YIELD_EVERY
         for event in statuses:
+            if len(rows) >= next_yield:  # a full batch for many webhooks is a second of CPU
+                next_yield = len(rows) + YIELD_EVERY
+                socketio.sleep(0)
             job = jobs.get(event.job_id)
             payload = data.get(event.id) or {}
             status = payload.get("status")
@@ -226,6 +245,29 @@ class Dispatcher:
                         }
                     )
         return rows
+
+    def _insert_deliveries(self, rows: list[dict[str, Any]]) -> None:
+        """Insert delivery rows a chunk per transaction, yielding between chunks (SQLite's
+        writes do not yield); a chunk inserted twice adds nothing (see ``ingest``)."""
+        for start in range(0, len(rows), YIELD_EVERY):
+            if start:
+                socketio.sleep(0)
+            self._insert_chunk(rows[start : start + YIELD_EVERY])
+
+    def _insert_chunk(self, rows: list[dict[str, Any]]) -> None:
+        """Insert delivery rows; those of a webhook deleted since it was read are dropped
+        (its foreign key refuses them), so a deletion costs the other webhooks no pass."""
+        try:
+            self._insert_ignoring_conflicts(_deliveries, rows)
+        except IntegrityError:
+            with db.engine.connect() as conn:
+                ids = {row["webhook_id"] for row in rows}
+                existing = set(conn.scalars(select(_hooks.c.id).where(_hooks.c.id.in_(ids))))
+                conn.rollback()
+            kept = [row for row in rows if row["webhook_id"] in existing]
+            log.info("webhooks deleted while their deliveries were added: %d row(s) dropped", len(rows) - len(kept))
+            if kept:
+                self._insert_ignoring_conflicts(_deliveries, kept)
 
     def _insert_ignoring_conflicts(self, table: Any, rows: list[dict[str, Any]]) -> None:
         dialect = db.engine.dialect.name

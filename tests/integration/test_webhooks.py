@@ -1,9 +1,11 @@
-"""Webhooks on the real server: signed deliveries to a receiver on loopback, retries, and
-no delivery lost to a server killed before it sent it."""
+"""Webhooks on the real server: signed deliveries to a receiver on loopback, retries, no
+delivery lost to a server killed before it sent it, a hung receiver that holds nothing
+but its own attempt, and finished deliveries trimmed on the history's schedule."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 
 from app.webhooks.signing import verify
 from tests.helpers import wait_for
-from tests.webhook_receiver import Receiver
+from tests.webhook_receiver import Receiver, SilentReceiver
 
 from .conftest import ServerProcess, launch
 
@@ -112,5 +114,50 @@ def test_a_job_end_the_killed_server_never_sent_is_delivered_after_restart(tmp_p
         assert row["job_id"] == job["id"] and row["attempts"] == 1
         (post,) = receiver.posts()
         assert json.loads(post.body)["job"]["id"] == job["id"]
+    finally:
+        next(started, None)
+
+
+def test_a_receiver_that_never_answers_times_out_is_retried_and_holds_no_other_request(tmp_path: Path):
+    silent = SilentReceiver()
+    started = launch(tmp_path, **{**FAST, "WEBHOOK_TIMEOUT_SECONDS": "3"})
+    server = next(started)
+    try:
+        token = server.login("alice")
+        hook = register(server, token, silent.url, ["job.completed"])
+        server.submit(token, steps=1, interval=0)
+        wait_for(silent.accepted, timeout=30)  # an attempt is now waiting for an answer
+        for _ in range(5):
+            began = time.monotonic()
+            assert server.api("GET", "/health", token).status_code == 200
+            # Far below the 3 s the attempt waits: the event loop is not held by it.
+            assert time.monotonic() - began < 1.5
+            time.sleep(0.1)
+
+        def retried() -> dict[str, Any] | None:
+            rows = deliveries(server, token, hook["id"])
+            return rows[0] if rows and rows[0]["attempts"] >= 2 and rows[0]["last_error"] else None
+
+        row = wait_for(retried, timeout=30)
+        assert row["status"] == "pending" and row["last_status_code"] is None
+        assert row["last_error"] == "no answer within 3 s"
+        assert silent.accepted() >= 2
+    finally:
+        next(started, None)
+        silent.close()
+
+
+def test_a_delivered_delivery_is_trimmed_once_past_the_retention(tmp_path: Path, receiver: Receiver):
+    # About 1.7 s of retention, trimmed at every heartbeat (1-2 s).
+    settings = {**FAST, "WEBHOOK_DELIVERY_RETENTION_DAYS": "0.00002", "HISTORY_TRIM_INTERVAL": "0.5"}
+    started = launch(tmp_path, **settings)
+    server = next(started)
+    try:
+        token = server.login("alice")
+        hook = register(server, token, receiver.url, ["job.completed"])
+        server.submit(token, steps=1, interval=0)
+        wait_for(lambda: delivered(server, token, hook["id"]), timeout=30)
+        wait_for(lambda: deliveries(server, token, hook["id"]) == [], timeout=30)
+        assert len(receiver.posts()) == 1  # trimmed, not sent again
     finally:
         next(started, None)
