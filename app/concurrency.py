@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .extensions import socketio
@@ -39,6 +40,34 @@ class Slicer:
         if now - self._since >= LOOP_SLICE:
             socketio.sleep(YIELD_SLEEP)
             self._since = time.monotonic()
+
+
+class DeadlineExceeded(Exception):
+    """Raised inside a block that ran past its :func:`deadline`."""
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise :class:`DeadlineExceeded` inside the block once it has run ``seconds``, even
+    while it waits on a socket: a peer that answers a byte at a time defeats any per-read
+    timeout. Green modes only (eventlet, gevent); threading mode (in-process tests) sets
+    no deadline."""
+    mode = socketio.async_mode
+    if mode == "eventlet":
+        import eventlet
+
+        timer = eventlet.Timeout(seconds, DeadlineExceeded)
+        try:
+            yield
+        finally:
+            timer.cancel()
+    elif mode == "gevent":
+        import gevent
+
+        with gevent.Timeout(seconds, DeadlineExceeded):
+            yield
+    else:
+        yield
 
 
 def run_in_os_thread(call: Callable[[], T]) -> T:

@@ -1,10 +1,11 @@
 """Tiny real servers on loopback for webhook tests: one that records deliveries, one that
-accepts connections and never answers."""
+accepts connections and never answers, one that answers a byte at a time."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -117,3 +118,31 @@ class SilentReceiver:
         with self.lock:
             for conn in self.held:
                 conn.close()
+
+
+class TricklingReceiver(SilentReceiver):
+    """Reads the request, then answers one byte of a status line every ``every`` seconds,
+    for ever: each read is quick, the answer never complete."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        super().__init__()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self.lock:
+                self.held.append(conn)
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"." * 100_000:
+                conn.sendall(bytes([byte]))
+                time.sleep(self.every)
+        except OSError:
+            return  # the attempt gave up (or the test ended)

@@ -36,6 +36,7 @@ from flask import Flask
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..concurrency import DeadlineExceeded, deadline
 from ..database import write_transaction
 from ..extensions import db, socketio
 from ..metrics import WEBHOOK_DELIVERIES
@@ -112,9 +113,15 @@ class Dispatcher:
         app.extensions["herald_webhooks"] = self
 
     @property
+    def attempt_deadline(self) -> float:
+        """The longest one attempt may take, from the name lookup to the status line."""
+        return 2 * self.timeout
+
+    @property
     def claim_window(self) -> timedelta:
-        """How long a claimed attempt keeps its delivery from being claimed again."""
-        return timedelta(seconds=2 * self.timeout + 10)
+        """How long a claimed attempt keeps its delivery from being claimed again (past
+        its deadline: an attempt still running is never sent again beside it)."""
+        return timedelta(seconds=self.attempt_deadline + 10)
 
     def start(self) -> None:
         """Start the dispatcher's loop (once per process)."""
@@ -362,17 +369,22 @@ class Dispatcher:
         code: int | None = None
         error: str | None = None
         try:
-            check_resolved(row.url, self.allowed)
-            with requests.Session() as session:
-                session.trust_env = False  # no proxy from the environment: the allowlist is the route
-                with session.post(
-                    row.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True
-                ) as response:
-                    code = response.status_code
+            # The whole attempt, name lookup included, is bounded: a receiver answering a
+            # byte at a time would keep each read under the timeout and its slot forever.
+            with deadline(self.attempt_deadline):
+                check_resolved(row.url, self.allowed)
+                with requests.Session() as session:
+                    session.trust_env = False  # no proxy from the environment: the allowlist is the route
+                    with session.post(
+                        row.url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True
+                    ) as response:
+                        code = response.status_code
         except HostRefused as exc:
             error = exc.message
         except requests.Timeout:
             error = f"no answer within {self.timeout:g} s"
+        except DeadlineExceeded:
+            error = f"no complete answer within {self.attempt_deadline:g} s"
         except requests.RequestException as exc:
             error = f"{type(exc).__name__}: {exc}"
         if code is not None and not 200 <= code < 300:

@@ -14,7 +14,7 @@ import pytest
 
 from app.webhooks.signing import verify
 from tests.helpers import wait_for
-from tests.webhook_receiver import Receiver, SilentReceiver
+from tests.webhook_receiver import Receiver, SilentReceiver, TricklingReceiver
 
 from .conftest import ServerProcess, launch
 
@@ -145,6 +145,27 @@ def test_a_receiver_that_never_answers_times_out_is_retried_and_holds_no_other_r
     finally:
         next(started, None)
         silent.close()
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_attempts_deadline(tmp_path: Path):
+    trickling = TricklingReceiver(every=0.3)  # every read well within the 1 s timeout
+    started = launch(tmp_path, **{**FAST, "WEBHOOK_TIMEOUT_SECONDS": "1"})
+    server = next(started)
+    try:
+        token = server.login("alice")
+        hook = register(server, token, trickling.url, ["job.completed"])
+        server.submit(token, steps=1, interval=0)
+
+        def cut_off() -> dict[str, Any] | None:
+            rows = deliveries(server, token, hook["id"])
+            return rows[0] if rows and rows[0]["last_error"] else None
+
+        row = wait_for(cut_off, timeout=30)
+        assert row["status"] == "pending" and row["last_status_code"] is None
+        assert row["last_error"] == "no complete answer within 2 s"
+    finally:
+        next(started, None)
+        trickling.close()
 
 
 def test_a_delivered_delivery_is_trimmed_once_past_the_retention(tmp_path: Path, receiver: Receiver):
