@@ -134,9 +134,9 @@ def all_stream(token: str | None, last_event_id: str | None, all: str | None) ->
     from ..realtime.sse import open_all_stream
 
     _check_origin()
+    session = _stream_session(None)  # who asks first: a refused token is 401 whatever else is wrong
     if all is None:
         raise BadRequest("ask for all=1 (or follow one job at /api/jobs/<job_id>/stream)", code="validation_error")
-    session = _stream_session(None)
     cursor = _cursor(last_event_id)
     if cursor is not None and cursor[0] is None:
         raise BadRequest("Last-Event-ID of the all stream is <job_id>:<seq>", code="invalid_last_event_id")
