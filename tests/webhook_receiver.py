@@ -102,6 +102,10 @@ class SilentReceiver:
                 return  # closed
             with self.lock:
                 self.held.append(conn)
+            self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        """Nothing: the connection is only held."""
 
     def accepted(self) -> int:
         """Connections accepted so far (each one an attempt left without an answer)."""
@@ -128,15 +132,8 @@ class TricklingReceiver(SilentReceiver):
         self.every = every
         super().__init__()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            with self.lock:
-                self.held.append(conn)
-            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+    def _answer(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
 
     def _trickle(self, conn: socket.socket) -> None:
         try:
