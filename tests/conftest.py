@@ -13,32 +13,14 @@ from flask.testing import FlaskClient
 
 os.environ.setdefault("HERALD_ENV", "testing")
 
+from tests.helpers import app_for_tests  # noqa: E402
+
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
-    """An app in threading mode (background jobs run while tests sleep) on a fresh schema."""
-    from flask_migrate import upgrade
-
-    from app import create_app
-
-    app = create_app(
-        {
-            "ENV_NAME": "testing",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
-            "SOCKETIO_ASYNC_MODE": "threading",
-            "UPLOAD_DIR": str(tmp_path / "uploads"),
-            "ARTIFACT_DIR": str(tmp_path / "artifacts"),
-            "PROGRESS_INTERVAL": 0.05,
-        }
-    )
-    with app.app_context():
-        upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
-    yield app
-    # The next test's fresh database hands out the same job ids: no job of this one may
-    # still write (the process-wide journal would take its seqs for the new job's).
-    from app.jobs.runner import runner
-
-    assert runner.cancel_all_local(timeout=10), "a job of this test did not stop when cancelled"
+    """The in-process app on a fresh schema (see :func:`app_for_tests`)."""
+    with app_for_tests(tmp_path) as app:
+        yield app
 
 
 @pytest.fixture

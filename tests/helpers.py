@@ -1,10 +1,42 @@
-"""Small helpers shared by tests: waiting, and a job context as the runner builds it."""
+"""Small helpers shared by tests: an in-process app, waiting, and a job context as the runner builds it."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from flask import Flask
+
+
+@contextmanager
+def app_for_tests(tmp_path: Path, **config: Any) -> Iterator[Flask]:
+    """An app in threading mode (background jobs run while tests sleep) on a fresh schema,
+    with ``config`` on top of the test defaults; its running jobs are stopped after."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.jobs.runner import runner
+
+    app = create_app(
+        {
+            "ENV_NAME": "testing",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
+            "SOCKETIO_ASYNC_MODE": "threading",
+            "UPLOAD_DIR": str(tmp_path / "uploads"),
+            "ARTIFACT_DIR": str(tmp_path / "artifacts"),
+            "PROGRESS_INTERVAL": 0.05,
+            **config,
+        }
+    )
+    with app.app_context():
+        upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
+    yield app
+    # The next test's fresh database hands out the same job ids: no job of this one may
+    # still write (the process-wide journal would take its seqs for the new job's).
+    assert runner.cancel_all_local(timeout=10), "a job of this test did not stop when cancelled"
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

@@ -13,7 +13,7 @@ from flask import Flask
 
 from app.webhooks.signing import signature_header, verify
 from app.webhooks.targets import HostRefused, check_resolved, check_target, normalise_hosts
-from tests.helpers import wait_for
+from tests.helpers import app_for_tests, wait_for
 from tests.webhook_receiver import Receiver, SilentReceiver
 
 SECRET = "s3cret-s3cret-s3cret"
@@ -22,24 +22,8 @@ SECRET = "s3cret-s3cret-s3cret"
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
     """Herald in threading mode whose webhooks may call 127.0.0.1, with fast retries."""
-    from flask_migrate import upgrade
-
-    from app import create_app
-
-    app = create_app(
-        {
-            "ENV_NAME": "testing",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
-            "SOCKETIO_ASYNC_MODE": "threading",
-            "UPLOAD_DIR": str(tmp_path / "uploads"),
-            "ARTIFACT_DIR": str(tmp_path / "artifacts"),
-            "WEBHOOK_ALLOWED_HOSTS": ["127.0.0.1"],
-            "WEBHOOK_RETRY_BASE_SECONDS": 0.05,
-        }
-    )
-    with app.app_context():
-        upgrade(directory=str(Path(__file__).resolve().parent.parent / "migrations"))
-    yield app
+    with app_for_tests(tmp_path, WEBHOOK_ALLOWED_HOSTS=["127.0.0.1"], WEBHOOK_RETRY_BASE_SECONDS=0.05) as app:
+        yield app
 
 
 @pytest.fixture

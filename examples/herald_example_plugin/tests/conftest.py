@@ -25,6 +25,7 @@ PLUGIN_ENV = {
 }
 
 from tests.conftest import auth, client  # noqa: E402,F401  (Herald's fixtures, used as they are)
+from tests.helpers import app_for_tests  # noqa: E402
 from tests.integration.conftest import (  # noqa: E402,F401
     _collect_garbage_after_each_test,
     _engines,
@@ -39,21 +40,5 @@ from tests.integration.conftest import (  # noqa: E402,F401
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
     """Herald in threading mode on a fresh schema, with the plugin named in its config."""
-    from flask_migrate import upgrade
-
-    from app import create_app
-
-    app = create_app(
-        {
-            "ENV_NAME": "testing",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'test.db'}",
-            "SOCKETIO_ASYNC_MODE": "threading",
-            "UPLOAD_DIR": str(tmp_path / "uploads"),
-            "ARTIFACT_DIR": str(tmp_path / "artifacts"),
-            "PROGRESS_INTERVAL": 0.05,
-            "HERALD_JOB_MODULES": ["herald_example_plugin.jobs"],
-        }
-    )
-    with app.app_context():
-        upgrade(directory=str(REPO / "migrations"))
-    yield app
+    with app_for_tests(tmp_path, HERALD_JOB_MODULES=["herald_example_plugin.jobs"]) as app:
+        yield app
