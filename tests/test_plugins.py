@@ -30,6 +30,12 @@ def test_a_module_s_kinds_are_registered_and_reported(module_dir: Path):
     assert load_job_modules(["plugin_tests_ok"]) == []  # imported once per process
 
 
+def test_a_module_without_kinds_starts_with_a_warning(module_dir: Path, caplog: pytest.LogCaptureFixture):
+    (module_dir / "plugin_tests_empty.py").write_text("HELPER = 1\n")
+    assert load_job_modules(["plugin_tests_empty"]) == []
+    assert "'plugin_tests_empty' registers no job kind" in caplog.text
+
+
 def test_the_setting_names_no_module_by_default(app):
     assert app.config["HERALD_JOB_MODULES"] == []
 

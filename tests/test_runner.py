@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from app.jobs.context import JobContext
@@ -36,3 +37,23 @@ def test_coordinators_do_not_starve_their_children(app, client, auth):
         ]
 
     wait_for(lambda: statuses() == ["completed"] * 3, timeout=30)
+
+
+@job_kind("test_result_not_json", schema={"properties": {}})
+def result_not_json(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    """Test-only: a result JSON cannot hold (a datetime inside a dict)."""
+    return {"when": datetime.now(UTC)}
+
+
+def test_a_result_that_is_not_json_fails_the_job_saying_why(app, client, auth):
+    token = auth.token_for("alice")
+    answer = client.post("/api/jobs", json={"kind": "test_result_not_json"}, headers=auth.headers(token))
+    job_id = answer.get_json()["job"]["id"]
+
+    def ended():
+        job = client.get(f"/api/jobs/{job_id}", headers=auth.headers(token)).get_json()["job"]
+        return job if job["status"] in ("completed", "failed", "cancelled") else None
+
+    job = wait_for(ended, timeout=20)
+    assert job["status"] == "failed"
+    assert job["error"]["code"] == "result_not_json" and "datetime" in job["error"]["message"]

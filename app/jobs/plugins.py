@@ -43,8 +43,10 @@ def load_job_modules(names: Iterable[str]) -> list[str]:
 
     Raises :class:`JobModulesError` (after printing its line to stderr) when one fails.
     """
-    before = {kind.name for kind in all_kinds()}
+    added: list[str] = []
     for name in names:
+        first_import = name not in sys.modules
+        before = {kind.name for kind in all_kinds()}
         try:
             importlib.import_module(name)
         except KindCollision as exc:
@@ -52,9 +54,12 @@ def load_job_modules(names: Iterable[str]) -> list[str]:
             _refuse(f"HERALD_JOB_MODULES: {name!r} registers job kind {exc.name!r}, {what}; rename it")
         except Exception as exc:
             _refuse(f"HERALD_JOB_MODULES: cannot import {name!r}: {_one_line(exc)}")
-    added = sorted({kind.name for kind in all_kinds()} - before)
-    if added:
-        log.info("job kinds from HERALD_JOB_MODULES: %s", ", ".join(added))
+        kinds = sorted({kind.name for kind in all_kinds()} - before)
+        if kinds:
+            log.info("job kinds from %s: %s", name, ", ".join(kinds))
+        elif first_import:  # imported for nothing: most likely the wrong module named
+            log.warning("HERALD_JOB_MODULES: %r registers no job kind (no @job_kind function in it)", name)
+        added += kinds
     return added
 
 

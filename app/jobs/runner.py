@@ -21,6 +21,7 @@ Cancel is a flag on the row; the holder polls it every ``JOB_CANCEL_POLL_INTERVA
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -494,7 +495,7 @@ class JobRunner:
             ctx.raise_if_cancelled()
             result = kind.run(ctx, ctx.params)
             ctx.raise_if_cancelled()
-            status, fields = JobStatus.COMPLETED, {"result": _jsonable(result)}
+            status, fields = JobStatus.COMPLETED, {"result": _result_document(result)}
         except JobCancelled:
             status = JobStatus.CANCELLED
         except JobFailed as exc:
@@ -514,6 +515,17 @@ class JobRunner:
             self._finish(job_id, status, fence=fence, **fields)
         except (JobGone, FenceRefused, SeqConflict):
             pipeline.forget(job_id)
+        except Exception:
+            # Never leave a job running because its last word could not be written: end
+            # it failed, saying so (a second failure is left to the lease sweep).
+            log.exception("job %s: its final status could not be stored; it fails", job_id)
+            error = {"code": "job_error", "message": "the job's final status could not be stored"}
+            try:
+                pipeline.publish_status(job_id, JobStatus.FAILED.value, fence=fence, finished_at=utcnow(), error=error)
+            except Exception:
+                log.exception("job %s: failing it could not be stored either", job_id)
+            finally:
+                pipeline.forget(job_id)
 
     def _finish(self, job_id: int, status: JobStatus, *, fence: Fence, **fields: Any) -> None:
         """Publish a job's final status (the last tick goes out first) under ``fence``,
@@ -555,11 +567,14 @@ def _is_queued(kind: str) -> bool:
         return False
 
 
-def _jsonable(value: Any) -> Any:
-    """Job results are stored as JSON; anything else is refused loudly in the log."""
-    if value is None or isinstance(value, str | int | float | bool | list | dict):
-        return value
-    return str(value)
+def _result_document(value: Any) -> Any:
+    """A job's result as it is stored (JSON); a result that is not JSON fails the job,
+    saying why, instead of leaving it running on a final status that cannot be written."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise JobFailed(f"the job's result is not JSON: {exc}", code="result_not_json") from None
+    return value
 
 
 #: The process's runner.

@@ -84,7 +84,8 @@ def test_a_submission_naming_an_upload_you_do_not_have_is_refused_with_400(clien
         "/api/jobs", json={"kind": "word_count", "params": {"upload_id": "mine"}}, headers=auth.headers(bob)
     )
     assert response.status_code == 400
-    assert response.get_json()["error"]["code"] == "unknown_reference"
+    error = response.get_json()["error"]
+    assert error["code"] == "unknown_reference" and error["details"]["path"] == "params.upload_id"
     response = client.post(
         "/api/jobs", json={"kind": "checksum_uploads", "params": {"upload_ids": []}}, headers=auth.headers(alice)
     )

@@ -66,23 +66,24 @@ def _stored_files(owner_id: int, upload_ids: list[str]) -> list[StoredFile]:
         db.session.rollback()
 
 
-def _check_uploads(owner_id: int, upload_ids: list[str]) -> None:
-    """Refuse at submit time (400 ``unknown_reference``) an upload the user does not have."""
-    for index, upload_id in enumerate(upload_ids):
+def _check_uploads(owner_id: int, uploads: dict[str, str]) -> None:
+    """Refuse at submit time (400 ``unknown_reference``, naming the param) an upload the
+    user does not have; ``uploads`` maps each param's path to the upload id it holds."""
+    for path, upload_id in uploads.items():
         try:
             upload = get_owned_upload(owner_id, upload_id)
         except NotFound:
-            raise unknown_reference(f"params.upload_ids[{index}]", f"no upload {upload_id!r}") from None
+            raise unknown_reference(path, f"no upload {upload_id!r}") from None
         if upload.status != "completed":
-            raise unknown_reference(f"params.upload_ids[{index}]", f"upload {upload_id!r} is {upload.status}")
+            raise unknown_reference(path, f"upload {upload_id!r} is {upload.status}")
 
 
 def _precheck_checksums(owner_id: int, params: dict[str, Any]) -> None:
-    _check_uploads(owner_id, params["upload_ids"])
+    _check_uploads(owner_id, {f"params.upload_ids[{i}]": upload_id for i, upload_id in enumerate(params["upload_ids"])})
 
 
 def _precheck_words(owner_id: int, params: dict[str, Any]) -> None:
-    _check_uploads(owner_id, [params["upload_id"]])
+    _check_uploads(owner_id, {"params.upload_id": params["upload_id"]})
 
 
 class Pace:
