@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import resource
 import signal
+import sys
 from typing import Any
 
 from flask import Flask
@@ -162,10 +164,13 @@ def _serve(app: Flask) -> None:
     """The server loop of the configured async mode; returns when it stops."""
     max_connections = int(app.config["MAX_CONNECTIONS"])
     raise_file_limit(max_connections + 256)
-    on_serving(app)
     host, port = app.config["HOST"], int(app.config["PORT"])
     mode = socketio.async_mode
     backlog = listen_backlog(max_connections)
+    # The port first: a second server on a taken port stops here, saying so, before it
+    # starts any background work (no SO_REUSEPORT: two servers must not share a port).
+    listener = _listen(mode, host, port, backlog) if mode in ("eventlet", "gevent") else None
+    on_serving(app)
     banner = f"Herald serving on http://{host}:{port} (async mode {mode})"
     if app.config["LOG_FORMAT"] == "json":
         log.info(banner)  # every line of a JSON log is JSON
@@ -173,34 +178,45 @@ def _serve(app: Flask) -> None:
         print(banner, flush=True)
     if mode == "eventlet":
         # What socketio.run does for eventlet, with a listen backlog of our choosing.
-        import eventlet
-        import eventlet.green.socket
         import eventlet.wsgi
 
-        family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
-        listener = eventlet.listen(address, family, backlog=backlog)
-        without_nagle(listener)
         eventlet.wsgi.server(
             listener, app, max_size=max_connections, log_output=False, log=logging.getLogger("eventlet.wsgi")
         )
         return
     if mode == "gevent":
         # What socketio.run does for gevent, with our listener (backlog, no Nagle).
-        import gevent.socket
         from gevent.pool import Pool
         from gevent.pywsgi import WSGIServer
 
-        family, _, _, _, address = gevent.socket.getaddrinfo(host, port)[0]
-        listener = gevent.socket.socket(family, gevent.socket.SOCK_STREAM)
-        listener.setsockopt(gevent.socket.SOL_SOCKET, gevent.socket.SO_REUSEADDR, 1)
-        listener.bind(address)
-        listener.listen(backlog)
-        without_nagle(listener)
         WSGIServer(
             listener, app, spawn=Pool(max_connections), log=None, error_log=logging.getLogger("gevent.pywsgi")
         ).serve_forever()
         return
     socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True)
+
+
+def _listen(mode: str, host: str, port: int, backlog: int) -> Any:
+    """The listening socket (green), without Nagle; a port that cannot be had ends the
+    start with one line (``SystemExit``), not a traceback."""
+    if mode == "eventlet":
+        from eventlet.green import socket as green_socket
+    else:
+        from gevent import socket as green_socket  # type: ignore[no-redef]
+    try:
+        family, _, _, _, address = green_socket.getaddrinfo(host, port)[0]
+        listener = green_socket.socket(family, green_socket.SOCK_STREAM)
+        listener.setsockopt(green_socket.SOL_SOCKET, green_socket.SO_REUSEADDR, 1)  # a restart may follow a kill
+        listener.bind(address)
+        listener.listen(backlog)
+    except OSError as exc:
+        message = f"Herald cannot listen on {host}:{port}: {exc.strerror or exc}"
+        if exc.errno == errno.EADDRINUSE:
+            message += " (is another server running there? set PORT to use another port)"
+        print(message, file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    without_nagle(listener)
+    return listener
 
 
 def without_nagle(listener: Any) -> None:

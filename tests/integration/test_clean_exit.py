@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,13 @@ def test_make_run_logs_each_request_and_stops_on_ctrl_c_without_a_make_error(tmp
     assert GOODBYE.search(log), log[-2000:]
     assert "make: ***" not in log, log[-2000:]
     # make itself then ends by the SIGINT it got, silently, as a shell expects of Ctrl+C.
+
+
+def test_a_second_server_on_a_taken_port_stops_saying_so(server):
+    second = subprocess.run(
+        [sys.executable, "wsgi.py"], cwd=ROOT, env=server.env, capture_output=True, text=True, timeout=60
+    )
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"Herald cannot listen on 127.0.0.1:{server.port}: Address already in use" in second.stderr
+    assert "Traceback" not in second.stderr + second.stdout
+    assert requests.get(server.url + "/health", timeout=5).ok  # the first one serves on, alone
