@@ -7,6 +7,7 @@ submissions (400 with details) and drives the "New job" form in the browser.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -141,7 +142,7 @@ def job_kind(
             run=func,
             schema=full_schema,
             title=title or name.replace("_", " ").capitalize(),
-            description=(func.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "),
+            description=_plain_summary(func.__doc__),
             progress_type=progress_type,
             submittable=submittable,
             precheck=precheck,
@@ -154,6 +155,13 @@ def job_kind(
         return func
 
     return register
+
+
+def _plain_summary(docstring: str | None) -> str:
+    """A docstring's first paragraph as the pages show it: one line, without the double
+    backticks of reStructuredText code (``name`` reads as name)."""
+    first = (docstring or "").strip().split("\n\n")[0]
+    return re.sub(r"``(.+?)``", r"\1", " ".join(first.split()))
 
 
 def unknown_reference(path: str, message: str) -> ValidationFailed:
