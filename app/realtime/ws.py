@@ -64,6 +64,8 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 #: Queued messages written together in one frame batch.
 SEND_BATCH = 64
+#: Seconds a closing connection waits for the peer's close reply.
+CLOSE_REPLY_WAIT = 2.0
 
 
 class _SerializedSocket:
@@ -394,10 +396,14 @@ class PlainSocket:
         """Stop the sender (after the queue) and wait for it; called when the handler ends."""
         self.close(CLOSE_NORMAL, "bye")
         self._sender_done.wait(timeout)
+        # Wait (briefly) for the peer's close reply before the server closes the socket:
+        # closing with the peer's frames still unread makes the kernel reset the
+        # connection, and a reset discards what the peer had not read yet — a flooder
+        # would lose the error telling it why it was closed.
+        reader = getattr(self.ws, "thread", None)
+        if reader is not None:
+            reader.join(CLOSE_REPLY_WAIT)
         if self._gevent_environ is not None:
-            reader = getattr(self.ws, "thread", None)
-            if reader is not None:
-                reader.join(2)  # the peer's close reply, if it comes
             end_connection(self._gevent_environ)
 
     def detach(self) -> None:
