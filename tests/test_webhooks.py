@@ -634,3 +634,39 @@ def test_a_dispatcher_behind_on_events_yields_while_it_builds_and_inserts_delive
     assert rows == 106
     # At most ten rows built, and ten inserted, between two yields to the event loop.
     assert len(yields) >= 2 * (rows // 10 - 1)
+
+
+# -- ids ------------------------------------------------------------------------------------
+
+
+def test_a_deleted_webhooks_ids_are_never_handed_out_again(app, client, auth, receiver):
+    token = auth.token_for("alice")
+    start_dispatcher_cursor(app)
+    first = register(client, token, url=receiver.url, events=["job.failed"])["webhook"]
+    run_simulate(client, token, fail_at=1)
+    dispatch_until(app, lambda: len(receiver.posts()) == 1)
+    assert client.delete(f"/api/webhooks/{first['id']}", headers=auth.headers(token)).status_code == 204
+    second = register(client, token, url=receiver.url, events=["job.failed"])["webhook"]
+    run_simulate(client, token, fail_at=1)
+    dispatch_until(app, lambda: len(receiver.posts()) == 2)
+    assert second["id"] > first["id"]
+    old, new = (int(post.headers["Herald-Delivery"]) for post in receiver.posts())
+    assert new > old  # a receiver deduplicating on Herald-Delivery keeps both
+
+
+def test_a_trimmed_deliverys_id_is_never_handed_out_again(app, client, auth, receiver):
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    token = auth.token_for("alice")
+    start_dispatcher_cursor(app)
+    register(client, token, url=receiver.url, events=["job.completed"])
+    run_simulate(client, token)
+    dispatch_until(app, lambda: len(receiver.posts()) == 1)
+    with app.app_context():
+        assert app.extensions["herald_webhooks"].trim(now=utcnow() + timedelta(days=31)) == 1
+    run_simulate(client, token)
+    dispatch_until(app, lambda: len(receiver.posts()) == 2)
+    old, new = (int(post.headers["Herald-Delivery"]) for post in receiver.posts())
+    assert new > old

@@ -182,3 +182,19 @@ def test_a_delivered_delivery_is_trimmed_once_past_the_retention(tmp_path: Path,
         assert len(receiver.posts()) == 1  # trimmed, not sent again
     finally:
         next(started, None)
+
+
+def test_after_a_webhook_is_deleted_no_id_is_handed_out_again(server: ServerProcess, receiver: Receiver):
+    # The walk-through: a webhook deleted, a new one created, another job failed — on
+    # SQLite both deliveries went out as Herald-Delivery: 1 and the receiver dropped one.
+    token = server.login("alice")
+    first = register(server, token, receiver.url, ["job.failed"])
+    server.submit(token, steps=1, interval=0, fail_at=1)
+    wait_for(lambda: delivered(server, token, first["id"]), timeout=30)
+    assert server.api("DELETE", f"/api/webhooks/{first['id']}", token).status_code == 204
+    second = register(server, token, receiver.url, ["job.failed"])
+    assert second["id"] > first["id"]
+    server.submit(token, steps=1, interval=0, fail_at=1)
+    row = wait_for(lambda: delivered(server, token, second["id"]), timeout=30)
+    old, new = (post.headers["Herald-Delivery"] for post in receiver.posts())
+    assert new == str(row["id"]) and int(new) > int(old)
