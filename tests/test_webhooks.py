@@ -634,3 +634,96 @@ def test_a_dispatcher_behind_on_events_yields_while_it_builds_and_inserts_delive
     assert rows == 106
     # At most ten rows built, and ten inserted, between two yields to the event loop.
     assert len(yields) >= 2 * (rows // 10 - 1)
+
+
+# -- ids ------------------------------------------------------------------------------------
+
+
+def test_a_deleted_webhooks_ids_are_never_handed_out_again(app, client, auth, receiver):
+    token = auth.token_for("alice")
+    start_dispatcher_cursor(app)
+    first = register(client, token, url=receiver.url, events=["job.failed"])["webhook"]
+    run_simulate(client, token, fail_at=1)
+    dispatch_until(app, lambda: len(receiver.posts()) == 1)
+    assert client.delete(f"/api/webhooks/{first['id']}", headers=auth.headers(token)).status_code == 204
+    second = register(client, token, url=receiver.url, events=["job.failed"])["webhook"]
+    run_simulate(client, token, fail_at=1)
+    dispatch_until(app, lambda: len(receiver.posts()) == 2)
+    assert second["id"] > first["id"]
+    old, new = (int(post.headers["Herald-Delivery"]) for post in receiver.posts())
+    assert new > old  # a receiver deduplicating on Herald-Delivery keeps both
+
+
+def test_a_trimmed_deliverys_id_is_never_handed_out_again(app, client, auth, receiver):
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    token = auth.token_for("alice")
+    start_dispatcher_cursor(app)
+    register(client, token, url=receiver.url, events=["job.completed"])
+    run_simulate(client, token)
+    dispatch_until(app, lambda: len(receiver.posts()) == 1)
+    with app.app_context():
+        assert app.extensions["herald_webhooks"].trim(now=utcnow() + timedelta(days=31)) == 1
+    run_simulate(client, token)
+    dispatch_until(app, lambda: len(receiver.posts()) == 2)
+    old, new = (int(post.headers["Herald-Delivery"]) for post in receiver.posts())
+    assert new > old
+
+
+# -- order ------------------------------------------------------------------------------------
+
+
+def _doc_receiver_check():
+    """``herald_is_stale`` as docs/PLATFORM.md gives it to receivers."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "PLATFORM.md").read_text()
+    block = re.search(r"```python\n(import hashlib.*?)```", text, re.S)
+    assert block, "the receiver code is missing from docs/PLATFORM.md"
+    namespace: dict[str, object] = {}
+    exec(compile(block.group(1), "PLATFORM.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    return namespace["herald_is_stale"]
+
+
+def test_every_delivery_carries_the_seq_and_time_of_its_job_event(app, client, auth, receiver):
+    token = auth.token_for("alice")
+    start_dispatcher_cursor(app)
+    register(client, token, url=receiver.url, events=["job.status"])
+    job = run_simulate(client, token)
+    dispatch_until(app, lambda: len(receiver.posts()) == 3)
+    events = client.get(f"/api/jobs/{job['id']}/events", headers=auth.headers(token)).get_json()["events"]
+    changes = {e["seq"]: (e["data"]["status"], e["timestamp"]) for e in events if e["type"] == "job_status"}
+    bodies = [json.loads(post.body) for post in receiver.posts()]
+    assert sorted(b["job"]["seq"] for b in bodies) == sorted(changes)
+    for body in bodies:
+        assert (body["job"]["status"], body["timestamp"]) == changes[body["job"]["seq"]]
+    in_seq_order = sorted(bodies, key=lambda b: b["job"]["seq"])
+    assert [b["job"]["status"] for b in in_seq_order] == ["pending", "running", "completed"]
+
+
+def test_a_status_refused_once_arrives_after_the_jobs_end_and_its_seq_shows_it_is_stale(app, client, auth):
+    herald_is_stale = _doc_receiver_check()
+    receiver = Receiver([500])  # the job's first status, pending, is refused once
+    try:
+        token = auth.token_for("alice")
+        start_dispatcher_cursor(app)
+        register(client, token, url=receiver.url, events=["job.status", "job.completed"])
+        job = run_simulate(client, token)
+        dispatch_until(app, lambda: len([p for p in receiver.posts() if p.status == 200]) == 4)
+        accepted = [json.loads(post.body) for post in receiver.posts() if post.status == 200]
+    finally:
+        receiver.close()
+    # Not in order: the retried pending comes after the job's end (the documented case).
+    arrived = [(b["event"], b["job"]["status"]) for b in accepted]
+    assert arrived.index(("job.status", "pending")) > arrived.index(("job.status", "completed"))
+    last_seq: dict[int, int] = {}
+    handled = [b for b in accepted if not herald_is_stale(last_seq, b)]  # type: ignore[operator]
+    # The stale pending is dropped; completed, under both its event names, is kept.
+    assert sorted((b["event"], b["job"]["status"]) for b in handled) == [
+        ("job.completed", "completed"),
+        ("job.status", "completed"),
+        ("job.status", "running"),
+    ]
+    assert last_seq == {job["id"]: max(b["job"]["seq"] for b in accepted)}

@@ -27,6 +27,8 @@ class Webhook(db.Model):
     """One URL a user wants job events POSTed to, signed with the user's secret."""
 
     __tablename__ = "webhooks"
+    #: Ids are never handed out again, also on SQLite (see ``WebhookDelivery``).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -58,6 +60,12 @@ class WebhookDelivery(db.Model):
         Index("ix_webhook_deliveries_webhook", "webhook_id", "id"),
         # Finished deliveries by age, for the retention trim (``WEBHOOK_DELIVERY_RETENTION_DAYS``).
         Index("ix_webhook_deliveries_finished", "status", "last_attempt_at"),
+        # The id is the ``Herald-Delivery`` header receivers deduplicate on: never reused.
+        # SQLite hands out max(id) + 1 without AUTOINCREMENT, so once a webhook's deletion
+        # or the retention trim removed the newest rows, a new delivery got an old id.
+        # (PostgreSQL's sequences never go back.) A migration that rebuilds this table on
+        # SQLite must keep it: ``batch_alter_table(..., table_kwargs={"sqlite_autoincrement": True})``.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

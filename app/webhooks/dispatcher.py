@@ -18,6 +18,9 @@ One background task per serving process (started in ``on_serving``), every
    answer delivers it; anything else is retried after ``WEBHOOK_RETRY_BASE_SECONDS`` ×
    2^(attempt-1) (at most an hour) until ``WEBHOOK_RETRY_FOR_SECONDS`` after the event, then
    it is ``failed``. An outcome is recorded only by the claim that made the attempt.
+   Deliveries are not ordered, not even one job's (a later event never waits for an earlier
+   one being retried): each body carries the event's ``job.seq`` and ``timestamp``, by
+   which receivers order them (docs/PLATFORM.md, "Webhooks").
 3. **Trim.** ``trim`` (``retention.py``) deletes finished deliveries past
    ``WEBHOOK_DELIVERY_RETENTION_DAYS``; the runner's heartbeat calls it with the history trim.
 """

@@ -1,5 +1,11 @@
 """Webhooks: registered URLs, their deliveries, and the dispatchers' cursor over job events.
 
+Both id columns are AUTOINCREMENT on SQLite (PostgreSQL ignores the flag; its sequences
+never go back): a delivery id is the ``Herald-Delivery`` header receivers deduplicate on,
+and without it SQLite hands out max(id) + 1, an old id once the newest rows were deleted
+(a webhook's deletion, the retention trim). Set here, not in a later rebuild: this
+revision had not been released when that was found.
+
 Revision ID: 0009_webhooks
 Revises: 0008_external_producers
 """
@@ -24,6 +30,7 @@ def upgrade():
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(["owner_id"], ["users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("webhooks", schema=None) as batch_op:
         batch_op.create_index("ix_webhooks_owner_id", ["owner_id"], unique=False)
@@ -45,6 +52,7 @@ def upgrade():
         sa.ForeignKeyConstraint(["webhook_id"], ["webhooks.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("webhook_id", "job_event_id", "event", name="uq_webhook_deliveries_event"),
+        sqlite_autoincrement=True,
     )
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.create_index("ix_webhook_deliveries_due", ["status", "next_attempt_at"], unique=False)

@@ -182,3 +182,39 @@ def test_a_delivered_delivery_is_trimmed_once_past_the_retention(tmp_path: Path,
         assert len(receiver.posts()) == 1  # trimmed, not sent again
     finally:
         next(started, None)
+
+
+def test_after_a_webhook_is_deleted_no_id_is_handed_out_again(server: ServerProcess, receiver: Receiver):
+    # The walk-through: a webhook deleted, a new one created, another job failed — on
+    # SQLite both deliveries went out as Herald-Delivery: 1 and the receiver dropped one.
+    token = server.login("alice")
+    first = register(server, token, receiver.url, ["job.failed"])
+    server.submit(token, steps=1, interval=0, fail_at=1)
+    wait_for(lambda: delivered(server, token, first["id"]), timeout=30)
+    assert server.api("DELETE", f"/api/webhooks/{first['id']}", token).status_code == 204
+    second = register(server, token, receiver.url, ["job.failed"])
+    assert second["id"] > first["id"]
+    server.submit(token, steps=1, interval=0, fail_at=1)
+    row = wait_for(lambda: delivered(server, token, second["id"]), timeout=30)
+    old, new = (post.headers["Herald-Delivery"] for post in receiver.posts())
+    assert new == str(row["id"]) and int(new) > int(old)
+
+
+def test_each_jobs_status_deliveries_in_seq_order_are_its_status_changes(server: ServerProcess, receiver: Receiver):
+    # Whatever order they arrive in (each delivery is sent on its own), job.seq and
+    # timestamp put a job's deliveries back in the order of its job_status events.
+    token = server.login("alice")
+    register(server, token, receiver.url, ["job.status"])
+    jobs = [server.submit(token, steps=1, interval=0) for _ in range(4)]
+    wait_for(lambda: len(receiver.posts()) >= 3 * len(jobs), timeout=30)
+    posts = receiver.posts()
+    assert len(posts) == 3 * len(jobs)
+    bodies = [json.loads(post.body) for post in posts]
+    for job in jobs:
+        events = server.api("GET", f"/api/jobs/{job['id']}/events", token).json()["events"]
+        changes = [(e["seq"], e["timestamp"], e["data"]["status"]) for e in events if e["type"] == "job_status"]
+        mine = sorted(
+            (b["job"]["seq"], b["timestamp"], b["job"]["status"]) for b in bodies if b["job"]["id"] == job["id"]
+        )
+        assert mine == changes
+        assert [status for _, _, status in mine] == ["pending", "running", "completed"]
