@@ -57,3 +57,24 @@ def test_a_result_that_is_not_json_fails_the_job_saying_why(app, client, auth):
     job = wait_for(ended, timeout=20)
     assert job["status"] == "failed"
     assert job["error"]["code"] == "result_not_json" and "datetime" in job["error"]["message"]
+
+
+def test_a_cancel_while_the_run_is_being_set_up_is_not_lost(app, client, auth, monkeypatch):
+    set_up = JobContext.hold_lease_until
+
+    def cancelled_meanwhile(self: JobContext, moment: float) -> None:
+        runner.cancel_local(self.job_id)  # after the row was read, before the context is known
+        set_up(self, moment)
+
+    monkeypatch.setattr(JobContext, "hold_lease_until", cancelled_meanwhile)
+    token = auth.token_for("alice")
+    answer = client.post(
+        "/api/jobs", json={"kind": "simulate", "params": {"steps": 500, "interval": 0.2}}, headers=auth.headers(token)
+    )
+    job_id = answer.get_json()["job"]["id"]
+
+    def ended():
+        job = client.get(f"/api/jobs/{job_id}", headers=auth.headers(token)).get_json()["job"]
+        return job if job["status"] in ("completed", "failed", "cancelled") else None
+
+    assert wait_for(ended, timeout=20)["status"] == "cancelled"

@@ -81,6 +81,8 @@ class JobRunner:
         self._app: Flask | None = None
         #: Jobs this process runs (None until their context exists).
         self._running: dict[int, JobContext | None] = {}
+        #: Claimed jobs asked to cancel before their context existed.
+        self._cancel_asked: set[int] = set()
         self._coordinators: set[int] = set()
         self._done: dict[int, threading.Event] = {}
         self._lock = threading.Lock()
@@ -405,8 +407,10 @@ class JobRunner:
             if job_id not in self._running:
                 return False
             ctx = self._running[job_id]
-        if ctx is not None:
-            ctx.request_cancel()
+            if ctx is None:  # claimed, its context not built yet: it looks here when it is
+                self._cancel_asked.add(job_id)
+                return True
+        ctx.request_cancel()
         return True
 
     def cancel_all_local(self, timeout: float) -> bool:
@@ -449,6 +453,7 @@ class JobRunner:
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
+                self._cancel_asked.discard(job_id)
                 self._coordinators.discard(job_id)
                 event = self._done.pop(job_id, None)
             if event is not None:
@@ -485,7 +490,12 @@ class JobRunner:
         cancel_early = job.cancel_requested
         db.session.remove()
         ctx.hold_lease_until(time.monotonic() + self.lease_seconds - LEASE_MARGIN)
-        self._running[job_id] = ctx
+        with self._lock:
+            self._running[job_id] = ctx
+            # A cancel that came after the row was read, while the context did not exist.
+            if job_id in self._cancel_asked:
+                self._cancel_asked.discard(job_id)
+                cancel_early = True
         if cancel_early:
             ctx.request_cancel()
         status: JobStatus = JobStatus.FAILED
