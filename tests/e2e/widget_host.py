@@ -3,7 +3,9 @@ the tests can cut, for the widget and EventSource browser tests.
 
 The host serves the pages and a **token endpoint** like a real site's backend: it signs
 in to Herald as the user its query names (standing in for its own session) and asks
-``POST /api/stream-tokens`` server-side, answering Herald's JSON as it is.
+``POST /api/stream-tokens`` server-side, answering Herald's JSON as it is. Like
+``examples/widget/token_endpoint.py`` it asks for a cancel token only when the widget asks
+(a Cancel click) and the page's query says the visitor may cancel (``cancel=1``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,11 @@ WIDGET_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>host page</title>
 <script src="{herald}/static/widget/herald-progress.js"></script></head>
 <body><h1>A page of another site</h1>
-<herald-progress job="{job}" token-endpoint="{endpoint}" log-lines="5"></herald-progress>
+<herald-progress job="{job}" token-endpoint="{endpoint}" log-lines="5"{cancelable}></herald-progress>
+<script>
+  window.heraldErrors = [];
+  document.addEventListener("herald-error", (event) => window.heraldErrors.push(event.detail));
+</script>
 </body></html>"""
 
 EVENTSOURCE_PAGE = """<!doctype html>
@@ -57,6 +63,10 @@ class HostSite:
         self.origin = f"http://127.0.0.1:{self.port}"
         #: Every answer the token endpoint gave: (status, body).
         self.token_answers: list[tuple[int, Any]] = []
+        #: Every body POSTed to the token endpoint.
+        self.token_requests: list[dict[str, Any]] = []
+        #: When set, the endpoint answers this (200) instead of asking Herald: a broken host.
+        self.token_override: dict[str, Any] | None = None
 
     def start(self) -> HostSite:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -66,15 +76,27 @@ class HostSite:
         self._server.shutdown()
         self._server.server_close()
 
-    def widget_page(self, job_id: int, user: str = "alice", *, cancel: bool = False) -> str:
-        endpoint = f"/token?user={user}" + ("&cancel=1" if cancel else "")
-        return f"{self.origin}/widget.html?job={job_id}&endpoint={requests.utils.quote(endpoint, safe='')}"
+    def widget_page(
+        self, job_id: int, user: str = "alice", *, cancel: bool = False, may_cancel: bool | None = None
+    ) -> str:
+        """The widget for ``job_id``; ``cancel``: the page sets ``cancelable`` and its endpoint
+        lets the visitor cancel (``may_cancel`` apart: the endpoint's rule alone)."""
+        may_cancel = cancel if may_cancel is None else may_cancel
+        endpoint = f"/token?user={user}" + ("&cancel=1" if may_cancel else "")
+        quoted = requests.utils.quote(endpoint, safe="")
+        return f"{self.origin}/widget.html?job={job_id}&endpoint={quoted}" + ("&cancelable=1" if cancel else "")
 
     def eventsource_page(self, stream_url: str) -> str:
         return f"{self.origin}/eventsource.html?url={requests.utils.quote(stream_url, safe='')}"
 
-    def _token(self, user: str, body: dict[str, Any], cancel: bool) -> tuple[int, Any]:
+    def _token(self, user: str, body: dict[str, Any], may_cancel: bool) -> tuple[int, Any]:
         """What a real backend does: its own Herald credentials, the request server-side."""
+        self.token_requests.append(body)
+        if self.token_override is not None:
+            return 200, self.token_override
+        cancel = body.get("cancel") is True
+        if cancel and not may_cancel:
+            return 403, {"error": {"code": "forbidden", "message": "you may not cancel this job", "details": {}}}
         login = requests.post(
             f"{self.herald_url}/api/auth/login", json={"username": user, "password": PASSWORD}, timeout=10
         )
@@ -112,6 +134,7 @@ class HostSite:
                         herald=site.herald_url,
                         job=html.escape(query["job"]),
                         endpoint=html.escape(query["endpoint"]),
+                        cancelable=" cancelable" if query.get("cancelable") == "1" else "",
                     )
                 elif url.path == "/plain-example.html":
                     page = (
