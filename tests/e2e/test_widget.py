@@ -19,7 +19,7 @@ from tests.integration.conftest import ServerProcess, launch
 from tests.sse_client import StreamReader
 
 from .conftest import TIMEOUT_MS, screenshot
-from .widget_host import CuttableProxy, HostSite
+from .widget_host import CuttableProxy, ExampleSite, HostSite
 
 LONG_MS = 90_000
 
@@ -52,6 +52,20 @@ def one_slot_herald(tmp_path: Path, host: HostSite) -> Iterator[ServerProcess]:
 def one_connection_herald(tmp_path: Path, host: HostSite) -> Iterator[ServerProcess]:
     """One connection per user (a closed stream's slot frees within a 1 s heartbeat)."""
     yield from start_herald(tmp_path, host, MAX_CONNECTIONS_PER_USER="1", SSE_HEARTBEAT_SECONDS="1")
+
+
+@pytest.fixture
+def example_site() -> Iterator[ExampleSite]:
+    site = ExampleSite().start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def example_herald(tmp_path: Path, example_site: ExampleSite) -> Iterator[ServerProcess]:
+    for proc in launch(tmp_path, CORS_ALLOWED_ORIGINS=example_site.origin):
+        example_site.app.config["HERALD_URL"] = proc.url
+        yield proc
 
 
 @pytest.fixture
@@ -238,3 +252,22 @@ def test_the_plain_html_example_runs_as_written(tab, host, herald):
     assert fill == "rgb(26, 127, 55)"  # completed: --herald-success
     bar = widget.locator("[part=bar]").evaluate("element => getComputedStyle(element).borderRadius")
     assert bar == "2px"  # the example's --herald-radius reached the shadow DOM
+
+
+def test_the_example_token_endpoint_serves_the_widget_and_a_cancel_only_when_allowed(tab, example_site, example_herald):
+    """``examples/widget/token_endpoint.py`` as written behind the widget: watching gets no
+    cancel token and no button; a ``cancelable`` page's click gets one and cancels."""
+    herald = example_herald
+    alice = herald.login("alice")
+    job = herald.submit(alice, steps=2000, interval=0.05)
+    tab.goto(example_site.page(job["id"]))
+    tab.wait_for_selector("herald-progress[state=running]")
+    assert tab.locator("herald-progress [part=cancel]").is_hidden()
+    tab.goto(example_site.page(job["id"], cancel=True))
+    tab.wait_for_selector("herald-progress[state=running]")
+    tab.locator("herald-progress [part=cancel]").click()
+    tab.wait_for_selector("herald-progress[state=cancelled]", timeout=LONG_MS)
+    assert final(herald, alice, job["id"])["status"] == "cancelled"
+    cancel_tokens = [asked for asked, status, answer in example_site.exchanges if "cancel_token" in answer]
+    assert cancel_tokens == [{"job_id": job["id"], "cancel": True}]
+    assert all(status == 200 for _, status, _ in example_site.exchanges)

@@ -11,6 +11,7 @@ in to Herald as the user its query names (standing in for its own session) and a
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
 import socket
 import threading
@@ -19,11 +20,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import requests
+from flask import Flask, Response, request, session
+from werkzeug.serving import make_server
 
 from tests.integration.conftest import PASSWORD, ROOT
 
 #: The documented plain-HTML example, served as written but for its three placeholders.
 PLAIN_EXAMPLE = ROOT / "examples" / "widget" / "plain.html"
+#: The documented token endpoint, run as written by :class:`ExampleSite`.
+TOKEN_ENDPOINT_EXAMPLE = ROOT / "examples" / "widget" / "token_endpoint.py"
 
 WIDGET_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>host page</title>
@@ -162,6 +167,54 @@ class HostSite:
                 self._send(status, json.dumps(answer).encode(), "application/json")
 
         return Handler
+
+
+class ExampleSite:
+    """A host site whose token endpoint is ``examples/widget/token_endpoint.py`` as written
+    (a Flask app; its Herald credential is alice's name and password). ``/widget.html``
+    signs the visitor in (the session the example's rules read) and renders the widget,
+    ``cancelable`` when the query lets the visitor cancel."""
+
+    def __init__(self) -> None:
+        spec = importlib.util.spec_from_file_location("example_token_endpoint", TOKEN_ENDPOINT_EXAMPLE)
+        assert spec is not None and spec.loader is not None
+        example = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(example)
+        self.app = Flask("example_site")
+        self.app.config.update(SECRET_KEY="example-site", HERALD_USERNAME="alice", HERALD_PASSWORD=PASSWORD)
+        self.app.register_blueprint(example.bp)
+        #: Every token request and its answer: (body asked, status, answer).
+        self.exchanges: list[tuple[dict[str, Any], int, dict[str, Any]]] = []
+        self.app.add_url_rule("/widget.html", view_func=self._page)
+        self.app.after_request(self._record)
+        self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.origin = f"http://127.0.0.1:{self._server.server_port}"
+
+    def start(self) -> ExampleSite:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+    def page(self, job_id: int, *, cancel: bool = False) -> str:
+        return f"{self.origin}/widget.html?job={job_id}" + ("&cancel=1" if cancel else "")
+
+    def _page(self) -> str:
+        job_id = int(request.args["job"])
+        cancel = request.args.get("cancel") == "1"
+        session.update(user_id=1, herald_jobs=[job_id], herald_cancellable_jobs=[job_id] if cancel else [])
+        return WIDGET_PAGE.format(
+            herald=self.app.config["HERALD_URL"],
+            job=job_id,
+            endpoint="/herald/token",
+            cancelable=" cancelable" if cancel else "",
+        )
+
+    def _record(self, response: Response) -> Response:
+        if request.path == "/herald/token":
+            self.exchanges.append((request.get_json(silent=True) or {}, response.status_code, response.get_json()))
+        return response
 
 
 class CuttableProxy:
