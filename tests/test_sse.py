@@ -59,6 +59,30 @@ def test_a_stream_token_wants_a_job_or_all(client, alice):
     assert stream_token(client, alice, all=True).get_json()["scope"] == "all"
 
 
+def test_a_cancel_token_goes_with_a_job_not_with_all(client, alice):
+    response = stream_token(client, alice, all=True, cancel=True)
+    error = response.get_json()["error"]
+    assert response.status_code == 400 and error["code"] == "validation_error" and "job_id" in error["message"]
+
+
+@pytest.mark.parametrize("whose", ["another users", "unknown"])
+def test_the_all_stream_refuses_a_last_event_id_of_a_job_not_yours(client, auth, alice, whose):
+    bob = auth.token_for("bob")
+    job_id = submit(client, bob) if whose == "another users" else 999_999
+    token = stream_token(client, alice, all=True).get_json()["token"]
+    response = client.get(f"/api/stream?all=1&token={token}", headers={"Last-Event-ID": f"{job_id}:1"})
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "invalid_last_event_id"
+
+
+def test_the_all_stream_resumes_from_a_job_of_yours(client, alice):
+    job_id = submit(client, alice)
+    finished(client, alice, job_id)
+    token = stream_token(client, alice, all=True).get_json()["token"]
+    response = client.get(f"/api/stream?all=1&token={token}", headers={"Last-Event-ID": f"{job_id}:1"}, buffered=False)
+    assert response.status_code == 200
+    response.close()
+
+
 def test_another_users_job_gets_no_stream_token(client, auth, alice):
     job_id = submit(client, alice)
     bob = auth.token_for("bob")

@@ -21,7 +21,7 @@ from flask import Response, current_app, g, request
 
 from ..auth import scoped
 from ..auth.tokens import authenticate_socket, bearer_token, current_user
-from ..errors import BadRequest, Forbidden
+from ..errors import BadRequest, Forbidden, NotFound
 from ..extensions import db
 from ..jobs import service
 from ..models import FINAL_STATUSES
@@ -84,6 +84,8 @@ def stream_tokens(body: dict[str, Any]) -> dict[str, Any]:
     job_id = body.get("job_id")
     if (job_id is None) == (body.get("all") is not True):
         raise BadRequest("give either job_id or all: true", code="validation_error")
+    if job_id is None and body.get("cancel"):
+        raise BadRequest("cancel goes with a job_id: a cancel token is for one job", code="validation_error")
     claims = g.token_claims
     answer: dict[str, Any] = {"can_cancel": False}
     if job_id is not None:
@@ -140,6 +142,9 @@ def all_stream(token: str | None, last_event_id: str | None, all: str | None) ->
     cursor = _cursor(last_event_id)
     if cursor is not None and cursor[0] is None:
         raise BadRequest("Last-Event-ID of the all stream is <job_id>:<seq>", code="invalid_last_event_id")
+    if cursor is not None and cursor[0] is not None and not _owns(session.user_id, cursor[0]):
+        # Another user's job and a job that never existed look alike (as on every route).
+        raise BadRequest(f"Last-Event-ID names job {cursor[0]}, not one of yours", code="invalid_last_event_id")
     stream = _open(session, None)
     try:
         open_all_stream(stream, cursor)
@@ -172,6 +177,17 @@ def _stream_session(job_id: int | None) -> _Session:
         return _Session(identity.user_id, identity.jti, identity.expires_at)
     finally:
         db.session.remove()
+
+
+def _owns(user_id: int, job_id: int) -> bool:
+    """Whether ``job_id`` is a job of ``user_id`` (a position an all stream may resume from)."""
+    try:
+        service.get_owned_job(user_id, job_id)
+    except NotFound:
+        return False
+    finally:
+        db.session.remove()
+    return True
 
 
 def _cursor(query_value: str | None) -> tuple[int | None, int] | None:

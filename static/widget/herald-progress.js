@@ -8,15 +8,18 @@
 // with its own Herald credentials) and answers Herald's JSON as is. The element then
 // follows the job over Server-Sent Events (GET /api/jobs/<id>/stream?token=…), resumes
 // after any drop from the last event it has (the browser's Last-Event-ID, or, with a fresh
-// token, ?last_event_id=), and shows a Cancel button when the token answer says
-// can_cancel (a Cancel click asks the endpoint again with {"job_id", "cancel": true} and
-// sends the cancel token it gets to POST /api/jobs/<id>/cancel). docs/PLATFORM.md has the
-// whole flow; examples/widget/ has plain-HTML, React and Vue pages.
+// token, ?last_event_id=). Every reconnect of its own waits (1 s doubling to 30 s, with
+// jitter): a host whose tokens Herald keeps refusing, or a user at its connection cap, never
+// makes it loop. With the `cancelable` attribute (the host page sets it when the visitor may
+// cancel) it shows a Cancel button; a click asks the endpoint with {"job_id", "cancel":
+// true} and sends the cancel token it gets to POST /api/jobs/<id>/cancel. docs/PLATFORM.md
+// has the whole flow; examples/widget/ has plain-HTML, React and Vue pages.
 //
 // Attributes: job (required), token-endpoint (required), server (Herald's origin; default:
-// where this script was loaded from), log-lines (0 = no log), label.
+// where this script was loaded from), log-lines (0 = no log), label, cancelable.
 // Reflected for styling and scripts: state = connecting | pending | running | completed |
-// failed | cancelled | error; last-event-id. Events: herald-update, herald-end, herald-error.
+// failed | cancelled | busy (Herald's connection cap; retrying) | error; last-event-id.
+// Events: herald-update, herald-end, herald-error (detail {code, message, retrying}).
 // Style: CSS custom properties (--herald-*) and ::part(root|header|label|status|bar|fill|
 // numbers|percent|rate|eta|message|log|cancel|error).
 (() => {
@@ -34,6 +37,10 @@
   const FINAL = new Set(["completed", "failed", "cancelled"]);
   const RETRY_MIN_MS = 1000;
   const RETRY_MAX_MS = 30000;
+  // A stream open this long was healthy: the next reconnect starts the backoff afresh.
+  const HEALTHY_MS = 10000;
+  // Refusals of a stream token that a fresh token may cure (a stale one expired meanwhile).
+  const TOKEN_REFUSALS = new Set(["token_expired", "token_missing", "token_invalid"]);
   const NUMBER = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 
   const STYLE = `
@@ -78,7 +85,7 @@
 
   class HeraldProgress extends HTMLElement {
     static get observedAttributes() {
-      return ["job", "token-endpoint", "server", "log-lines", "label"];
+      return ["job", "token-endpoint", "server", "log-lines", "label", "cancelable"];
     }
 
     constructor() {
@@ -105,7 +112,6 @@
       this._el.cancel.addEventListener("click", () => this.cancel());
       this._source = null;
       this._generation = 0;
-      this._retryMs = RETRY_MIN_MS;
       this._retryTimer = null;
       this._reset();
     }
@@ -122,6 +128,7 @@
       if (before === after || !this.isConnected) return;
       if (name === "job" || name === "token-endpoint" || name === "server") this._restart();
       else if (name === "log-lines") this._renderLog();
+      else if (name === "cancelable") this._renderCancel();
       else this._renderLabel();
     }
 
@@ -151,9 +158,15 @@
       this._job = {};
       this._lastSeq = 0;
       this._lines = [];
-      this._canCancel = false;
       this._ended = false;
       this._listened = new Set();
+      this._retryMs = RETRY_MIN_MS;
+      // When the current stream opened (0: it has not): a token refused before is a fresh one.
+      this._openedAt = 0;
+      // The code Herald refused the last freshly fetched token with ("" after a good stream).
+      this._refusedFresh = "";
+      // A trouble shown while retrying ("" when none): the error box, state error or busy.
+      this._trouble = "";
     }
 
     _restart() {
@@ -210,13 +223,13 @@
         grant = await this._token(false);
       } catch (error) {
         if (generation !== this._generation) return;
-        if (error.status && error.status < 500) this._fail(error.code, error.message);
+        if (error.status === 429) this._busy(generation, error.code, error.message);
+        else if (error.status && error.status < 500) this._fail(error.code, error.message);
         else this._retryLater(generation, error.message);
         return;
       }
       if (generation !== this._generation) return;
-      this._canCancel = Boolean(grant.can_cancel);
-      this._renderCancel();
+      this._openedAt = 0;
       const params = new URLSearchParams({ token: grant.token });
       if (this._lastSeq) params.set("last_event_id", this.lastEventId);
       const url = `${this._server}/api/jobs/${encodeURIComponent(this._jobId)}/stream?${params}`;
@@ -246,7 +259,10 @@
       on("job_progress", (message) => this._onProgress(message.data));
       on("error", (message) => this._onServerError(message));
       source.addEventListener("open", () => {
-        this._retryMs = RETRY_MIN_MS;
+        if (generation !== this._generation) return;
+        this._openedAt = Date.now();
+        this._refusedFresh = "";
+        this._clearTrouble();
       });
       source.onerror = () => {
         if (generation !== this._generation) return;
@@ -281,10 +297,25 @@
         this._ended = true;
         return;
       }
-      const fresh = new Set(["token_expired", "token_missing", "token_invalid"]);
-      if (status === 401 && fresh.has(error.code)) {
-        this._stop();
-        this._connect();
+      if (status === 401 && TOKEN_REFUSALS.has(error.code)) {
+        // A stream that was open has a stale token (it expired meanwhile): fetch a fresh one.
+        // A token fetched just now and refused at once is the host's or Herald's fault
+        // (another Herald's token, a rotated secret): a second one in a row is shown.
+        if (!this._openedAt) {
+          if (this._refusedFresh) {
+            this._showTrouble(
+              "error",
+              error.code,
+              `Herald refuses the stream tokens of this page's token endpoint: ${error.message || error.code}`,
+            );
+          }
+          this._refusedFresh = error.code;
+        }
+        this._retryLater(generation, "reconnecting with a fresh token…");
+        return;
+      }
+      if (status === 429) {
+        this._busy(generation, error.code || "too_many_connections", error.message || "too many connections");
         return;
       }
       if (status >= 400 && status < 500) {
@@ -294,17 +325,54 @@
       this._retryLater(generation, "reconnecting…");
     }
 
+    /** Reconnect with a fresh token after a backoff (1 s doubling to 30 s, with jitter). */
     _retryLater(generation, why) {
-      this._setState(this._job.status && !FINAL.has(this._job.status) ? this._job.status : "connecting");
-      this._el.message.textContent = why;
+      if (this._openedAt && Date.now() - this._openedAt >= HEALTHY_MS) this._retryMs = RETRY_MIN_MS;
+      this._openedAt = 0;
+      if (!this._trouble) this._setState(this._activeState());
       clearTimeout(this._retryTimer);
-      const wait = this._retryMs;
+      const wait = Math.round(this._retryMs * (0.5 + Math.random() * 0.5));
       this._retryMs = Math.min(this._retryMs * 2, RETRY_MAX_MS);
+      this._el.message.textContent = `${why} (retrying in ${Math.max(1, Math.round(wait / 1000))} s)`;
+      this._source = null;
       this._retryTimer = setTimeout(() => {
         if (generation !== this._generation) return;
         this._stop();
         this._connect();
       }, wait);
+    }
+
+    /** Herald's connection cap for this user is reached: not final, retry with a backoff. */
+    _busy(generation, code, text) {
+      this._showTrouble("busy", code, `Herald is busy (${text}); retrying`, { silent: true });
+      this._retryLater(generation, "busy: Herald has no free connection for this site");
+    }
+
+    _activeState() {
+      return this._job.status && !FINAL.has(this._job.status) ? this._job.status : "connecting";
+    }
+
+    /** Show a trouble that retrying may cure: state `error` (red box, herald-error) or `busy`. */
+    _showTrouble(state, code, text, { silent = false } = {}) {
+      const first = this._trouble !== `${state}:${code}`;
+      this._trouble = `${state}:${code}`;
+      this._setState(state);
+      if (state === "error") {
+        this._el.error.hidden = false;
+        this._el.error.textContent = `Job ${this._jobId ?? "?"}: ${text} (${code}); still retrying`;
+      }
+      this._renderAll();
+      if (first && !silent) this._emit("herald-error", { code, message: text, retrying: true });
+    }
+
+    /** A stream opened: whatever trouble was shown is over. */
+    _clearTrouble() {
+      this._el.message.textContent = "";
+      if (!this._trouble) return;
+      this._trouble = "";
+      this._el.error.hidden = true;
+      this._setState(this._activeState());
+      this._renderAll();
     }
 
     // -- messages --------------------------------------------------------------------
@@ -369,13 +437,13 @@
       // An `error` event from Herald (the session's token expired or was revoked): the
       // stream ends; a fresh token resumes it.
       if (!message || !message.code) return;
-      this._stop();
-      this._connect();
+      const generation = this._generation;
+      if (this._source) this._source.close();
+      this._retryLater(generation, `the stream ended (${message.code})`);
     }
 
     _end() {
       this._ended = true;
-      this._canCancel = false;
       this._stop();
       this._emit("herald-end");
     }
@@ -384,22 +452,22 @@
       this._ended = true;
       this._stop();
       this._setState("error");
-      this._canCancel = false;
+      this._trouble = "";
       this._el.error.hidden = false;
       this._el.error.textContent = `Job ${this._jobId ?? "?"}: ${text} (${code})`;
       this._renderAll();
-      this._emit("herald-error", { code, message: text });
+      this._emit("herald-error", { code, message: text, retrying: false });
     }
 
     // -- cancel ----------------------------------------------------------------------
 
-    /** Ask Herald to cancel the job (with a cancel token the endpoint hands out). */
+    /** Ask Herald to cancel the job (with a cancel token the endpoint hands out on request). */
     async cancel() {
-      if (!this._canCancel) return;
+      if (!this._cancelShown()) return;
       this._el.cancel.disabled = true;
       try {
         const grant = await this._token(true);
-        if (!grant.can_cancel || !grant.cancel_token) throw new Error("the token endpoint gave no cancel token");
+        if (!grant.cancel_token) throw new Error("the token endpoint gave no cancel token");
         const response = await fetch(`${this._server}/api/jobs/${encodeURIComponent(this._jobId)}/cancel`, {
           method: "POST",
           headers: { Authorization: `Bearer ${grant.cancel_token}` },
@@ -429,9 +497,15 @@
       this._el.label.textContent = this.getAttribute("label") || `Job #${this._jobId ?? "?"}${kind}`;
     }
 
+    /** Cancel is offered when the host page says so (`cancelable`) and the job is active. */
+    _cancelShown() {
+      return this.hasAttribute("cancelable") && !this._ended && Boolean(this._job.status) && !FINAL.has(this._job.status);
+    }
+
     _renderCancel() {
-      this._el.cancel.hidden = !this._canCancel || FINAL.has(this._job.status);
-      this._el.cancel.disabled = false;
+      const shown = this._cancelShown();
+      if (shown && this._el.cancel.hidden) this._el.cancel.disabled = false;
+      this._el.cancel.hidden = !shown;
     }
 
     _renderLog() {
@@ -446,7 +520,8 @@
       const progress = job.progress || {};
       const state = this.getAttribute("state") || "connecting";
       this._renderLabel();
-      this._el.status.textContent = state === "error" ? "error" : job.outcome === "failures" ? "completed with failures" : state;
+      this._el.status.textContent =
+        state === "busy" ? "busy, retrying" : state === "error" ? "error" : job.outcome === "failures" ? "completed with failures" : state;
       const percent = Number.isFinite(Number(progress.percent)) ? Math.max(0, Math.min(100, Number(progress.percent))) : 0;
       this._el.fill.style.width = `${percent}%`;
       this._el.bar.setAttribute("aria-valuenow", String(Math.round(percent)));

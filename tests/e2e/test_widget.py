@@ -7,6 +7,7 @@ a token endpoint that asks Herald server-side) on another, listed in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,10 @@ import pytest
 
 from tests.helpers import wait_for
 from tests.integration.conftest import ServerProcess, launch
+from tests.sse_client import StreamReader
 
 from .conftest import TIMEOUT_MS, screenshot
-from .widget_host import CuttableProxy, HostSite
+from .widget_host import CuttableProxy, ExampleSite, HostSite
 
 LONG_MS = 90_000
 
@@ -44,6 +46,26 @@ def herald(tmp_path: Path, host: HostSite) -> Iterator[ServerProcess]:
 def one_slot_herald(tmp_path: Path, host: HostSite) -> Iterator[ServerProcess]:
     """One job at a time, stream tokens good for 2 s (a reconnect needs a fresh one)."""
     yield from start_herald(tmp_path, host, MAX_CONCURRENT_JOBS="1", STREAM_TOKEN_TTL_SECONDS="2")
+
+
+@pytest.fixture
+def one_connection_herald(tmp_path: Path, host: HostSite) -> Iterator[ServerProcess]:
+    """One connection per user (a closed stream's slot frees within a 1 s heartbeat)."""
+    yield from start_herald(tmp_path, host, MAX_CONNECTIONS_PER_USER="1", SSE_HEARTBEAT_SECONDS="1")
+
+
+@pytest.fixture
+def example_site() -> Iterator[ExampleSite]:
+    site = ExampleSite().start()
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def example_herald(tmp_path: Path, example_site: ExampleSite) -> Iterator[ServerProcess]:
+    for proc in launch(tmp_path, CORS_ALLOWED_ORIGINS=example_site.origin):
+        example_site.app.config["HERALD_URL"] = proc.url
+        yield proc
 
 
 @pytest.fixture
@@ -153,10 +175,68 @@ def test_the_widget_cancels_with_a_cancel_token_when_allowed(tab, host, herald):
     job = herald.submit(alice, steps=2000, interval=0.05)
     tab.goto(host.widget_page(job["id"], cancel=True))
     tab.wait_for_selector("herald-progress[state=running]")
+    # Watching fetched no cancel token: the page's `cancelable` alone shows the button.
+    assert [answer.get("can_cancel") for _, answer in host.token_answers] == [False] * len(host.token_answers)
     tab.locator("herald-progress [part=cancel]").click()
     tab.wait_for_selector("herald-progress[state=cancelled]", timeout=LONG_MS)
     assert final(herald, alice, job["id"])["status"] == "cancelled"
     assert tab.locator("herald-progress [part=cancel]").is_hidden()
+    assert [body.get("cancel") is True for body in host.token_requests].count(True) == 1  # the click's
+    assert [("cancel_token" in answer) for _, answer in host.token_answers].count(True) == 1
+
+
+def test_a_page_that_merely_shows_a_job_gets_no_cancel_token_and_no_button(tab, host, herald):
+    alice = herald.login("alice")
+    job = herald.submit(alice, steps=2000, interval=0.05)
+    tab.goto(host.widget_page(job["id"], may_cancel=True))  # the host would allow it; the page does not ask
+    tab.wait_for_selector("herald-progress[state=running]")
+    assert tab.locator("herald-progress [part=cancel]").is_hidden()
+    assert tab.evaluate("document.querySelector('herald-progress').cancel()") is None
+    assert host.token_requests and all("cancel" not in body for body in host.token_requests)
+    assert host.token_answers and all("cancel_token" not in answer for _, answer in host.token_answers)
+    herald.api("POST", f"/api/jobs/{job['id']}/cancel", alice)
+
+
+def test_the_widget_backs_off_and_shows_an_error_while_herald_refuses_its_tokens(tab, host, herald):
+    """A token endpoint answering tokens Herald refuses (another Herald's, a rotated secret):
+    a few slow retries, an unmistakable error, and recovery once the host is fixed."""
+    alice = herald.login("alice")
+    job = herald.submit(alice, steps=10, interval=0.05)
+    host.token_override = {"token": "not-a-real-token", "expires_at": 0, "scope": f"job:{job['id']}"}
+    started = time.monotonic()
+    tab.goto(host.widget_page(job["id"]))
+    tab.wait_for_selector("herald-progress[state=error]", timeout=10_000)
+    error = tab.locator("herald-progress [part=error]")
+    assert error.is_visible() and "token_invalid" in error.inner_text() and "retrying" in error.inner_text()
+    time.sleep(max(0.0, 5 - (time.monotonic() - started)))
+    asked = len(host.token_requests)
+    assert 2 <= asked <= 5, f"{asked} token requests in 5 s: no backoff"
+    assert [(e["code"], e["retrying"]) for e in tab.evaluate("window.heraldErrors")] == [("token_invalid", True)]
+    host.token_override = None  # the host fixes its credentials: the widget's next retry works
+    tab.wait_for_selector("herald-progress[state=completed]", timeout=LONG_MS)
+    assert error.is_hidden()
+    screenshot(tab, "widget-recovered")
+
+
+def test_the_widget_waits_busy_at_the_users_connection_cap_then_follows(tab, host, one_connection_herald):
+    herald = one_connection_herald
+    alice = herald.login("alice")
+    scoped = herald.api("POST", "/api/stream-tokens", alice, json={"all": True}).json()["token"]
+    holder = StreamReader(f"{herald.url}/api/stream?all=1&token={scoped}").start()  # alice's one connection
+    assert holder.status == 200
+    try:
+        job = herald.submit(alice, steps=10, interval=0.05)
+        tab.goto(host.widget_page(job["id"]))
+        tab.wait_for_selector("herald-progress[state=busy]", timeout=10_000)
+        widget = tab.locator("herald-progress")
+        assert widget.locator("[part=status]").inner_text() == "busy, retrying"
+        assert widget.locator("[part=error]").is_hidden()
+        assert "retrying" in widget.locator("[part=message]").inner_text()
+        screenshot(tab, "widget-busy")
+    finally:
+        holder.close()
+    tab.wait_for_selector("herald-progress[state=completed]", timeout=LONG_MS)
+    assert tab.evaluate("window.heraldErrors") == []
 
 
 def test_the_plain_html_example_runs_as_written(tab, host, herald):
@@ -172,3 +252,22 @@ def test_the_plain_html_example_runs_as_written(tab, host, herald):
     assert fill == "rgb(26, 127, 55)"  # completed: --herald-success
     bar = widget.locator("[part=bar]").evaluate("element => getComputedStyle(element).borderRadius")
     assert bar == "2px"  # the example's --herald-radius reached the shadow DOM
+
+
+def test_the_example_token_endpoint_serves_the_widget_and_a_cancel_only_when_allowed(tab, example_site, example_herald):
+    """``examples/widget/token_endpoint.py`` as written behind the widget: watching gets no
+    cancel token and no button; a ``cancelable`` page's click gets one and cancels."""
+    herald = example_herald
+    alice = herald.login("alice")
+    job = herald.submit(alice, steps=2000, interval=0.05)
+    tab.goto(example_site.page(job["id"]))
+    tab.wait_for_selector("herald-progress[state=running]")
+    assert tab.locator("herald-progress [part=cancel]").is_hidden()
+    tab.goto(example_site.page(job["id"], cancel=True))
+    tab.wait_for_selector("herald-progress[state=running]")
+    tab.locator("herald-progress [part=cancel]").click()
+    tab.wait_for_selector("herald-progress[state=cancelled]", timeout=LONG_MS)
+    assert final(herald, alice, job["id"])["status"] == "cancelled"
+    cancel_tokens = [asked for asked, status, answer in example_site.exchanges if "cancel_token" in answer]
+    assert cancel_tokens == [{"job_id": job["id"], "cancel": True}]
+    assert all(status == 200 for _, status, _ in example_site.exchanges)
