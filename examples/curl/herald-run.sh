@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run a command as an external Herald job: its output lines become the job's log, its exit
-# status the job's end (completed, or failed with the status). Needs bash 4.3+, curl 7.71+
-# and mkfifo.
+# status the job's end (completed, or failed with the status). Needs bash 4.1+, curl 7.71+,
+# sed, mktemp and mkfifo.
 #
 #   HERALD_URL=http://127.0.0.1:5000 HERALD_USERNAME=demo HERALD_PASSWORD=demo-password \
 #     examples/curl/herald-run.sh "nightly build" -- make test
@@ -32,6 +32,7 @@ die() {
   echo "herald-run: $*" >&2
   stop_command
   if [ -n "$REPORT" ] && [ -z "$ENDED" ]; then
+    CURL=(curl --silent --show-error --retry 2 --retry-all-errors --retry-delay 1 --max-time 10)
     N=$((N + 1))
     local item="{\"n\": $N, \"type\": \"status\", \"status\": \"failed\", \"error\": {\"code\": \"reporting_failed\", \"message\": $(json_string "herald-run stopped reporting: $*")}}"
     post "$REPORT" "$PRODUCER" "{\"items\": [$item]}" >/dev/null 2>&1 &&
