@@ -1,12 +1,16 @@
 """The Python client (``clients/python``) against a stub server on loopback: batches are
-sent again unchanged after a 5xx or a dropped connection, and a cancel reaches the producer."""
+sent again unchanged after a 5xx or a dropped connection, a cancel reaches the producer,
+values that are not JSON are refused at the call, a refused batch or a failed sending
+thread ends the job failed, a lower batch limit splits batches, an expired login is renewed."""
 
 from __future__ import annotations
 
 import json
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,11 @@ class Stub:
         self.reports: list[list[dict[str, Any]]] = []
         self.failures: list[int] = []
         self.status = "running"
+        #: Items a report may carry (more: 400 batch_too_large), None for no limit.
+        self.max_items: int | None = None
+        #: The one access token ``/api/jobs`` accepts (None: any); a login sets it.
+        self.accepted: str | None = None
+        self.logins = 0
         self.lock = threading.Lock()
 
 
@@ -46,6 +55,15 @@ def stub() -> Iterator[tuple[Stub, str]]:
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's name)
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/api/auth/login":
+                with state.lock:
+                    state.logins += 1
+                    state.accepted = f"access-{state.logins}"
+                self.answer(200, {"access_token": state.accepted})
+                return
+            if self.path == "/api/jobs" and state.accepted not in (None, self.headers["Authorization"][7:]):
+                self.answer(401, {"error": {"code": "token_expired", "message": "the token has expired"}})
+                return
             if self.path == "/api/jobs":
                 job = {"id": 7, "kind": "external", "status": "pending"}
                 self.answer(202, {"job": job, "producer_token": "p", "report_url": "/api/jobs/7/report"})
@@ -54,6 +72,10 @@ def stub() -> Iterator[tuple[Stub, str]]:
                 state.reports.append(body["items"])
                 failure = state.failures.pop(0) if state.failures else None
                 status = state.status
+            if state.max_items is not None and len(body["items"]) > state.max_items:
+                details = {"max_items": state.max_items, "items": len(body["items"])}
+                self.answer(400, {"error": {"code": "batch_too_large", "message": "too many", "details": details}})
+                return
             if failure == 0:
                 self.connection.shutdown(2)  # the connection drops without an answer
                 return
@@ -135,3 +157,73 @@ def test_a_refused_report_stops_sending_and_says_why(stub):
     with pytest.raises(HeraldError) as refused:
         job.complete()
     assert refused.value.status == 400
+    final = state.reports[-1]
+    assert final[0]["status"] == "failed" and final[0]["error"]["code"] == "reporting_failed"
+    assert "try later" in final[0]["error"]["message"]  # the refusal, for the job's page to show
+    assert final[0]["n"] > max(item["n"] for batch in state.reports[:-1] for item in batch)
+    assert job.status == "failed"
+
+
+def test_a_result_that_is_not_json_is_refused_at_the_call(stub):
+    state, url = stub
+    with Herald(url, token="t").job("import", flush_interval=0.05) as job:
+        job.log("hi")
+        with pytest.raises(TypeError, match="the result cannot be sent to Herald as JSON.*datetime"):
+            job.result({"when": datetime.now()})
+        with pytest.raises(TypeError, match="progress current"):
+            job.progress(float("nan"))
+    items = [item for batch in state.reports for item in batch]
+    assert [item["type"] for item in items] == ["status", "log", "status"]
+    assert items[-1]["status"] == "completed" and job.status == "completed"
+
+
+def test_a_failure_of_the_sending_thread_is_raised_and_ends_the_job_failed(stub):
+    state, url = stub
+    job = Herald(url, token="t").job("import", flush_interval=0.05)
+    post = job._post
+    calls: list[int] = []
+
+    def broken_once(batch: list[dict[str, Any]]) -> dict[str, Any]:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return post(batch)
+
+    job._post = broken_once  # type: ignore[method-assign]
+    job.start()
+    deadline = time.monotonic() + 10
+    while job.status != "failed" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.status == "failed"
+    (final,) = state.reports[-1]
+    assert final["error"]["code"] == "reporting_failed" and "RuntimeError: boom" in final["error"]["message"]
+    with pytest.raises(HeraldError, match="RuntimeError: boom") as raised:
+        job.log("next")
+    assert raised.value.code == "client_error"
+    with pytest.raises(HeraldError, match="RuntimeError: boom"):
+        job.complete()
+
+
+def test_a_lower_batch_limit_in_herald_splits_the_batches(stub):
+    state, url = stub
+    state.max_items = 3
+    job = Herald(url, token="t").job("import", flush_interval=60).start()
+    for i in range(10):
+        job.log(f"line {i}")
+    job.complete()
+    assert job.status == "completed"
+    accepted = [batch for batch in state.reports if len(batch) <= 3]
+    assert len(state.reports) - len(accepted) == 1  # one refusal, then parts
+    items = [item for batch in accepted for item in batch]
+    assert [item["n"] for item in items] == list(range(1, 13))
+    assert items[-1] == {"n": 12, "type": "status", "status": "completed"}
+
+
+def test_an_expired_access_token_is_renewed_by_logging_in_again(stub):
+    state, url = stub
+    herald = Herald(url, username="alice", password="secret")
+    assert state.logins == 1 and herald.token == "access-1"
+    state.accepted = "a token minted later"  # access-1 has expired
+    job = herald.job("import", flush_interval=0.05).start()
+    assert job.id == 7 and state.logins == 2 and herald.token == "access-2"
+    job.complete()

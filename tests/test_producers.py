@@ -225,3 +225,43 @@ def test_a_process_drops_the_progress_it_kept_of_a_job_idle_here(app: Flask, cli
     assert forget_idle() == 0
     assert forget_idle(now=time.monotonic() + IDLE_FORGET + 1) == 1
     assert pipeline.latest_progress(job_id) is None
+
+
+def test_n_is_bounded_by_the_largest_integer_every_json_client_keeps(client, alice):
+    created = create_external(client, alice)
+    job_id, producer = created["job"]["id"], created["producer_token"]
+    refused = report(client, producer, job_id, [{"n": 2**63 - 1, "type": "log", "message": "x"}])
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["details"][0]["code"] == "invalid_n"
+    assert report(client, producer, job_id, [{"n": 2**53 - 2, "type": "log", "message": "x"}]).status_code == 200
+    assert report(client, producer, job_id, [{"n": 2**53 - 1, "type": "log", "message": "y"}]).status_code == 200
+
+
+def test_a_name_given_twice_with_two_values_is_refused(client, alice):
+    body = {"kind": "external", "name": "a", "params": {"name": "b"}}
+    response = client.post("/api/jobs", json=body, headers=AuthActions.headers(alice))
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_error" and error["details"] == {"path": "name"}
+    same = client.post(
+        "/api/jobs", json={**body, "params": {"name": "a", "total": 3}}, headers=AuthActions.headers(alice)
+    )
+    assert same.status_code == 202 and same.get_json()["job"]["params"] == {"name": "a", "total": 3}
+
+
+def test_a_counts_key_too_long_is_refused_for_its_length(client, alice):
+    created = create_external(client, alice)
+    key = "k" * 65
+    response = report(
+        client, created["producer_token"], created["job"]["id"], [{"n": 1, "type": "counts", "counts": {key: 1}}]
+    )
+    assert response.status_code == 400
+    message = response.get_json()["error"]["details"][0]["message"]
+    assert "at most 64 characters" in message and "has 65" in message and "must be a number" not in message
+
+
+def test_the_kinds_list_says_how_an_external_job_is_created(client, alice):
+    kinds = client.get("/api/kinds", headers=AuthActions.headers(alice)).get_json()["kinds"]
+    (external,) = [k for k in kinds if k["kind"] == "external"]
+    assert external["submittable"] is False  # {kind, params} alone runs nothing: not on the New-job form
+    assert 'POST /api/jobs {"kind": "external", "name"}' in external["description"]

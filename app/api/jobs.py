@@ -83,7 +83,15 @@ def submit_job(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
     answer adds its ``producer_token`` and ``report_url`` (docs/PLATFORM.md).
     """
     if body["kind"] == producers.EXTERNAL:
-        params = {**(body.get("params") or {}), **{k: body[k] for k in ("name", "total") if k in body}}
+        params = dict(body.get("params") or {})
+        for name in ("name", "total"):
+            if name in body and name in params and body[name] != params[name]:
+                raise ValidationFailed(
+                    f"{name} is given twice, as {body[name]!r} and as params.{name} {params[name]!r}: send one",
+                    details={"path": name},
+                )
+            if name in body:
+                params[name] = body[name]
         job, token = producers.create_external_job(current_user().id, params, client_id=body.get("client_id"))
         report_url = f"/api/jobs/{job.id}/report"
         return {"job": service.job_snapshot(job), "producer_token": token, "report_url": report_url}, 202

@@ -47,7 +47,7 @@ from ..concurrency import Slicer
 from ..database import commit_session, write_transaction
 from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db, socketio
-from ..inputs import INT64_MAX, check_client_id
+from ..inputs import check_client_id
 from ..models import FINAL_STATUSES, Job, JobStatus, utcnow
 from ..realtime.journal import SeqConflict
 from ..realtime.pipeline import ACTIVE_STATUSES, Fence, FenceRefused, JobGone, ProgressState, pipeline
@@ -82,6 +82,10 @@ ITEM_FIELDS: dict[str, frozenset[str]] = {
 LOG_LEVELS = ("info", "warning", "error")
 #: Statuses a producer may set (``pending`` is Herald's: the job waits for its producer).
 PRODUCER_STATUSES = ("running", "completed", "failed", "cancelled")
+#: The highest ``n`` a producer may use: 2^53-1, the largest integer every JSON client keeps
+#: exactly (JavaScript's ``Number.MAX_SAFE_INTEGER``). A producer numbering its items from 1
+#: never comes near it; a job whose last ``n`` is the bound can take no further item.
+MAX_N = 2**53 - 1
 #: Keys in one ``counts`` item, and characters in a key.
 MAX_COUNT_KEYS = 64
 MAX_COUNT_KEY_CHARS = 64
@@ -172,8 +176,13 @@ def _item_problem(item: Any, max_chars: int) -> tuple[str, str] | None:
         if not isinstance(counts, dict) or not counts or len(counts) > MAX_COUNT_KEYS:
             return "invalid_counts", f"counts must be an object of 1 to {MAX_COUNT_KEYS} numbers"
         for key, value in counts.items():
-            if len(key) > MAX_COUNT_KEY_CHARS or not _is_number(value):
-                return "invalid_counts", f"counts[{key[:MAX_COUNT_KEY_CHARS]!r}] must be a number"
+            if len(key) > MAX_COUNT_KEY_CHARS:
+                return "invalid_counts", (
+                    f"a counts key has at most {MAX_COUNT_KEY_CHARS} characters; "
+                    f"{key[:MAX_COUNT_KEY_CHARS]!r}… has {len(key)}"
+                )
+            if not _is_number(value):
+                return "invalid_counts", f"counts[{key!r}] must be a number"
     elif type_ == "result":
         if "result" not in item:
             return "invalid_result", "a result item needs a result"
@@ -218,8 +227,8 @@ def check_items(items: Any, *, max_items: int, max_chars: int) -> list[dict[str,
     for index, item in enumerate(items):
         problem = _item_problem(item, max_chars)
         n = item.get("n") if isinstance(item, dict) else None
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= INT64_MAX:
-            problem = problem or ("invalid_n", "n must be an integer from 1 to 2^63-1")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_N:
+            problem = problem or ("invalid_n", f"n must be an integer from 1 to 2^53-1 ({MAX_N})")
         elif n <= previous:
             problem = problem or ("n_not_increasing", f"n must grow within a batch: {n} follows {previous}")
         else:

@@ -60,7 +60,11 @@ class JobKind:
     description: str
     #: The progress event type its ticks use (``job_progress`` unless kind-specific).
     progress_type: str = "job_progress"
-    #: Whether users may submit it over ``POST /api/jobs`` (uploads come in elsewhere).
+    #: Whether ``{kind, params}`` alone starts a run of it: ``POST /api/jobs`` through
+    #: ``service.submit_job``, the New-job form, a workflow step, Re-run. False for kinds
+    #: created by their own operation: uploads (``POST /api/uploads``), workflow executions,
+    #: and external jobs (``POST /api/jobs`` with kind ``external`` creates one together with
+    #: its producer token; no runner ever runs it).
     submittable: bool = True
     #: Mostly waits for child jobs (batches, workflows): runs outside the worker slots.
     coordinator: bool = False

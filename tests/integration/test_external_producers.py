@@ -314,3 +314,117 @@ def test_the_curl_example_stops_its_command_when_the_job_is_cancelled(server: Se
         assert server.api("POST", f"/api/jobs/{job_id}/cancel", token).status_code == 202
         assert proc.wait(60) == 130, proc.stderr.read()
     assert job_of(server, token, job_id)["status"] == "cancelled"
+
+
+def run_script(server: ServerProcess, name: str, command: str, **env: str) -> subprocess.Popen[str]:
+    """``herald-run.sh NAME -- bash -c COMMAND`` as alice, its stderr piped."""
+    script = ROOT / "examples" / "curl" / "herald-run.sh"
+    environ = {**os.environ, "HERALD_URL": server.url, "HERALD_USERNAME": "alice", "HERALD_PASSWORD": PASSWORD, **env}
+    return subprocess.Popen(
+        ["bash", str(script), name, "--", "bash", "-c", command],
+        env=environ,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def job_id_of(proc: subprocess.Popen[str]) -> int:
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert "job " in first, first
+    return int(first.split("job ", 1)[1].split(":", 1)[0])
+
+
+def test_the_curl_example_stops_a_silent_command_and_its_whole_group_when_cancelled(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    import time
+
+    token = server.login("alice")
+    marker, child_marker = tmp_path / "prod2-marker", tmp_path / "prod2-child-marker"
+    # The command prints one line then nothing; a child of its own would outlive a kill of it alone.
+    command = f'(sleep 8; touch "{child_marker}") & echo start; sleep 8; touch "{marker}"'
+    with run_script(server, "cancel silent", command) as proc:
+        job_id = job_id_of(proc)
+        logged = lambda: [e for e in history(server, token, job_id) if e["type"] == "job_log"]  # noqa: E731
+        wait_for(logged, timeout=30)
+        cancelled_at = time.monotonic()
+        assert server.api("POST", f"/api/jobs/{job_id}/cancel", token).status_code == 202
+        assert proc.wait(30) == 130
+        assert time.monotonic() - cancelled_at < 6  # heard by a poll (every 2 s), not at the command's end
+        assert proc.stderr is not None and "cancelled in Herald" in proc.stderr.read()
+    time.sleep(max(0.0, cancelled_at + 9 - time.monotonic()))
+    assert not marker.exists() and not child_marker.exists()
+    assert job_of(server, token, job_id)["status"] == "cancelled"
+
+
+def test_the_curl_example_kills_a_command_that_ignores_sigterm_after_the_grace(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    import time
+
+    token = server.login("alice")
+    marker = tmp_path / "prod2-stubborn"
+    command = f'trap "" TERM; echo start; sleep 8; touch "{marker}"'
+    with run_script(server, "stubborn", command, HERALD_STOP_GRACE="1") as proc:
+        job_id = job_id_of(proc)
+        wait_for(lambda: len(history(server, token, job_id)) >= 3, timeout=30)
+        cancelled_at = time.monotonic()
+        assert server.api("POST", f"/api/jobs/{job_id}/cancel", token).status_code == 202
+        assert proc.wait(30) == 130
+        assert proc.stderr is not None and "SIGKILL" in proc.stderr.read()
+    time.sleep(max(0.0, cancelled_at + 9 - time.monotonic()))
+    assert not marker.exists()
+
+
+def test_the_curl_example_reports_bytes_that_are_not_utf8_as_replacement_characters(server: ServerProcess) -> None:
+    token = server.login("alice")
+    with run_script(server, "latin1", r'printf "caf\xe9\n"; printf "caf\xc3\xa9 \xff\xfe!\n"; printf "last"') as proc:
+        job_id = job_id_of(proc)
+        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+    logs = [e["data"]["message"] for e in history(server, token, job_id) if e["type"] == "job_log"]
+    assert logs == ["caf\ufffd", "café \ufffd\ufffd!", "last"]
+    assert job_of(server, token, job_id)["status"] == "completed"
+
+
+def test_the_curl_example_ends_the_job_failed_when_a_report_is_refused(server: ServerProcess) -> None:
+    token = server.login("alice")
+    # The script's cut (5,000 bytes here) is above the server's limit (4,096): the report is refused.
+    with run_script(server, "too long", "echo fine; printf 'x%.0s' $(seq 4500); echo", HERALD_MAX_LINE="5000") as proc:
+        job_id = job_id_of(proc)
+        assert proc.wait(60) == 3
+        assert proc.stderr is not None and "report refused (HTTP 400)" in proc.stderr.read()
+    job = job_of(server, token, job_id)
+    assert job["status"] == "failed" and job["error"]["code"] == "reporting_failed"
+    assert "line_too_long" in job["error"]["message"] or "4096" in job["error"]["message"]
+
+
+def test_the_curl_example_passes_a_ctrl_c_on_to_its_command_and_ends_the_job_cancelled(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    token = server.login("alice")
+    marker = tmp_path / "prod2-interrupted"
+    script = ROOT / "examples" / "curl" / "herald-run.sh"
+    env = {**os.environ, "HERALD_URL": server.url, "HERALD_USERNAME": "alice", "HERALD_PASSWORD": PASSWORD}
+    # A terminal's Ctrl-C goes to the script's process group; the command has a group of its own.
+    with subprocess.Popen(
+        ["bash", str(script), "interrupted", "--", "bash", "-c", f'echo start; sleep 4; touch "{marker}"'],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        job_id = job_id_of(proc)
+        wait_for(lambda: len(history(server, token, job_id)) >= 3, timeout=30)
+        interrupted_at = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(30) == 130
+    time.sleep(max(0.0, interrupted_at + 5 - time.monotonic()))
+    assert not marker.exists()
+    job = job_of(server, token, job_id)
+    assert job["status"] == "cancelled"

@@ -6,13 +6,16 @@
             import_row(row)
 
 Exceptions: :class:`HeraldError` (a refused request; ``code``, ``status``, ``details``
-as Herald sent them) and :class:`JobCancelled` (raised by :meth:`ExternalJob.track` and
+as Herald sent them; ``client_error`` when the client's own sending thread failed) and
+:class:`JobCancelled` (raised by :meth:`ExternalJob.track` and
 :meth:`ExternalJob.raise_if_cancelled` once the job was cancelled in Herald; the ``with``
-block swallows it, the job being over already).
+block swallows it, the job being over already). A value that cannot be sent as JSON is a
+``TypeError`` at the call that hands it in.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -30,6 +33,23 @@ log = logging.getLogger("herald_client")
 T = TypeVar("T")
 
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+LOG_LEVELS = ("info", "warning", "error")
+
+
+def _json_checked(value: T, what: str) -> T:
+    """``value`` if it can be sent as JSON (no NaN or infinity: Herald refuses them), else
+    a ``TypeError`` naming ``what`` — raised at the call, not in the sending thread."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} cannot be sent to Herald as JSON: {exc}") from None
+    return value
+
+
+def _number_checked(value: Any, what: str) -> Any:
+    if type(value) in (int, float) and value == value and value not in (float("inf"), float("-inf")):
+        return value  # the common case, without a json.dumps per progress tick
+    return _json_checked(value, what)
 
 
 class HeraldError(Exception):
@@ -79,18 +99,33 @@ class Herald:
         self.timeout = timeout
         self.http = requests.Session()
         self.token = token
+        #: Kept to log in again when the access token expires (a long-lived ``Herald``).
+        self._credentials: tuple[str, str] | None = None
         if token is None and username is not None:
             self.login(username, password or "")
 
     def login(self, username: str, password: str) -> str:
-        """Log in; later calls use the access token."""
+        """Log in; later calls use the access token (and log in again once it expires)."""
         body = self.request("POST", "/api/auth/login", json={"username": username, "password": password}, auth=None)
         self.token = str(body["access_token"])
+        self._credentials = (username, password)
         return self.token
 
     def request(self, method: str, path: str, *, json: Any = None, auth: str | None = "") -> Any:
         """One REST call (``auth=""``: the user's token; None: no token); a 4xx/5xx raises
-        :class:`HeraldError`, an unreachable server ``requests.RequestException``."""
+        :class:`HeraldError`, an unreachable server ``requests.RequestException``. With the
+        user's token, a ``401 token_expired`` logs in again (when the password is known) and
+        makes the call once more."""
+        try:
+            return self._request(method, path, json=json, auth=auth)
+        except HeraldError as error:
+            if auth != "" or error.code != "token_expired" or self._credentials is None:
+                raise
+            log.info("the access token expired: logging in again as %s", self._credentials[0])
+            self.login(*self._credentials)
+            return self._request(method, path, json=json, auth=auth)
+
+    def _request(self, method: str, path: str, *, json: Any, auth: str | None) -> Any:
         token = self.token if auth == "" else auth
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = self.http.request(method, self.url + path, json=json, headers=headers, timeout=self.timeout)
@@ -164,6 +199,8 @@ class ExternalJob:
         self._result: Any = None
         self._has_result = False
         self._error: HeraldError | None = None
+        #: Set when the sending thread itself failed: every later call raises it.
+        self._crash: HeraldError | None = None
         self._closing = False
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -218,12 +255,9 @@ class ExternalJob:
 
     def _end(self, item: dict[str, Any]) -> None:
         with self._lock:
-            if self.status in FINAL_STATUSES or self._closing:
-                ended = True
-            else:
-                ended = False
+            if self.status not in FINAL_STATUSES and not self._closing and self._error is None:
                 self._put_locked(item)
-        self.close(raise_errors=not ended)
+        self.close(raise_errors=True)
 
     def close(self, *, raise_errors: bool = False) -> None:
         """Send what is queued, then stop the sending thread."""
@@ -239,9 +273,9 @@ class ExternalJob:
 
     def progress(self, current: float, total: float | None = None, message: str | None = None) -> None:
         """Absolute progress; cheap: the progress item queued and not yet sent is replaced."""
-        item: dict[str, Any] = {"type": "progress", "current": current}
+        item: dict[str, Any] = {"type": "progress", "current": _number_checked(current, "progress current")}
         if total is not None:
-            self.total = total
+            self.total = _number_checked(total, "progress total")
             item["total"] = total
         if message is not None:
             item["message"] = self._line(message)
@@ -255,7 +289,9 @@ class ExternalJob:
             self._put_locked(item)
 
     def log(self, line: str, level: str = "info") -> None:
-        """A log line (cut to ``max_line_chars``)."""
+        """A log line (cut to ``max_line_chars``); ``level`` one of info, warning, error."""
+        if level not in LOG_LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
         self._put({"type": "log", "message": self._line(str(line)), "level": level})
 
     def message(self, text: str) -> None:
@@ -264,14 +300,18 @@ class ExternalJob:
 
     def count(self, counts: Mapping[str, float] | None = None, **values: float) -> None:
         """Set counters (absolute values, merged with the ones set before)."""
+        merged = {**(counts or {}), **values}
+        for key, value in merged.items():
+            _number_checked(value, f"count {key!r}")
         with self._lock:
-            self.counts.update(counts or {})
-            self.counts.update(values)
+            self.counts.update(merged)
             self._take_queued("counts")  # counters are absolute: the newest set says it all
             self._put_locked({"type": "counts", "counts": dict(self.counts)})
 
     def result(self, value: Any) -> None:
-        """The job's result (JSON), stored now and carried by its completion."""
+        """The job's result (JSON: anything else is a ``TypeError`` here), stored now and
+        carried by its completion."""
+        _json_checked(value, "the result")
         self._result, self._has_result = value, True
         self._put({"type": "result", "result": value})
 
@@ -325,6 +365,8 @@ class ExternalJob:
             self._put_locked(item)
 
     def _put_locked(self, item: dict[str, Any]) -> None:
+        if self._crash is not None:
+            raise self._crash
         if self.status in FINAL_STATUSES:
             return  # the job is over: nothing more can be reported
         self._n += 1
@@ -341,7 +383,21 @@ class ExternalJob:
         return None
 
     def _sender(self) -> None:
-        """The background thread: send a batch when due, resend it unchanged until it lands."""
+        """The background thread. It cannot end silently: whatever stops it early is kept
+        for the program (raised by ``complete()``, the ``with`` block, or — a failure of the
+        thread itself — the next call) and, unless Herald is out of reach, ends the job failed."""
+        try:
+            self._send_loop()
+        except BaseException as exc:  # the thread's last word: anything at all must be told
+            log.exception("job %s: the sending thread failed", self.id)
+            error = HeraldError(f"the client's sending thread failed: {type(exc).__name__}: {exc}", code="client_error")
+            error.__cause__ = exc
+            with self._wake:
+                self._crash = error
+            self._give_up(error)
+
+    def _send_loop(self) -> None:
+        """Send a batch when due, and resend it unchanged until it lands."""
         last_sent = time.monotonic()
         while True:
             with self._wake:
@@ -357,17 +413,21 @@ class ExternalJob:
                     return
                 batch = list(self._queue[: self.batch_size])
                 self._in_flight = len(batch)
-            answer = self._send(batch)
+            try:
+                answer = self._send(batch)
+            except HeraldError as error:
+                self._give_up(error, end=error.code != "unreachable")
+                return
             last_sent = time.monotonic()
             with self._wake:
                 self._in_flight = 0
                 del self._queue[: len(batch)]
-                if answer is not None:
-                    self.status = str(answer.get("status", self.status))
+                self.status = str(answer.get("status", self.status))
                 self._wake.notify_all()
 
-    def _send(self, batch: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """POST one batch, again and again on network errors, 5xx and racing reports."""
+    def _send(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        """POST one batch, again and again on network errors, 5xx and racing reports; in
+        smaller batches when Herald's limit (``batch_too_large``, ``details.max_items``) is lower."""
         deadline = time.monotonic() + self.retry_for
         delay = 0.2
         while True:
@@ -375,14 +435,23 @@ class ExternalJob:
                 return self._post(batch)
             except _Retry as reason:
                 if time.monotonic() + delay > deadline:
-                    self._fail_sending(HeraldError(f"gave up sending to Herald: {reason}", code="unreachable"))
-                    return None
+                    raise HeraldError(f"gave up sending to Herald: {reason}", code="unreachable") from None
                 log.warning("job %s: report failed (%s); sending it again in %.1f s", self.id, reason, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
-            except HeraldError as exc:
-                self._fail_sending(exc)
-                return None
+            except HeraldError as error:
+                limit = (error.details or {}).get("max_items") if isinstance(error.details, dict) else None
+                if error.code != "batch_too_large" or not isinstance(limit, int) or not 1 <= limit < len(batch):
+                    raise
+                log.warning("job %s: Herald takes %d items a report; sending %d in parts", self.id, limit, len(batch))
+                with self._lock:
+                    self.batch_size = min(self.batch_size, limit)
+                answer: dict[str, Any] = {}
+                for start in range(0, len(batch), limit):
+                    answer = self._send(batch[start : start + limit])
+                    if answer.get("status") in FINAL_STATUSES:
+                        break
+                return answer
 
     def _post(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
         try:
@@ -407,8 +476,26 @@ class ExternalJob:
             raise _error_of(response)
         return dict(response.json())
 
-    def _fail_sending(self, error: HeraldError) -> None:
+    def _give_up(self, error: HeraldError, *, end: bool = True) -> None:
+        """Stop reporting for ``error``; with ``end``, try once to end the job failed with it
+        (rather than leave it active until its token expires)."""
         log.error("job %s: reporting stopped: %s (%s)", self.id, error, error.code)
         with self._wake:
-            self._error = error
+            self._error = self._error or error
+            self._queue.clear()
+            self._in_flight = 0
+            self._wake.notify_all()
+            if not end or self.status in FINAL_STATUSES or self._report_path == "":
+                return
+            self._n += 1  # above every n sent: a refused batch applied nothing
+            message = self._line(f"the producer stopped reporting: {error} ({error.code})")
+            item: dict[str, Any] = {"n": self._n, "type": "status", "status": "failed"}
+            item["error"] = {"code": "reporting_failed", "message": message}
+        try:
+            answer = self._post([item])
+        except Exception as exc:  # best effort: the first error is the one to raise
+            log.error("job %s: it could not be ended failed either: %s", self.id, exc)
+            return
+        with self._wake:
+            self.status = str(answer.get("status", "failed"))
             self._wake.notify_all()
