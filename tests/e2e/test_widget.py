@@ -78,18 +78,6 @@ def tab(browser: Any) -> Iterator[Any]:
     context.close()
 
 
-def stored(server: ServerProcess, token: str, job_id: int) -> list[dict[str, Any]]:
-    return list(server.api("GET", f"/api/jobs/{job_id}/events?limit=10000", token).json()["events"])
-
-
-def final(server: ServerProcess, token: str, job_id: int) -> dict[str, Any]:
-    def ended() -> dict[str, Any] | None:
-        job = server.api("GET", f"/api/jobs/{job_id}", token).json()["job"]
-        return job if job["status"] in ("completed", "failed", "cancelled") else None
-
-    return dict(wait_for(ended, timeout=90, interval=0.1))
-
-
 def page_durable(tab: Any) -> list[dict[str, Any]]:
     received = tab.evaluate("window.received")
     return [entry["message"] for entry in received if entry["message"]["seq"] is not None]
@@ -105,8 +93,8 @@ def test_an_eventsource_resumes_after_a_dropped_connection_with_every_event_once
         wait_for(lambda: len(page_durable(tab)) >= 5, timeout=30)
         proxy.cut()  # the network drops; the browser reconnects with Last-Event-ID
         tab.wait_for_function("window.opens >= 2", timeout=LONG_MS)
-        last_seq = final(herald, alice, job["id"])["last_seq"]
-        history = stored(herald, alice, job["id"])
+        last_seq = herald.wait_ended(alice, job["id"])["last_seq"]
+        history = herald.history(alice, job["id"])
         wait_for(lambda: len(page_durable(tab)) >= last_seq, timeout=60)
         assert page_durable(tab) == history
         ids = [entry["lastEventId"] for entry in tab.evaluate("window.received") if entry["message"]["seq"]]
@@ -124,12 +112,12 @@ def test_the_widget_on_another_origin_shows_a_job_to_completion(tab, host, heral
     tab.goto(host.widget_page(job["id"]))
     widget = tab.locator("herald-progress")
     tab.wait_for_selector("herald-progress[state=completed]", timeout=LONG_MS)
-    last_seq = final(herald, alice, job["id"])["last_seq"]
+    last_seq = herald.wait_ended(alice, job["id"])["last_seq"]
     assert widget.get_attribute("last-event-id") == f"{job['id']}:{last_seq}"
     assert widget.locator("[part=percent]").inner_text() == "100%"
     assert widget.locator("[part=status]").inner_text() == "completed"
     assert "simulate" in widget.locator("[part=label]").inner_text()
-    logs = [m["data"]["message"] for m in stored(herald, alice, job["id"]) if m["type"] == "job_log"]
+    logs = [m["data"]["message"] for m in herald.history(alice, job["id"]) if m["type"] == "job_log"]
     assert widget.locator("[part=log]").inner_text().splitlines() == logs[-5:]
     assert widget.locator("[part=error]").is_hidden() and widget.locator("[part=cancel]").is_hidden()
     screenshot(tab, "widget-completed")
@@ -150,10 +138,10 @@ def test_the_widget_resumes_after_herald_restarts(tab, host, one_slot_herald):
     herald.start()
     tab.wait_for_selector("herald-progress[state=completed]", timeout=LONG_MS)
     alice = herald.login("alice")
-    assert final(herald, alice, blocker["id"])["status"] == "failed"
-    last_seq = final(herald, alice, job["id"])["last_seq"]
+    assert herald.wait_ended(alice, blocker["id"])["status"] == "failed"
+    last_seq = herald.wait_ended(alice, job["id"])["last_seq"]
     assert widget.get_attribute("last-event-id") == f"{job['id']}:{last_seq}"
-    logs = [m["data"]["message"] for m in stored(herald, alice, job["id"]) if m["type"] == "job_log"]
+    logs = [m["data"]["message"] for m in herald.history(alice, job["id"]) if m["type"] == "job_log"]
     assert widget.locator("[part=log]").inner_text().splitlines() == logs[-5:]
     assert len(host.token_answers) >= 2, "the widget never asked for a fresh token"
 
@@ -179,7 +167,7 @@ def test_the_widget_cancels_with_a_cancel_token_when_allowed(tab, host, herald):
     assert [answer.get("can_cancel") for _, answer in host.token_answers] == [False] * len(host.token_answers)
     tab.locator("herald-progress [part=cancel]").click()
     tab.wait_for_selector("herald-progress[state=cancelled]", timeout=LONG_MS)
-    assert final(herald, alice, job["id"])["status"] == "cancelled"
+    assert herald.wait_ended(alice, job["id"])["status"] == "cancelled"
     assert tab.locator("herald-progress [part=cancel]").is_hidden()
     assert [body.get("cancel") is True for body in host.token_requests].count(True) == 1  # the click's
     assert [("cancel_token" in answer) for _, answer in host.token_answers].count(True) == 1
@@ -267,7 +255,7 @@ def test_the_example_token_endpoint_serves_the_widget_and_a_cancel_only_when_all
     tab.wait_for_selector("herald-progress[state=running]")
     tab.locator("herald-progress [part=cancel]").click()
     tab.wait_for_selector("herald-progress[state=cancelled]", timeout=LONG_MS)
-    assert final(herald, alice, job["id"])["status"] == "cancelled"
+    assert herald.wait_ended(alice, job["id"])["status"] == "cancelled"
     cancel_tokens = [asked for asked, status, answer in example_site.exchanges if "cancel_token" in answer]
     assert cancel_tokens == [{"job_id": job["id"], "cancel": True}]
     assert all(status == 200 for _, status, _ in example_site.exchanges)

@@ -25,6 +25,7 @@ import pytest
 import requests
 
 from tests.engines import EngineUnavailable, PostgresServer, RedisServer
+from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -138,6 +139,19 @@ class ServerProcess:
         return requests.request(
             method, self.url + path, headers={"Authorization": f"Bearer {token}"}, timeout=30, **kwargs
         )
+
+    def history(self, token: str, job_id: int) -> list[dict[str, Any]]:
+        """The job's stored durable events (REST), as every transport must have delivered them."""
+        return list(self.api("GET", f"/api/jobs/{job_id}/events?limit=10000", token).json()["events"])
+
+    def wait_ended(self, token: str, job_id: int, timeout: float = 90) -> dict[str, Any]:
+        """The job once it has ended (completed, failed or cancelled)."""
+
+        def ended() -> dict[str, Any] | None:
+            job = self.api("GET", f"/api/jobs/{job_id}", token).json()["job"]
+            return job if job["status"] in ("completed", "failed", "cancelled") else None
+
+        return dict(wait_for(ended, timeout=timeout, interval=0.1))
 
     def submit(self, token: str, kind: str = "simulate", **params: Any) -> dict[str, Any]:
         response = self.api("POST", "/api/jobs", token, json={"kind": kind, "params": params})

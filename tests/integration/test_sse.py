@@ -51,18 +51,6 @@ def open_stream(server: ServerProcess, token: str, job_id: int, **headers: str) 
     return StreamReader(f"{server.url}/api/jobs/{job_id}/stream?token={scoped}", headers).start()
 
 
-def stored(server: ServerProcess, token: str, job_id: int) -> list[dict[str, Any]]:
-    return list(server.api("GET", f"/api/jobs/{job_id}/events?limit=10000", token).json()["events"])
-
-
-def final(server: ServerProcess, token: str, job_id: int) -> dict[str, Any]:
-    def ended() -> dict[str, Any] | None:
-        job = server.api("GET", f"/api/jobs/{job_id}", token).json()["job"]
-        return job if job["status"] in ("completed", "failed", "cancelled") else None
-
-    return dict(wait_for(ended, timeout=60, interval=0.1))
-
-
 def durable(events: list[Event]) -> list[dict[str, Any]]:
     return [event.json() for event in events if event.id]
 
@@ -72,7 +60,7 @@ def test_a_stream_follows_a_job_to_its_end_with_every_event_once_in_order(server
     reader = open_stream(server, alice, job["id"])
     assert reader.status == 200
     assert reader.ended.wait(60), "the stream did not end after the final status"
-    history = stored(server, alice, job["id"])
+    history = server.history(alice, job["id"])
     assert durable(reader.events) == history
     assert [event.id for event in reader.durable()] == [f"{job['id']}:{m['seq']}" for m in history]
     assert all(event.event == event.json()["type"] for event in reader.events)
@@ -91,14 +79,14 @@ def test_a_dropped_stream_resumes_from_last_event_id_without_gap_or_duplicate(se
     second = open_stream(server, alice, job["id"], **{"Last-Event-ID": seen[-1].id or ""})
     assert second.status == 200
     assert second.ended.wait(60)
-    history = stored(server, alice, job["id"])
+    history = server.history(alice, job["id"])
     assert durable(seen) + durable(second.events) == history
     assert second.events[0].event == "snapshot"
 
 
 def test_a_reconnect_with_the_query_parameter_resumes_too(server, alice):
     job = server.submit(alice, steps=10, interval=0.01, log_every=1)
-    last_seq = final(server, alice, job["id"])["last_seq"]
+    last_seq = server.wait_ended(alice, job["id"])["last_seq"]
     scoped = stream_token(server, alice, job_id=job["id"]).json()["token"]
     reader = StreamReader(
         f"{server.url}/api/jobs/{job['id']}/stream?token={scoped}&last_event_id={job['id']}:{last_seq - 3}"
@@ -109,7 +97,7 @@ def test_a_reconnect_with_the_query_parameter_resumes_too(server, alice):
 
 def test_a_reconnect_to_an_ended_job_that_has_everything_gets_204(server, alice):
     job = server.submit(alice, steps=3, interval=0.01)
-    last_seq = final(server, alice, job["id"])["last_seq"]
+    last_seq = server.wait_ended(alice, job["id"])["last_seq"]
     reader = open_stream(server, alice, job["id"], **{"Last-Event-ID": f"{job['id']}:{last_seq}"})
     assert reader.status == 204
 
@@ -141,8 +129,8 @@ def test_an_open_stream_outlives_its_stream_tokens_expiry(server, alice):
     job = server.submit(alice, steps=20, interval=0.2)
     reader = open_stream(server, alice, job["id"])
     assert reader.ended.wait(60)
-    assert final(server, alice, job["id"])["status"] == "completed"
-    assert durable(reader.events) == stored(server, alice, job["id"])
+    assert server.wait_ended(alice, job["id"])["status"] == "completed"
+    assert durable(reader.events) == server.history(alice, job["id"])
 
 
 def test_an_idle_stream_gets_heartbeat_comments(server, alice):
@@ -172,8 +160,8 @@ def test_the_all_stream_sees_a_job_created_after_it_opened(server, alice):
     try:
         assert reader.status == 200
         job = server.submit(alice, steps=5, interval=0.01, log_every=1)
-        final(server, alice, job["id"])
-        history = stored(server, alice, job["id"])
+        server.wait_ended(alice, job["id"])
+        history = server.history(alice, job["id"])
         wait_for(lambda: [m for m in durable(reader.events) if m["job_id"] == job["id"]] == history, timeout=20)
     finally:
         reader.close()
@@ -191,8 +179,8 @@ def test_the_all_stream_resumes_every_job_after_a_drop(server, alice):
     second.start()
     try:
         for job in jobs:
-            final(server, alice, job["id"])
-            history = stored(server, alice, job["id"])
+            server.wait_ended(alice, job["id"])
+            history = server.history(alice, job["id"])
 
             def got(job_id: int = job["id"], history: list[dict[str, Any]] = history) -> bool:
                 received = [m for m in durable(seen) + durable(second.events) if m["job_id"] == job_id]
@@ -225,7 +213,7 @@ def test_a_stream_that_stops_reading_is_cut_off(server, alice):
     raw.connect(("127.0.0.1", server.port))
     raw.sendall(f"GET /api/jobs/{job['id']}/stream?token={scoped} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     try:
-        final(server, alice, job["id"])
+        server.wait_ended(alice, job["id"])
 
         def dropped() -> bool:
             metrics = requests.get(server.url + "/metrics", timeout=10).text
