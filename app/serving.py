@@ -177,12 +177,22 @@ def _serve(app: Flask) -> None:
         import eventlet.green.socket
         import eventlet.wsgi
 
+        from .realtime.hub_reader import register_connection_slots
+
         family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
         listener = eventlet.listen(address, family, backlog=backlog)
         without_nagle(listener)
-        eventlet.wsgi.server(
-            listener, app, max_size=max_connections, log_output=False, log=logging.getLogger("eventlet.wsgi")
-        )
+        # One pool of MAX_CONNECTIONS slots for requests and for WebSockets the hub serves
+        # without their greenlet (each keeps a slot until it closes).
+        pool = eventlet.GreenPool(max_connections)
+        if app.config["SOCKETIO_HUB_READER"]:
+            register_connection_slots(pool.sem)
+        try:
+            eventlet.wsgi.server(
+                listener, app, custom_pool=pool, log_output=False, log=logging.getLogger("eventlet.wsgi")
+            )
+        finally:
+            register_connection_slots(None)
         return
     if mode == "gevent":
         # What socketio.run does for gevent, with our listener (backlog, no Nagle).
