@@ -160,6 +160,9 @@ class Config:
     #: Socket.IO over WebSocket under ``python wsgi.py`` (eventlet): an idle connection is
     #: watched by the event hub instead of keeping a greenlet (app/realtime/hub_reader.py).
     SOCKETIO_HUB_READER = _bool("SOCKETIO_HUB_READER", True)
+    #: ``python wsgi.py``: Socket.IO requests go to Engine.IO before Flask and the other
+    #: middlewares (a shallower stack for a connection that keeps its greenlet).
+    SOCKETIO_SHORT_PATH = _bool("SOCKETIO_SHORT_PATH", False)
     #: Offer permessage-deflate to WebSocket clients (off: it costs more than it saves).
     WEBSOCKET_COMPRESSION = _bool("WEBSOCKET_COMPRESSION", False)
     #: Plain WebSocket: seconds between server pings (a socket that misses a pong is dropped).

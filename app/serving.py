@@ -187,9 +187,14 @@ def _serve(app: Flask) -> None:
         pool = eventlet.GreenPool(max_connections)
         if app.config["SOCKETIO_HUB_READER"]:
             register_connection_slots(pool.sem)
+        site: Any = app
+        if app.config["SOCKETIO_SHORT_PATH"]:
+            from .realtime.short_path import short_path_entry
+
+            site = short_path_entry(app)
         try:
             eventlet.wsgi.server(
-                listener, app, custom_pool=pool, log_output=False, log=logging.getLogger("eventlet.wsgi")
+                listener, site, custom_pool=pool, log_output=False, log=logging.getLogger("eventlet.wsgi")
             )
         finally:
             register_connection_slots(None)
