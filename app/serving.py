@@ -177,7 +177,7 @@ def _serve(app: Flask) -> None:
         import eventlet.green.socket
         import eventlet.wsgi
 
-        from .realtime.hub_reader import register_connection_slots
+        from .realtime.hub_reader import close_all, register_connection_slots
 
         family, _, _, _, address = eventlet.green.socket.getaddrinfo(host, port)[0]
         listener = eventlet.listen(address, family, backlog=backlog)
@@ -198,6 +198,7 @@ def _serve(app: Flask) -> None:
             )
         finally:
             register_connection_slots(None)
+            close_all()  # the WebSockets the hub served (eventlet.wsgi ended the others)
         return
     if mode == "gevent":
         # What socketio.run does for gevent, with our listener (backlog, no Nagle).

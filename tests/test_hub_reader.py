@@ -36,10 +36,13 @@ eio.on("disconnect", lambda sid, reason: closed.append(reason))
 slots = eventlet.semaphore.Semaphore(10)
 hub_reader.register_connection_slots(slots)
 
+counter = iter(range(1, 1000))
+
 def session():
     server_end, client = socket.socketpair()
-    s = eio_socket.Socket(eio, "sid1")
-    eio.sockets["sid1"] = s
+    sid = f"sid{next(counter)}"
+    s = eio_socket.Socket(eio, sid)
+    eio.sockets[sid] = s
     s.connected = s.upgraded = True
     ws = RFC6455WebSocket(GreenSocket(server_end), {"PATH_INFO": "/socket.io/"}, max_frame_length=4096)
     assert hub_reader.hand_over(s, ws, _Drain)
@@ -133,7 +136,7 @@ def test_a_ping_frame_gets_its_pong_and_a_close_frame_ends_the_session():
         frames = read_frames(client, 1)
         assert frames and frames[0][0] == 8, frames
         assert wait_for(lambda: closed == ["transport close"]), closed
-        assert wait_for(lambda: slots.counter == 10) and "sid1" not in eio.sockets
+        assert wait_for(lambda: slots.counter == 10) and s.sid not in eio.sockets
         """
     )
 
@@ -198,5 +201,16 @@ def test_a_forbidden_frame_is_answered_with_eventlets_close_code(stream, code):
         assert closes and struct.unpack("!H", closes[0][1][:2])[0] == {code}, frames
         assert wait_for(lambda: closed == ["transport close"]), closed
         assert not got
+        """
+    )
+
+
+def test_stopping_the_server_ends_every_connection_the_hub_serves():
+    run(
+        """
+        kept = [session() for _ in range(3)]  # the clients stay open: the server ends them
+        eventlet.sleep(0.05)
+        assert hub_reader.close_all(timeout=5) == 3
+        assert closed == ["transport close"] * 3 and slots.counter == 10 and not hub_reader._open
         """
     )

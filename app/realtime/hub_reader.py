@@ -64,6 +64,8 @@ _REQUEST_ONLY_KEYS = (
 )
 
 _slots: Any = None
+#: The connections the hub serves now (so that stopping the server can end them).
+_open: set[HubReader] = set()
 
 
 def register_connection_slots(semaphore: Any) -> None:
@@ -71,6 +73,23 @@ def register_connection_slots(semaphore: Any) -> None:
     slots (the WSGI server's pool) until it closes; ``None`` turns hand-over off."""
     global _slots
     _slots = semaphore
+
+
+def close_all(timeout: float = 5.0) -> int:
+    """End every connection the hub serves, as eventlet.wsgi ends its idle ones when it
+    stops (their sessions' disconnect handlers run); returns how many were still open."""
+    import eventlet
+
+    readers = list(_open)
+    for reader in readers:
+        try:
+            reader.raw.shutdown(2)  # SHUT_RDWR: the hub reports it readable, its reader ends it
+        except OSError:
+            pass
+    deadline = time.monotonic() + timeout
+    while _open and time.monotonic() < deadline:
+        eventlet.sleep(0.02)
+    return len(readers)
 
 
 def hand_over(eio_socket: Any, ws: Any, drain_class: type) -> bool:
@@ -188,6 +207,7 @@ class HubReader:
         self.drain.wake()  # what was queued before (the OPEN packet, a poll's leftovers)
         self._arm()
         self.timer = self.hub.schedule_call_global(self.timeout, self._check_quiet)
+        _open.add(self)
 
     def after_close(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` once the connection has closed (the request log's line)."""
@@ -422,6 +442,7 @@ class HubReader:
         _spawn(self._after_close)
 
     def _after_close(self) -> None:
+        _open.discard(self)
         eio = self.eio
         eio.queue.on_put = None
         eio.herald_ws = None
