@@ -129,6 +129,7 @@ def _take_over(ws: Any, eio_socket: Any) -> Any:
     taken = object.__new__(type(ws))
     taken.__dict__.update(ws.__dict__)
     taken.socket = green
+    taken._sendlock = type(ws._sendlock)()  # the old one meets the closing frame eventlet sends
     taken.environ = None
     taken.iterator = None  # frames are read here, not by eventlet's generator
     return taken
