@@ -132,6 +132,7 @@ def _take_over(ws: Any, eio_socket: Any) -> Any:
     taken._sendlock = type(ws._sendlock)()  # the old one meets the closing frame eventlet sends
     taken.environ = None
     taken.iterator = None  # frames are read here, not by eventlet's generator
+    taken._msgs = None  # nor by its hixie-76 parser (a deque each)
     return taken
 
 
