@@ -109,6 +109,8 @@ class _Drain:
     """Writes a connection's queued packets from a greenlet that lives only while there
     are any (python-engineio's writer, minus the waiting)."""
 
+    __slots__ = ("_spawn", "_empty", "socket", "ws", "greenlet", "finished", "on_close")
+
     def __init__(self, socket: Any, ws: Any, *, on_close: Callable[[], None] | None = None) -> None:
         import eventlet
         from eventlet.queue import Empty
