@@ -39,12 +39,14 @@ hub_reader.register_connection_slots(slots)
 counter = iter(range(1, 1000))
 
 def session():
-    server_end, client = socket.socketpair()
+    raw_end, client = eventlet.patcher.original("socket").socketpair()
+    server_end = GreenSocket(raw_end)  # as eventlet.wsgi accepts: one green layer over a real socket
+    client = GreenSocket(client)
     sid = f"sid{next(counter)}"
     s = eio_socket.Socket(eio, sid)
     eio.sockets[sid] = s
     s.connected = s.upgraded = True
-    ws = RFC6455WebSocket(GreenSocket(server_end), {"PATH_INFO": "/socket.io/"}, max_frame_length=4096)
+    ws = RFC6455WebSocket(server_end, {"PATH_INFO": "/socket.io/"}, max_frame_length=4096)
     assert hub_reader.hand_over(s, ws, _Drain)
     return s, client
 

@@ -95,7 +95,9 @@ def close_all(timeout: float = 5.0) -> int:
 def hand_over(eio_socket: Any, ws: Any, drain_class: type) -> bool:
     """Serve ``ws`` (handshake done) from the hub; False when it must stay in its greenlet."""
     slots = _slots
-    if slots is None or not slots.acquire(blocking=False):
+    if slots is None or type(getattr(ws.socket, "fd", None)) is not _original_socket_class():
+        return False  # not serving with slots, or not a plain socket (TLS keeps its greenlet)
+    if not slots.acquire(blocking=False):
         return False
     try:
         reader = HubReader(eio_socket, _take_over(ws, eio_socket), drain_class, slots)
