@@ -106,7 +106,7 @@ def hand_over(eio_socket: Any, ws: Any, drain_class: type) -> bool:
         raise
     environ = ws.environ
     if environ is not None:
-        hooks = environ.get(AFTER_SOCKET_CLOSE)
+        hooks = environ.pop(AFTER_SOCKET_CLOSE, None)
         if hooks is not None:
             hooks.append(reader.after_close)
         for key in _REQUEST_ONLY_KEYS:
