@@ -111,7 +111,7 @@ class _Drain:
 
     __slots__ = ("_spawn", "_empty", "socket", "ws", "greenlet", "finished", "on_close")
 
-    def __init__(self, socket: Any, ws: Any, *, on_close: Callable[[], None] | None = None) -> None:
+    def __init__(self, socket: Any, ws: Any, *, on_close: Callable[[], bool] | None = None) -> None:
         import eventlet
         from eventlet.queue import Empty
 
@@ -121,7 +121,8 @@ class _Drain:
         self.ws = ws
         self.greenlet: Any = None
         self.finished = False
-        #: Called just before the drain closes the WebSocket (``hub_reader`` stops watching it).
+        #: Called just before the drain closes the WebSocket (``hub_reader`` stops watching
+        #: it); when it returns True the socket is closed by whoever it belongs to.
         self.on_close = on_close
 
     def wake(self) -> None:
@@ -159,8 +160,8 @@ class _Drain:
 
     def _finish(self) -> None:
         self.finished = True
-        if self.on_close is not None:
-            self.on_close()
+        if self.on_close is not None and self.on_close():
+            return  # the hub reader closes it
         self.ws.close()
 
 

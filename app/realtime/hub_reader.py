@@ -49,6 +49,9 @@ READ_SIZE = 64 * 1024
 _READ_BUFFER = bytearray(READ_SIZE)
 _READ_VIEW = memoryview(_READ_BUFFER)
 
+#: Seconds a server-side close waits for the client to close its side (``HubReader._linger``).
+LINGER = 2.0
+
 #: What a handed-over connection's stored environ keeps as its (empty) request body.
 _NO_INPUT = io.BytesIO(b"")
 
@@ -431,22 +434,52 @@ class HubReader:
         eio = self.eio
         if error is not None and not eio.closed:
             eio.server.logger.info('%s: Unexpected error "%s", closing connection', eio.sid, str(error))
-        if close_data is not None:
-            self.ws.close(close_data=close_data)  # as eventlet answers a protocol error
+        if close_data is not None:  # as eventlet answers a close or a protocol error
+            self.ws._send_closing_frame(ignore_send_errors=True, close_data=close_data)
         eio.queue.put(None)  # the drain closes the WebSocket
         self.drain.wait()
         self._after_close()
 
-    def _drain_closing(self) -> None:
-        """The drain is about to close the socket (the session closed, or a send failed)."""
+    def _drain_closing(self) -> bool:
+        """The drain is about to close the socket (the session closed, or a send failed):
+        True when this reader closes it instead (a lingering close)."""
         if self.done:
-            return
+            return False  # the reader ended it (the client left or broke the protocol)
         self.done = True
-        self._disarm()  # before the descriptor closes: the hub must not watch it
-        _spawn(self._after_close)
+        self._disarm()  # the hub must not watch it any more
+        _spawn(self._end_session)
+        _spawn(self._linger)
+        return True
+
+    def _linger(self) -> None:
+        """Close the way RFC 6455 asks of a server: the close frame, our side shut, then
+        read (and drop) until the client closes too, for at most ``LINGER`` seconds.
+
+        Closing a socket with unread bytes makes the kernel send a reset, and a reset can
+        make the client drop what it had not read yet — the close frame, and the messages
+        just before it (the ``rate_limited`` error of a client flooding the server)."""
+        import eventlet
+
+        ws = self.ws
+        ws._send_closing_frame(ignore_send_errors=True)
+        try:
+            ws.socket.shutdown(1)  # SHUT_WR
+            with eventlet.Timeout(LINGER, False):
+                while ws.socket.recv(READ_SIZE):
+                    pass
+        except OSError:
+            pass
+        finally:
+            ws.socket.close()
+            self._release()
 
     def _after_close(self) -> None:
-        _open.discard(self)
+        """The socket is closed: end the session (as the stock handler does on its way
+        out), then give back the slot."""
+        self._end_session()
+        self._release()
+
+    def _end_session(self) -> None:
         eio = self.eio
         eio.queue.on_put = None
         eio.herald_ws = None
@@ -455,6 +488,9 @@ class HubReader:
             eio.server.sockets.pop(eio.sid, None)  # as Engine.IO does when its handler returns
         self.buffer = None
         self.fragments = None
+
+    def _release(self) -> None:
+        _open.discard(self)
         slots, self.slots = self.slots, None
         if slots is not None:
             slots.release()

@@ -145,6 +145,7 @@ def test_a_connection_upgraded_from_polling_leaves_its_greenlets_too(server):
         client = socketio.Client(reconnection=False)
         client.connect(server.url, auth={"token": token}, wait_timeout=10)  # polling, then WebSocket
         wait_for(lambda c=client: c.transport() == "websocket", timeout=10)
+        client.eio.http.close()  # the polling's keep-alive connection kept a request greenlet
         clients.append(client)
     try:
         for client in clients:
