@@ -226,7 +226,12 @@ class HubReader:
         self.closing_hooks.append(hook)
 
     def _arm(self) -> None:
-        self.listener = self.hub.add(self.hub.READ, self.fileno, self._readable, self._thrown, self._obsoleted)
+        hub = self.hub
+        listener = hub.add(hub.READ, self.fileno, self._readable, self._thrown, self._obsoleted)
+        # The listener keeps the greenlet that armed it (to throw into it if the descriptor
+        # is reused): a finished request's or reader's, with its links; the hub's costs nothing.
+        listener.greenlet = hub.greenlet
+        self.listener = listener
 
     def _disarm(self) -> None:
         listener, self.listener = self.listener, None
