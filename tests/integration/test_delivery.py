@@ -178,3 +178,25 @@ def test_a_plain_websocket_fan_out_writes_frames_without_waking_each_sender(serv
     live = sum(len(messages) - 1 for messages in results)  # all but each ack
     assert direct + queued >= live
     assert queued <= (direct + queued) // 5, (direct, queued)
+
+
+@pytest.mark.eventlet_only
+def test_idle_connections_served_by_the_hub_outlive_many_ping_intervals(tmp_path):
+    """Engine.IO pings and pongs (and the read timeout) keep working with no greenlet:
+    a 1 s ping interval, 1 s timeout, 6 s idle — every connection still answers."""
+    from .conftest import launch
+
+    fixture = launch(tmp_path, PING_INTERVAL="1", PING_TIMEOUT="1")
+    server = next(fixture)
+    watchers: list[Recorder] = []
+    try:
+        token = server.login("alice")
+        watchers = [Recorder(server, token) for _ in range(10)]
+        time.sleep(6)
+        assert all(w.client.connected for w in watchers)
+        for watcher in watchers:
+            assert watcher.client.call("ping", {}, timeout=10)["ok"] is True
+    finally:
+        for watcher in watchers:
+            watcher.close()
+        next(fixture, None)
