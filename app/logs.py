@@ -193,6 +193,13 @@ def request_target(environ: dict[str, Any]) -> str:
     return redact(f"{path}?{query}" if query else path)
 
 
+#: Where a WSGI app that keeps the socket after its request returns (``realtime.hub_reader``)
+#: puts a function taking the callable to run once the socket has closed.
+AFTER_SOCKET_CLOSE = "herald.after_socket_close"
+#: The environ entries a request's log line reads.
+_LOGGED_KEYS = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "REMOTE_ADDR")
+
+
 class RequestLog:
     """WSGI middleware: one ``herald.request`` line per request, written when it ends.
 
@@ -215,18 +222,29 @@ class RequestLog:
             return start_response(status_line, headers, exc_info)
 
         upgrade = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+        kept: list[Callable[[Callable[[], None]], None]] = []
+        if upgrade:
+            environ[AFTER_SOCKET_CLOSE] = kept
 
-        def done() -> None:
+        def log_line(logged: dict[str, Any]) -> None:
             code = status[0] if status else None
             if upgrade and code in (None, 200):  # the socket was taken over: its handshake said 101
                 code = 101
-            self._log(environ, code or 500, started)
+            self._log(logged, code or 500, started)
+
+        def done() -> None:
+            log_line(environ)
 
         try:
             result = self.wsgi_app(environ, recording_start_response)
         except Exception:
             done()
             raise
+        if kept:  # the socket outlives the request (hub_reader): log it when it closes
+            # Only what the line needs: the environ holds the finished request's objects.
+            summary = {key: environ[key] for key in _LOGGED_KEYS if key in environ}
+            kept[0](lambda: log_line(summary))
+            return result
         if hasattr(result, "__len__") or _is_file_wrapper(environ, result):
             # A complete body (servers size it) or a file the server may sendfile: keep it.
             done()

@@ -178,11 +178,23 @@ def _serve(app: Flask) -> None:
         print(banner, flush=True)
     if mode == "eventlet":
         # What socketio.run does for eventlet, with a listen backlog of our choosing.
+        import eventlet
         import eventlet.wsgi
 
-        eventlet.wsgi.server(
-            listener, app, max_size=max_connections, log_output=False, log=logging.getLogger("eventlet.wsgi")
-        )
+        from .realtime.hub_reader import close_all, register_connection_slots
+
+        # One pool of MAX_CONNECTIONS slots for requests and for WebSockets the hub serves
+        # without their greenlet (each keeps a slot until it closes).
+        pool = eventlet.GreenPool(max_connections)
+        if app.config["SOCKETIO_HUB_READER"]:
+            register_connection_slots(pool.sem)
+        try:
+            eventlet.wsgi.server(
+                listener, app, custom_pool=pool, log_output=False, log=logging.getLogger("eventlet.wsgi")
+            )
+        finally:
+            register_connection_slots(None)
+            close_all()  # the WebSockets the hub served (eventlet.wsgi ended the others)
         return
     if mode == "gevent":
         # What socketio.run does for gevent, with our listener (backlog, no Nagle).

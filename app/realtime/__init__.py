@@ -34,6 +34,28 @@ class StripWebSocketCompression:
         return self.wsgi_app(environ, start_response)
 
 
+def forget_event_requests(socketio_ext: Any) -> None:
+    """Drop the Flask request an event leaves in its connection's stored environ.
+
+    Flask-SocketIO runs each event in a request context built from the environ
+    python-socketio keeps for the session, and werkzeug's ``Request`` stores itself in that
+    environ (``werkzeug.request``): so every idle connection kept its last event's request —
+    the parsed query string and headers, the event's arguments (the connect's ``auth``, with
+    its token) and the routing ``NotFound`` with its traceback. The next event builds its own.
+    """
+    stock = socketio_ext._handle_event
+
+    def handle_event(handler: Any, message: Any, namespace: Any, sid: str, *args: Any) -> Any:
+        try:
+            return stock(handler, message, namespace, sid, *args)
+        finally:
+            environ = socketio_ext.server.get_environ(sid, namespace=namespace)
+            if environ:
+                environ.pop("werkzeug.request", None)
+
+    socketio_ext._handle_event = handle_event
+
+
 def init_realtime(app: Flask) -> None:
     """Bind Flask-SocketIO with Herald's client manager, limits and handlers."""
     from . import events  # noqa: F401  (registers the Socket.IO handlers)
@@ -63,6 +85,9 @@ def init_realtime(app: Flask) -> None:
     if isinstance(manager, HeraldRedisManager):
         manager.on_recovered = partial(catch_up, app)
     socketio.init_app(app, **options)
+    if not getattr(socketio, "herald_forgets_requests", False):
+        forget_event_requests(socketio)
+        socketio.herald_forgets_requests = True  # type: ignore[attr-defined]
     install_frame_writer(socketio.server, queue_limit=int(app.config["SOCKETIO_SEND_QUEUE"]))
     install_eventlet_websocket(socketio.server)
     install_gevent_websocket(socketio.server)

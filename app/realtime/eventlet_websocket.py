@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .frames import apply_mask
+from .hub_reader import hand_over
 
 
 def install_eventlet_websocket(server: Any) -> None:
@@ -108,7 +109,9 @@ class _Drain:
     """Writes a connection's queued packets from a greenlet that lives only while there
     are any (python-engineio's writer, minus the waiting)."""
 
-    def __init__(self, socket: Any, ws: Any) -> None:
+    __slots__ = ("_spawn", "_empty", "socket", "ws", "greenlet", "finished", "on_close")
+
+    def __init__(self, socket: Any, ws: Any, *, on_close: Callable[[], bool] | None = None) -> None:
         import eventlet
         from eventlet.queue import Empty
 
@@ -118,6 +121,9 @@ class _Drain:
         self.ws = ws
         self.greenlet: Any = None
         self.finished = False
+        #: Called just before the drain closes the WebSocket (``hub_reader`` stops watching
+        #: it); when it returns True the socket is closed by whoever it belongs to.
+        self.on_close = on_close
 
     def wake(self) -> None:
         if self.greenlet is None and not self.finished:
@@ -154,6 +160,8 @@ class _Drain:
 
     def _finish(self) -> None:
         self.finished = True
+        if self.on_close is not None and self.on_close():
+            return  # the hub reader closes it
         self.ws.close()
 
 
@@ -194,6 +202,8 @@ def _serve(self: Any, ws: Any) -> list[Any]:
         self.connected = True
         self.upgraded = True
 
+    if hand_over(self, ws, _Drain):  # served from the hub from now on: the request ends here
+        return []
     drain = _Drain(self, ws)
     self.herald_ws = ws  # frames.FrameWriter writes straight to it
     self.queue.on_put = drain.wake

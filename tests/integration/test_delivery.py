@@ -111,8 +111,9 @@ def test_a_fan_out_writes_frames_without_a_writer_wake_up_per_connection(server)
 
 
 @pytest.mark.eventlet_only
-def test_an_idle_socketio_connection_keeps_one_greenlet(server):
-    """python-engineio's writer and ping task each kept a greenlet (~8 KB) per connection."""
+def test_an_idle_socketio_connection_keeps_no_greenlet(server):
+    """python-engineio kept three greenlets per connection (~8 KB each), and the request's
+    own greenlet held the WSGI stack; the hub now watches an idle socket (hub_reader)."""
     token = server.login("alice")
 
     def live() -> int:
@@ -125,7 +126,34 @@ def test_an_idle_socketio_connection_keeps_one_greenlet(server):
     during = live()
     for watcher in watchers:
         watcher.close()
-    assert during - before <= 40 + 5, (before, during)  # one each, and a few in flight
+    assert during - before <= 5, (before, during)  # none each, and a few in flight
+
+
+@pytest.mark.eventlet_only
+def test_a_connection_upgraded_from_polling_leaves_its_greenlets_too(server):
+    """The upgrade's probe is answered in the request; then the hub watches the socket."""
+    import socketio
+
+    token = server.login("alice")
+
+    def live() -> int:
+        return requests.get(server.url + "/test/greenlets", timeout=10).json()["greenlets"]
+
+    before = live()
+    clients = []
+    for _ in range(10):
+        client = socketio.Client(reconnection=False)
+        client.connect(server.url, auth={"token": token}, wait_timeout=10)  # polling, then WebSocket
+        wait_for(lambda c=client: c.transport() == "websocket", timeout=10)
+        client.eio.http.close()  # the polling's keep-alive connection kept a request greenlet
+        clients.append(client)
+    try:
+        for client in clients:
+            assert client.call("ping", {}, timeout=10)["ok"] is True
+        assert live() - before <= 5, (before, live())
+    finally:
+        for client in clients:
+            client.disconnect()
 
 
 @pytest.mark.eventlet_only
@@ -150,3 +178,25 @@ def test_a_plain_websocket_fan_out_writes_frames_without_waking_each_sender(serv
     live = sum(len(messages) - 1 for messages in results)  # all but each ack
     assert direct + queued >= live
     assert queued <= (direct + queued) // 5, (direct, queued)
+
+
+@pytest.mark.eventlet_only
+def test_idle_connections_served_by_the_hub_outlive_many_ping_intervals(tmp_path):
+    """Engine.IO pings and pongs (and the read timeout) keep working with no greenlet:
+    a 1 s ping interval, 1 s timeout, 6 s idle — every connection still answers."""
+    from .conftest import launch
+
+    fixture = launch(tmp_path, PING_INTERVAL="1", PING_TIMEOUT="1")
+    server = next(fixture)
+    watchers: list[Recorder] = []
+    try:
+        token = server.login("alice")
+        watchers = [Recorder(server, token) for _ in range(10)]
+        time.sleep(6)
+        assert all(w.client.connected for w in watchers)
+        for watcher in watchers:
+            assert watcher.client.call("ping", {}, timeout=10)["ok"] is True
+    finally:
+        for watcher in watchers:
+            watcher.close()
+        next(fixture, None)

@@ -150,7 +150,10 @@ def test_a_socketio_flood_is_limited_then_disconnected(server):
     flooder = Recorder(server, token)
     neighbour = Recorder(server, token)
     for n in range(2000):
-        flooder.client.emit("ping", {"n": n})
+        try:
+            flooder.client.emit("ping", {"n": n})
+        except socketio.exceptions.BadNamespaceError:
+            break  # the server ended the session while the flood still went on
     wait_for(lambda: not flooder.client.connected, timeout=30)
     assert [m["code"] for m in flooder.of_type("error")][:1] == ["rate_limited"]
     assert neighbour.client.call("ping", {}, timeout=10)["ok"] is True
