@@ -170,8 +170,8 @@ class Config:
     WEBSOCKET_SEND_QUEUE = _int("WEBSOCKET_SEND_QUEUE", 1000)
     #: Plain WebSocket: seconds one write may wait for a client that stopped reading.
     WEBSOCKET_SEND_TIMEOUT = _float("WEBSOCKET_SEND_TIMEOUT", 30.0)
-    #: Plain WebSocket: kernel send buffer per socket in bytes (0: the OS autotunes, up to
-    #: megabytes). A small one bounds memory per client and shows a stalled reader sooner.
+    #: Plain WebSocket and SSE: kernel send buffer per socket in bytes (0: the OS autotunes,
+    #: up to megabytes). A small one bounds memory per client and shows a stalled reader sooner.
     WEBSOCKET_SEND_BUFFER = _int("WEBSOCKET_SEND_BUFFER", 0)
     #: Socket.IO: packets queued for one client that does not read before it is cut off.
     SOCKETIO_SEND_QUEUE = _int("SOCKETIO_SEND_QUEUE", 1000)

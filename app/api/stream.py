@@ -217,7 +217,9 @@ def _open(session: _Session, job_id: int | None) -> EventStream:
         retry_ms=int(config["SSE_RETRY_MS"]),
         environ=request.environ,
     )
-    stream.register(send_timeout=float(config["WEBSOCKET_SEND_TIMEOUT"]))
+    stream.register(
+        send_timeout=float(config["WEBSOCKET_SEND_TIMEOUT"]), send_buffer=int(config["WEBSOCKET_SEND_BUFFER"])
+    )
     return stream
 
 

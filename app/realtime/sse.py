@@ -134,9 +134,10 @@ class EventStream:
     def __repr__(self) -> str:
         return f"<EventStream user={self.user_id} job={self.job_id or 'all'}>"
 
-    def register(self, *, send_timeout: float) -> None:
+    def register(self, *, send_timeout: float, send_buffer: int = 0) -> None:
         """Count the stream against the user's connections (``TooMany`` past the cap) and
-        watch its session like a socket's: expiry, revocation on any process."""
+        watch its session like a socket's: expiry, revocation on any process. A
+        ``send_buffer`` (bytes, 0: the OS's) bounds what the kernel holds for a slow reader."""
         if not user_connections.acquire(self.user_id, self):
             raise TooMany(TOO_MANY_CONNECTIONS, code="too_many_connections")
         plain_sessions.add(self)
@@ -145,6 +146,8 @@ class EventStream:
         if self._socket is not None:
             try:  # a write to a reader that stopped fails after this instead of never
                 self._socket.settimeout(send_timeout)
+                if send_buffer:
+                    self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
             except OSError:
                 pass
 

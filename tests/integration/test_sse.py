@@ -34,6 +34,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         SSE_HEARTBEAT_SECONDS=str(HEARTBEAT),
         SSE_SEND_QUEUE="50",
         WEBSOCKET_SEND_TIMEOUT="5",
+        WEBSOCKET_SEND_BUFFER="4096",  # a stalled reader fills the kernel's buffer at once
     )
 
 
@@ -206,7 +207,9 @@ def test_logout_ends_an_open_stream(server):
 def test_a_stream_that_stops_reading_is_cut_off(server, alice):
     """A reader with a tiny receive window that never reads: the server's queue for it
     passes ``SSE_SEND_QUEUE`` and the stream is closed instead of growing."""
-    job = server.submit(alice, steps=4000, interval=0, log_every=1)
+    # Long enough (4,000 steps of 2 ms) for the stream to be open while it logs: its events
+    # must arrive live, not as the replay of a job that ended before the stream opened.
+    job = server.submit(alice, steps=4000, interval=0.002, log_every=1)
     scoped = stream_token(server, alice, job_id=job["id"]).json()["token"]
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
