@@ -106,10 +106,11 @@ class Signal:
         if not self._event.is_set():
             self._event.set()
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Sleep until ``set`` (or ``timeout``), then re-arm."""
-        self._event.wait(timeout)
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until ``set`` (or ``timeout``), then re-arm; False when it timed out."""
+        woken = self._event.wait(timeout)
         self._event.clear()
+        return woken
 
 
 def eventlet_patched() -> bool:

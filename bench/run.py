@@ -321,6 +321,8 @@ def finish_profile(proc: subprocess.Popen[bytes], raw: Path, top: int = 40) -> d
     total = 0
     for line in raw.read_text().splitlines() if raw.exists() else []:
         stack, _, count = line.rpartition(" ")
+        if not count.isdigit():  # a frame name with a line break in it (py-spy keeps them)
+            continue
         total += int(count)
         names = [frame.split(" (")[0] + " " + frame.rsplit("/", 1)[-1].split(":")[0] for frame in stack.split(";")]
         for name in set(names):

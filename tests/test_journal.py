@@ -5,6 +5,7 @@ Threading mode (the writer is a thread here, a greenlet plus an OS thread when s
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -122,3 +123,77 @@ def test_the_progress_of_several_jobs_is_saved_in_one_statement(app, auth):
             conn.execute(_SAVE_PROGRESS, [{"_job_id": i, "_progress": {"current": i}} for i in ids])
         db.session.expire_all()
         assert [db.session.get(Job, i).progress for i in ids] == [{"current": i} for i in ids]
+
+
+@pytest.fixture
+def held_jobs(app, auth) -> Iterator[list[JobContext]]:
+    """Four running jobs held by ``WORKER``, their first statuses stored and sent."""
+    owner_id = auth.create_user("alice")
+    with app.app_context():
+        jobs = [stored_job_context(owner_id, worker_id=WORKER) for _ in range(4)]
+        for ctx in jobs:
+            pipeline.publish_status(ctx.job_id, "running", fence=ctx.fence)
+        assert pipeline.outbox.drain()
+        yield jobs
+        for ctx in jobs:
+            pipeline.forget(ctx.job_id)
+
+
+def _log_in_one_batch(jobs: list[JobContext]) -> list[tuple[str, int]]:
+    """Each job logs once while the writer is held in an earlier commit, so that every
+    log lands in the next transaction; returns the ``UPDATE jobs`` statements of both
+    transactions, each with its number of parameter sets."""
+    gate, entered = threading.Event(), threading.Event()
+    updates: list[tuple[str, int]] = []
+
+    def hold(conn: Any) -> None:
+        pipeline.journal.commit_hook = None
+        entered.set()
+        gate.wait(5)
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # noqa: ANN001
+        if statement.lstrip().upper().startswith("UPDATE JOBS"):
+            updates.append((statement, len(parameters) if executemany else 1))
+
+    pipeline.journal.commit_hook = hold
+    jobs[0].log("held in the commit before")
+    assert entered.wait(5)
+    for ctx in jobs:
+        ctx.log("together")
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        gate.set()
+        for ctx in jobs:
+            try:
+                pipeline.settle(ctx.job_id)
+            except FenceRefused:
+                pass
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+        pipeline.journal.commit_hook = None
+    return updates
+
+
+def test_the_held_jobs_of_a_transaction_take_their_seqs_in_one_statement(held_jobs):
+    updates = _log_in_one_batch(held_jobs)
+    # The held commit's own statement, then one executemany with a row for each job.
+    assert [count for _, count in updates] == [1, len(held_jobs)]
+    for ctx in held_jobs:
+        expected = [1, 2, 3] if ctx is held_jobs[0] else [1, 2]
+        assert stored_seqs(ctx.job_id) == expected
+        assert db.session.get(Job, ctx.job_id).last_seq == expected[-1]
+
+
+def test_a_held_job_taken_meanwhile_fails_alone_in_a_shared_transaction(held_jobs):
+    taken = held_jobs[2]
+    db.session.execute(update(Job).where(Job.id == taken.job_id).values(worker_id="someone-else"))
+    db.session.commit()
+    updates = _log_in_one_batch(held_jobs)
+    # After the held commit's: the executemany missed one row, so it was rolled back and
+    # each job took its own statement.
+    assert [count for _, count in updates] == [1, len(held_jobs)] + [1] * len(held_jobs)
+    with pytest.raises(FenceRefused):
+        taken.log("refused at once")
+    for ctx in held_jobs:
+        expected = [1] if ctx is taken else [1, 2, 3] if ctx is held_jobs[0] else [1, 2]
+        assert stored_seqs(ctx.job_id) == expected

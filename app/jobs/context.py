@@ -156,12 +156,17 @@ class JobContext:
     def sleep(self, seconds: float) -> None:
         """Sleep cooperatively, waking early (and raising) on cancel."""
         deadline = time.monotonic() + seconds
+        slept = False
         while True:
             self.raise_if_cancelled()
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
+                if slept:  # the job just gave up the loop: its next progress() need not
+                    self._last_yield = now
                 return
             socketio.sleep(min(left, SLEEP_SLICE))
+            slept = True
 
     def yield_now(self) -> None:
         """Let other greenlets run (call inside CPU-heavy loops)."""

@@ -89,7 +89,7 @@ class FrameWriter:
             or socket.upgrading
             or socket.closing
             or socket.closed
-            or socket.queue.qsize()
+            or socket.queue.queue  # (eventlet's LightQueue: its deque, no qsize() call)
             or ws._sendlock.counter < 1
         ):
             self._queue(eio_sid, eio_packet)

@@ -43,6 +43,8 @@ MAX_BATCH = 1000
 COMMIT_SPACING = 0.01
 #: Pending writes from which a batch commits at once, spacing or not.
 GATHER_BELOW = 50
+#: Seconds without a write after which the writer gives its connection back to the pool.
+IDLE_RELEASE = 1.0
 
 
 class JobGone(LookupError):
@@ -51,6 +53,10 @@ class JobGone(LookupError):
 
 class SeqConflict(RuntimeError):
     """A job's seq moved under this process's feet: someone else wrote it (lease lost)."""
+
+
+class AdvanceMissed(RuntimeError):
+    """A held job's row was not where this process left it; the batch is retried job by job."""
 
 
 class FenceRefused(RuntimeError):
@@ -148,10 +154,12 @@ _SAVE_PROGRESS = (
     .values(progress=bindparam("_progress"))
 )
 _take_seqs_statements: dict[tuple[frozenset[str], str], Update] = {}
+_advance_statements: dict[frozenset[str], Update] = {}
 
 
 def _fence_condition(mode: str) -> ColumnElement[bool]:
-    active = _jobs.c.status.in_(ACTIVE_STATUSES)
+    # Not ``in_``: an expanding parameter is rendered anew on every execution.
+    active = or_(*(_jobs.c.status == status for status in ACTIVE_STATUSES))
     if mode == "held":
         return active & (_jobs.c.worker_id == bindparam("_holder"))
     if mode == "unclaimed":
@@ -181,6 +189,38 @@ def _take_seqs_statement(columns: frozenset[str], fence_mode: str) -> Update:
     return statement
 
 
+def _advance_statement(columns: frozenset[str]) -> Update:
+    """``last_seq`` from the seq before a run to its last, plus these snapshot columns, for
+    a job this process holds: one executemany for every such job of a transaction (a
+    statement per job costs more than its row). ``last_seq`` must still be the seq before
+    the run, so a row written by anyone else matches nothing."""
+    statement = _advance_statements.get(columns)
+    if statement is None:
+        snapshot = {_jobs.c[name]: bindparam(f"_v_{name}") for name in columns}
+        statement = (
+            update(_jobs)
+            .where(
+                (_jobs.c.id == bindparam("_job_id"))
+                & _fence_condition("held")
+                & (_jobs.c.last_seq == bindparam("_before"))
+            )
+            .values({_jobs.c.last_seq: bindparam("_last"), **snapshot})
+        )
+        _advance_statements[columns] = statement
+    return statement
+
+
+def _seqs_known(job_runs: list[list[EventWrite]]) -> bool:
+    """Whether a job's runs can take the executemany: every write held, its seq and owner
+    known ahead (:meth:`Journal.append`), and none a final status (whose event needs the
+    row's counts, read back by the per-job statement)."""
+    return all(
+        write.fence.mode == "held" and write.seq_handed_out and write.owner_id is not None and not write.ends_job
+        for run in job_runs
+        for write in run
+    )
+
+
 def _runs(writes: list[EventWrite]) -> list[list[EventWrite]]:
     """Consecutive writes of one job under one fence share a seq update: ordered by job
     (one lock order for every writer: no deadlocks between processes), a job's writes
@@ -197,15 +237,44 @@ def _runs(writes: list[EventWrite]) -> list[list[EventWrite]]:
     return [run for job_id in sorted(by_job) for run in by_job[job_id]]
 
 
-def _apply(conn: Connection, writes: list[EventWrite], progress_rows: list[dict[str, Any]]) -> None:
+def _apply(
+    conn: Connection, writes: list[EventWrite], progress_rows: list[dict[str, Any]], *, advance: bool = True
+) -> None:
     """Take seqs, store the events and progress in ``conn``'s transaction; set each write's
-    ``seq``/``owner_id`` or ``error`` (a refused fence fails its own writes, not the rest)."""
+    ``seq``/``owner_id`` or ``error`` (a refused fence fails its own writes, not the rest).
+
+    With ``advance``, the jobs whose seqs were handed out take one executemany; raises
+    :class:`AdvanceMissed` (roll back, retry without) if one of them is not as expected."""
     rows: list[dict[str, Any]] = []
-    for run in _runs(writes):
+    runs = _runs(writes)
+    #: Per snapshot shape, the runs (and their parameters) that take one executemany.
+    advances: dict[frozenset[str], list[tuple[list[EventWrite], dict[str, Any]]]] = {}
+    if advance and conn.dialect.supports_sane_multi_rowcount:  # its row count is checked
+        by_job: dict[int, list[list[EventWrite]]] = {}
+        for run in runs:
+            by_job.setdefault(run[0].job_id, []).append(run)
+        # A job's runs all go one way: its statements must run in its seq order.
+        fast = {job_id for job_id, job_runs in by_job.items() if _seqs_known(job_runs)}
+        slow: list[list[EventWrite]] = []
+        for run in runs:
+            if run[0].job_id not in fast:
+                slow.append(run)
+                continue
+            values = _snapshot_of(run)
+            params = {f"_v_{name}": value for name, value in values.items()}
+            params.update(_job_id=run[0].job_id, _before=run[0].seq - 1, _last=run[-1].seq, **run[0].fence.params())
+            advances.setdefault(frozenset(values), []).append((run, params))
+        runs = slow
+    for columns, items in advances.items():
+        result = conn.execute(_advance_statement(columns), [params for _, params in items])
+        if result.rowcount != len(items):
+            # Some row was not where this process left it (lease lost, job ended or gone).
+            raise AdvanceMissed(f"{len(items) - result.rowcount} of {len(items)} held jobs moved under this process")
+        for run, _ in items:
+            rows.extend(_event_row(write) for write in run)
+    for run in runs:
         first, fence = run[0], run[0].fence
-        values: dict[str, Any] = {}
-        for write in run:
-            values.update(write.snapshot)
+        values = _snapshot_of(run)
         params = {f"_v_{name}": value for name, value in values.items()}
         statement = _take_seqs_statement(frozenset(values), fence.mode)
         row = conn.execute(statement, {"_job_id": first.job_id, "_count": len(run), **params, **fence.params()}).first()
@@ -227,14 +296,29 @@ def _apply(conn: Connection, writes: list[EventWrite], progress_rows: list[dict[
                 # A job's last word carries its counters as they ended, whoever writes it
                 # (a peer settling a dead worker's job knows them only from the row).
                 write.data = {**write.data, "counts": counts}
-            rows.append(
-                {"job_id": write.job_id, "seq": write.seq, "type": write.type, "data": write.data,
-                 "created_at": write.created_at}
-            )  # fmt: skip
+            rows.append(_event_row(write))
     if rows:
         conn.execute(_INSERT_EVENTS, rows)
     if progress_rows:
         conn.execute(_SAVE_PROGRESS, progress_rows)
+
+
+def _snapshot_of(run: list[EventWrite]) -> dict[str, Any]:
+    """The job columns a run sets: each write's snapshot, the later ones winning."""
+    values: dict[str, Any] = {}
+    for write in run:
+        values.update(write.snapshot)
+    return values
+
+
+def _event_row(write: EventWrite) -> dict[str, Any]:
+    return {
+        "job_id": write.job_id,
+        "seq": write.seq,
+        "type": write.type,
+        "data": write.data,
+        "created_at": write.created_at,
+    }
 
 
 class Journal:
@@ -247,12 +331,17 @@ class Journal:
         self._pending: dict[Engine, _Batch] = {}
         #: Last seq handed out per job this process holds (learnt from its first commit).
         self._last_seq: dict[int, int] = {}
+        #: The owner of each of those jobs (the rooms of its messages), learnt likewise.
+        self._owner: dict[int, int] = {}
         #: The batch holding each held job's latest write (what ``settle`` waits for).
         self._latest_batch: dict[int, _Batch] = {}
         #: Jobs whose write failed, with the error their later writes get.
         self._broken: dict[int, BaseException] = {}
         self._lock = threading.Lock()
         self._wake: Signal | None = None
+        #: The writer's connection per engine, kept while commits keep coming: a checkout
+        #: per commit pings the database first (``pool_pre_ping``), a round trip each time.
+        self._connections: dict[Engine, Connection] = {}
         #: Called with the connection inside each transaction, where the commit runs (a
         #: test slows it down to prove the loop keeps answering meanwhile).
         self.commit_hook: Callable[[Connection], None] | None = None
@@ -298,6 +387,7 @@ class Journal:
         """The job ended here (or will be written by others): drop what is known of it."""
         with self._lock:
             self._last_seq.pop(job_id, None)
+            self._owner.pop(job_id, None)
             self._latest_batch.pop(job_id, None)
             self._broken.pop(job_id, None)
 
@@ -325,6 +415,7 @@ class Journal:
                     # Every held write takes the next seq now, waited for or not: the
                     # order of seqs is the order of hand-in, whoever asks.
                     write.seq, write.seq_handed_out = last + 1, True
+                    write.owner_id = self._owner.get(write.job_id)
                     self._last_seq[write.job_id] = last + 1
             batch = self._pending.get(engine)
             if batch is None:
@@ -349,6 +440,8 @@ class Journal:
                     self._last_seq.pop(write.job_id, None)
                 elif write.seq is not None and write.job_id not in self._broken:
                     self._last_seq[write.job_id] = max(self._last_seq.get(write.job_id, 0), write.seq)
+                    if write.owner_id is not None:
+                        self._owner[write.job_id] = write.owner_id
                 if self._latest_batch.get(write.job_id) is batch:
                     del self._latest_batch[write.job_id]
 
@@ -357,7 +450,8 @@ class Journal:
         assert self._wake is not None
         last_commit, last_size = 0.0, 0
         while True:
-            self._wake.wait(1.0)
+            if not self._wake.wait(IDLE_RELEASE) and not self._pending:
+                self._release_connections()  # quiet: back to the pool (pinged when taken)
             while self._pending:
                 # A trickle of writes is gathered until COMMIT_SPACING after the last commit
                 # began. A write after a quiet spell goes at once, and so does a stream that
@@ -415,15 +509,19 @@ class Journal:
         """One transaction for the batch; if it fails, each write alone (one bad write
         must not fail the others)."""
         engine = batch.engine
-        connection = engine.connect()  # pool checkout on the loop: the pool's locks are green
+        connection = self._connections.get(engine)
+        if connection is None:
+            # Pool checkout on the loop: the pool's locks are green.
+            connection = self._connections[engine] = engine.connect()
+        failed = False
         try:
 
-            def transaction(writes: list[EventWrite], progress_rows: list[dict[str, Any]]) -> None:
+            def transaction(writes: list[EventWrite], progress_rows: list[dict[str, Any]], advance: bool) -> None:
                 try:
                     with connection.begin():
                         if self.commit_hook is not None:
                             self.commit_hook(connection)
-                        _apply(connection, writes, progress_rows)
+                        _apply(connection, writes, progress_rows, advance=advance)
                     for write in writes:
                         write.committed = write.error is None
                 except BaseException:
@@ -433,12 +531,18 @@ class Journal:
                         write.owner_id = None
                     raise
 
-            def attempt(writes: list[EventWrite], progress_rows: list[dict[str, Any]]) -> None:
-                write_off_the_loop(engine, lambda: transaction(writes, progress_rows))
+            def attempt(writes: list[EventWrite], progress_rows: list[dict[str, Any]], advance: bool = False) -> None:
+                write_off_the_loop(engine, lambda: transaction(writes, progress_rows, advance))
 
             try:
-                attempt(batch.writes, batch.progress_rows)
+                try:
+                    attempt(batch.writes, batch.progress_rows, advance=True)
+                except AdvanceMissed:
+                    # A held job's row moved: again, each job on its own statement, which
+                    # refuses that job's writes alone (and says why) and stores the rest.
+                    attempt(batch.writes, batch.progress_rows)
             except Exception:
+                failed = True
                 if len(batch.writes) + bool(batch.progress_rows) <= 1:
                     raise
                 log.warning("a group commit of %d events failed; committing them one by one", len(batch.writes))
@@ -453,5 +557,23 @@ class Journal:
                         attempt([], batch.progress_rows)
                     except Exception:
                         log.exception("persisting progress failed")
+        except BaseException:
+            failed = True
+            raise
         finally:
-            connection.close()
+            if failed:
+                # Whatever failed (the database went away, a statement was refused), the
+                # next batch starts on a connection checked out (and pinged) afresh.
+                self._release_connection(engine)
+
+    def _release_connection(self, engine: Engine) -> None:
+        connection = self._connections.pop(engine, None)
+        if connection is not None:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - a dead connection cannot be closed cleanly
+                log.debug("closing the journal's connection failed", exc_info=True)
+
+    def _release_connections(self) -> None:
+        for engine in list(self._connections):
+            self._release_connection(engine)

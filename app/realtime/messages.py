@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
-from ..models.base import isoformat, utcnow
+from ..models.base import isoformat
 
 Message = dict[str, Any]
+
+#: ``(second, "YYYY-MM-DDTHH:MM:SS")`` of the last timestamp made by :func:`now_timestamp`.
+_second_prefix: tuple[int, str] = (-1, "")
+
+
+def now_timestamp() -> str:
+    """Now as ``isoformat(utcnow())`` writes it, at a fraction of its cost: the date and
+    time are formatted once a second, only the milliseconds per call (every tick needs one)."""
+    global _second_prefix
+    now = time.time()
+    second = int(now)
+    cached_second, prefix = _second_prefix
+    if second != cached_second:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_prefix = (second, prefix)
+    return f"{prefix}.{int((now - second) * 1000):03d}Z"
 
 
 def make_message(
@@ -23,7 +40,7 @@ def make_message(
         "type": type_,
         "job_id": job_id,
         "seq": seq,
-        "timestamp": isoformat(moment or utcnow()),
+        "timestamp": now_timestamp() if moment is None else isoformat(moment),
         "data": data,
     }
 

@@ -242,8 +242,8 @@ class Pipeline:
     def flush(self, job_id: int) -> None:
         """Send a job's pending tick now (before its final status)."""
         state = self._states.get(job_id)
-        if state is not None and state.dirty:
-            self._send_tick(state, time.monotonic())
+        if state is not None and state.dirty and self._send_tick(state, time.monotonic()):
+            _count_ticks(1)
 
     def forget(self, job_id: int) -> None:
         """Drop a finished job's progress state (its last tick is on the row) and what the
@@ -253,21 +253,21 @@ class Pipeline:
         if state is not None:
             state.dirty = False  # its heap entry is skipped when due
 
-    def _send_tick(self, state: ProgressState, now: float) -> None:
+    def _send_tick(self, state: ProgressState, now: float) -> bool:
+        """Send the job's tick; False when its lease may have passed (dropped)."""
         state.dirty = False
         # On the slot grid, so a job's phase does not drift a little later every tick
         # (a job stepping once per interval would then lose a tick now and then).
         slot = self.interval * TICK_SLOT
         state.sent_at = math.floor(now / slot) * slot
         if now > state.lease_until:
-            return
+            return False
         data = state.payload(now)
-        PROGRESS_TICKS.inc()
-        PROGRESS_PUBLISHED.inc()
         state.unsaved = True
         message = make_message(state.type, data, job_id=state.job_id)
         rooms = (job_room(state.job_id), user_jobs_room(state.owner_id), *state.extra_rooms)
         self.outbox.put(message, state.owner_id, rooms)
+        return True
 
     def _ticker(self) -> None:
         """Background loop: send each job's tick when it is due; persist now and then."""
@@ -280,14 +280,17 @@ class Pipeline:
                 while self._due and self._due[0][0] <= now:
                     due_states.append(heapq.heappop(self._due)[2])
                 next_due = self._due[0][0] if self._due else None
+            sent = 0
             for state in due_states:
                 # (A stale entry, e.g. from before an explicit flush, is skipped: the
                 # job's newer entry sends its tick on time.)
                 if state.dirty and now >= state.sent_at + self.interval * 0.99:
                     try:
-                        self._send_tick(state, now)
+                        sent += self._send_tick(state, now)
                     except Exception:
                         log.exception("progress tick failed for job %s", state.job_id)
+            if sent:
+                _count_ticks(sent)
             if now - last_persist >= self.persist_interval:
                 last_persist = now
                 self._persist_progress()
@@ -310,10 +313,18 @@ class Pipeline:
 
     def _emit(self, message: Message, owner_id: int, rooms: Iterable[str]) -> None:
         """From the outbox's loop: to the rooms, then whatever the adapters derive."""
-        socketio.emit(message["type"], message, to=list(rooms))
+        # Straight to the client manager (what ``socketio.emit`` ends in, past two layers
+        # of argument handling per message): the local fan-out, or Redis for every process.
+        socketio.server.manager.emit(message["type"], message, "/", room=list(rooms))
         for adapter in self._adapters:
             for extra_rooms, event, payload in adapter(message, owner_id):
                 socketio.emit(event, payload, to=extra_rooms)
+
+
+def _count_ticks(count: int) -> None:
+    """Metrics for ticks sent, once per ticker round (a counter takes a lock each time)."""
+    PROGRESS_TICKS.inc(count)
+    PROGRESS_PUBLISHED.inc(count)
 
 
 #: The process's pipeline.
