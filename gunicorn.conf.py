@@ -24,7 +24,9 @@ def post_fork(server, worker):  # type: ignore[no-untyped-def]
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
     """Start-up work that needs tables runs once the worker serves."""
-    from app.serving import on_serving, raise_file_limit
+    from app.serving import on_serving, raise_file_limit, share_gunicorn_eventlet_pool
 
     raise_file_limit(worker_connections + 256)
+    if "eventlet" in type(worker).__module__:
+        share_gunicorn_eventlet_pool(worker.wsgi)  # idle WebSockets without a greenlet
     on_serving(worker.wsgi)

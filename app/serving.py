@@ -40,6 +40,46 @@ def raise_file_limit(wanted: int) -> int:
     return soft
 
 
+def share_gunicorn_eventlet_pool(app: Flask) -> None:
+    """Under gunicorn's eventlet worker: one pool of ``worker_connections`` slots for the
+    requests and for the WebSockets the hub serves without their greenlet (hub_reader).
+
+    gunicorn 25.3 keeps each listener's pool inside ``_eventlet_serve``, out of reach: this
+    replaces that function (called by the worker's ``run``, after ``post_worker_init``)
+    with the same accept loop over a pool the hub reader shares; a hub-served connection
+    keeps its slot until it closes, so ``worker_connections`` still caps every connection.
+    """
+    if not app.config["SOCKETIO_HUB_READER"]:
+        return
+    import eventlet
+    from gunicorn.workers import geventlet
+
+    from .realtime.hub_reader import close_all, register_connection_slots
+
+    pools: list[Any] = []
+
+    def serve(sock: Any, handle: Any, concurrency: int) -> None:
+        if not pools:
+            pools.append(eventlet.GreenPool(concurrency))
+            register_connection_slots(pools[0].sem)
+        pool = pools[0]  # every listener of the worker: one cap
+        server_gt = eventlet.greenthread.getcurrent()
+        while True:
+            try:
+                conn, addr = sock.accept()
+                thread = pool.spawn(handle, conn, addr)
+                thread.link(geventlet._eventlet_stop, server_gt, conn)
+                conn, addr, thread = None, None, None
+            except eventlet.StopServe:
+                sock.close()
+                pool.waitall()
+                register_connection_slots(None)
+                close_all()  # the WebSockets the hub served (the pool ended the others)
+                return
+
+    geventlet._eventlet_serve = serve
+
+
 def on_serving(app: Flask) -> None:
     """Start-up work that needs the tables: the demo login, the sweep, the heartbeat."""
     from .realtime.queue_health import log_queue_at_start

@@ -21,9 +21,10 @@ cost. Here, once the WebSocket handshake (and an upgrade's probe) is done, the r
   the connection's drain (``eventlet_websocket._Drain``) writes what had to queue; the
   drain tells the reader before it closes the socket, so the hub never watches a closed
   descriptor;
-* the connection keeps a slot of the server's connection pool (``MAX_CONNECTIONS``) until
-  it closes. Without a registered pool (gunicorn's worker keeps its pool to itself) and
-  when the pool is full, connections keep the greenlet path (``eventlet_websocket``).
+* the connection keeps a slot of the server's connection pool (``MAX_CONNECTIONS``, or
+  gunicorn's ``worker_connections`` through ``serving.share_gunicorn_eventlet_pool``) until
+  it closes. Without a registered pool and when the pool is full, connections keep the
+  greenlet path (``eventlet_websocket``).
 
 Frames are read as eventlet's ``RFC6455WebSocket`` reads them, with the same checks and
 close codes (client frames masked, no reserved bits, control frames final and short, the
