@@ -6,11 +6,25 @@ import logging
 from typing import Any
 
 from flask import Flask
+from flask.sessions import SessionInterface
 
 from .config import INSTANCE_DIR, load_config
 from .errors import register_page_errors
 from .extensions import db, jwt, migrate, sock
 from .logs import RequestLog, configure_logging
+
+
+class NoCookieSession(SessionInterface):
+    """Herald keeps nothing in Flask's cookie session: tokens authenticate every request and
+    socket. Opening it anyway built a signing serializer for every request and for every
+    Socket.IO connect (Flask-SocketIO opens it per connection); ``session`` is a read-only
+    empty session instead."""
+
+    def open_session(self, app: Flask, request: Any) -> None:
+        return None  # Flask then uses its null session
+
+    def save_session(self, app: Flask, session: Any, response: Any) -> None:
+        return None
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -20,6 +34,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder="../static", template_folder="../templates")
     app.config.update(load_config(config))
     app.request_class = HeraldRequest
+    app.session_interface = NoCookieSession()
     app.json = HeraldJSONProvider(app)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter

@@ -58,7 +58,7 @@ def forget_event_requests(socketio_ext: Any) -> None:
 
 def init_realtime(app: Flask) -> None:
     """Bind Flask-SocketIO with Herald's client manager, limits and handlers."""
-    from . import events  # noqa: F401  (registers the Socket.IO handlers)
+    from . import events  # (importing it registers the Socket.IO handlers)
     from .subscriptions import catch_up
 
     limit = int(app.config["SOCKET_MESSAGE_LIMIT"])
@@ -85,6 +85,7 @@ def init_realtime(app: Flask) -> None:
     if isinstance(manager, HeraldRedisManager):
         manager.on_recovered = partial(catch_up, app)
     socketio.init_app(app, **options)
+    events.greet_after_connect(socketio.server)
     if not getattr(socketio, "herald_forgets_requests", False):
         forget_event_requests(socketio)
         socketio.herald_forgets_requests = True  # type: ignore[attr-defined]

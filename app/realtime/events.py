@@ -111,22 +111,36 @@ def on_connect(auth: Any = None) -> None:
             "server_time": isoformat(utcnow()),
         },
     )
-    socketio.start_background_task(_greet_when_connected, sid, greeting)
+    _greetings[sid] = greeting  # sent right after the CONNECT packet (greet_after_connect)
 
 
-def _greet_when_connected(sid: str, greeting: Message) -> None:
-    """Send the greeting once the client has its CONNECT packet (not before)."""
-    for _ in range(200):
-        if socketio.server.manager.is_connected(sid, "/"):
+#: Greetings of connections whose CONNECT packet is not sent yet, by sid.
+_greetings: dict[str, Message] = {}
+
+
+def greet_after_connect(server: Any) -> None:
+    """Send each accepted connection its ``connection_established`` right after python-socketio
+    sends the CONNECT packet, which follows the connect handler (a message sent from the
+    handler would reach the client before it is connected, and be dropped)."""
+    stock = server._handle_connect
+
+    def handle_connect(eio_sid: str, namespace: str | None, data: Any) -> None:
+        try:
+            stock(eio_sid, namespace, data)
+        finally:
+            sid = server.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+            greeting = _greetings.pop(sid, None) if sid is not None else None
+        if greeting is not None and server.manager.is_connected(sid, namespace or "/"):
             _send_to_sid(sid, greeting)
-            return
-        socketio.sleep(0.005)
+
+    server._handle_connect = handle_connect
 
 
 @socketio.on("disconnect")
 def on_disconnect(reason: Any = None) -> None:
     """Forget the connection's subscriptions and identity."""
     sid: str = request.sid  # type: ignore[attr-defined]
+    _greetings.pop(sid, None)
     ledger.forget(sid)
     connections.unregister(sid)
     user_connections.release(sid)

@@ -9,12 +9,15 @@ PostgreSQL database per test, copied from a migrated template, and the real Redi
 
 from __future__ import annotations
 
+import atexit
 import gc
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,6 +69,22 @@ def prepare_database(database_url: str, usernames: list[str]) -> None:
         from app.extensions import db
 
         db.engine.dispose()  # no connection left behind (a PostgreSQL template must have none)
+
+
+def fresh_sqlite_database(path: Path) -> str:
+    """A migrated SQLite database with users alice and bob at ``path``, copied from one
+    prepared per test session (migrating and hashing two passwords per test cost more
+    than many a test); returns its URL."""
+    template: Path | None = _shared.get("sqlite_template")
+    if template is None:
+        folder = Path(tempfile.mkdtemp(prefix="herald-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        template = folder / "herald.db"
+        prepare_database(f"sqlite:///{template}", ["alice", "bob"])
+        assert not Path(f"{template}-wal").exists(), "the template's last connection left its WAL behind"
+        _shared["sqlite_template"] = template
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
 
 
 class ServerProcess:
@@ -179,8 +198,7 @@ def launch(tmp_path: Path, server_class: type[ServerProcess] = ServerProcess, **
             "WORKER_HEARTBEAT_INTERVAL": "1",
         }
     else:
-        engines = {"DATABASE_URL": f"sqlite:///{tmp_path / 'herald.db'}"}
-        prepare_database(engines["DATABASE_URL"], ["alice", "bob"])
+        engines = {"DATABASE_URL": fresh_sqlite_database(tmp_path / "herald.db")}
     proc = server_class(
         tmp_path,
         {
