@@ -27,11 +27,33 @@ class NoCookieSession(SessionInterface):
         return None
 
 
+class HeraldFlask(Flask):
+    """Flask without URL routing for Socket.IO events.
+
+    Flask-SocketIO runs each event in a request context built from the connection's
+    handshake environ (``/socket.io/``), which no route matches: binding a URL adapter and
+    raising a ``NotFound`` for every connect and every event was a tenth of a reconnect
+    storm's CPU. Requests to ``/socket.io/`` never reach Flask's routing (Engine.IO's
+    middleware answers them), so only events take this path.
+    """
+
+    def create_url_adapter(self, request: Any) -> Any:
+        if request is not None and request.environ.get("PATH_INFO", "").startswith(SOCKETIO_PATH):
+            return None
+        return super().create_url_adapter(request)
+
+
+#: Where Flask-SocketIO's middleware serves Engine.IO (its default ``socketio_path``).
+SOCKETIO_PATH = "/socket.io/"
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: config, extensions, blueprints, realtime, CLI. Nothing starts here."""
     from .api.schema import HeraldJSONProvider, HeraldRequest, IdConverter
 
-    app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder="../static", template_folder="../templates")
+    app = HeraldFlask(
+        __name__, instance_path=str(INSTANCE_DIR), static_folder="../static", template_folder="../templates"
+    )
     app.config.update(load_config(config))
     app.request_class = HeraldRequest
     app.session_interface = NoCookieSession()

@@ -16,7 +16,7 @@ from flask import Flask
 
 from ..errors import NotFound
 from ..extensions import db, socketio
-from ..jobs.service import check_job_owner, job_events, job_snapshot
+from ..jobs.service import check_job_owner, job_event_messages, job_snapshot
 from ..metrics import RESUMED_COMPLETE, RESUMED_RESYNC
 from ..models import Job
 from .delivery import ledger
@@ -105,14 +105,14 @@ def _replay(job_id: int, last_seq: int, head: int, send: Callable[[Message], Non
         return Resume.RESYNC, head
     after = last_seq
     while after < head:
-        page = job_events(job_id, after=after, limit=REPLAY_PAGE)
-        if not page or page[0].seq != after + 1:
+        page = job_event_messages(job_id, after=after, limit=REPLAY_PAGE)
+        if not page or page[0]["seq"] != after + 1:
             # Trimmed below the position: start again from the snapshot. Events past ``head``
             # sent meanwhile come again live (the ledger releases everything after ``head``).
             return Resume.RESYNC, head
-        for event in page:
-            send(event.to_message())
-        after = page[-1].seq
+        for message in page:
+            send(message)
+        after = page[-1]["seq"]
         socketio.sleep(0)
     return Resume.COMPLETE, after
 
