@@ -197,3 +197,14 @@ def test_a_held_job_taken_meanwhile_fails_alone_in_a_shared_transaction(held_job
     for ctx in held_jobs:
         expected = [1] if ctx is taken else [1, 2, 3] if ctx is held_jobs[0] else [1, 2]
         assert stored_seqs(ctx.job_id) == expected
+
+
+def test_a_kept_connection_that_died_is_replaced_and_nothing_is_lost(held_job):
+    held_job.log("before")
+    pipeline.settle(held_job.job_id)
+    kept = pipeline.journal._connections[db.engine]
+    kept.connection.dbapi_connection.close()  # as when a database server restarts
+    held_job.log("after")
+    pipeline.settle(held_job.job_id)
+    assert stored_seqs(held_job.job_id) == [1, 2, 3]
+    assert pipeline.journal._connections[db.engine] is not kept

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, insert, or_, select, true, update
+from sqlalchemy.exc import DBAPIError
 
 from ..concurrency import Signal
 from ..database import write_off_the_loop
@@ -536,7 +537,16 @@ class Journal:
 
             try:
                 try:
-                    attempt(batch.writes, batch.progress_rows, advance=True)
+                    try:
+                        attempt(batch.writes, batch.progress_rows, advance=True)
+                    except DBAPIError as exc:
+                        if not exc.connection_invalidated:
+                            raise
+                        # The kept connection had died (the database restarted meanwhile):
+                        # once more on one checked out, and pinged, afresh.
+                        self._release_connection(engine)
+                        connection = self._connections[engine] = engine.connect()
+                        attempt(batch.writes, batch.progress_rows, advance=True)
                 except AdvanceMissed:
                     # A held job's row moved: again, each job on its own statement, which
                     # refuses that job's writes alone (and says why) and stores the rest.
