@@ -228,6 +228,11 @@ class NamespacedServer(ServerProcess):
     def command(self) -> list[str]:
         return ["unshare", "--pid", "--fork", "--kill-child", sys.executable, str(ROOT / "wsgi.py")]
 
+    def stop(self) -> None:
+        """``unshare --fork`` waits out a SIGTERM (stop() then waited 10 s for nothing):
+        kill it, and ``--kill-child`` takes the server with it."""
+        self.kill()
+
 
 def test_redis_stopped_for_5_s_mid_job_loses_nothing_for_clients_on_the_other_process(cluster: Cluster):
     runner_web = cluster.web(ServerProcess)
