@@ -19,11 +19,20 @@ from .extensions import socketio
 
 T = TypeVar("T")
 
-#: What a yield sleeps. ``sleep(0)`` under gevent only runs greenlets already runnable and
-#: never lets the loop poll sockets or fire timers while the yielder keeps yielding (a
-#: 40,000-row XLSX import held pings ~0.5 s); a tiny real sleep passes through the loop in
-#: every mode.
-YIELD_SLEEP = 0.0001
+#: What a yield sleeps under gevent: ``sleep(0)`` there only runs greenlets already
+#: runnable and never lets the loop poll sockets or fire timers while the yielder keeps
+#: yielding (a 40,000-row XLSX import held pings ~0.5 s); a tiny real sleep passes through
+#: the loop. Under eventlet ``sleep(0)`` is a timer like any other: the hub polls sockets
+#: and fires every due timer before the yielder runs again, and a real sleep cost a busy
+#: import a fifth of its speed.
+GEVENT_YIELD_SLEEP = 0.0001
+
+
+def yield_to_loop() -> None:
+    """Let every other ready greenlet, timer and socket of the loop have a turn."""
+    socketio.sleep(GEVENT_YIELD_SLEEP if socketio.async_mode == "gevent" else 0)
+
+
 #: How long a background loop (delivery, the journal's hand-back) may run between yields.
 LOOP_SLICE = 0.005
 
@@ -38,7 +47,7 @@ class Slicer:
         """Call once per item: yields when the slice is used up (cheap otherwise)."""
         now = time.monotonic()
         if now - self._since >= LOOP_SLICE:
-            socketio.sleep(YIELD_SLEEP)
+            yield_to_loop()
             self._since = time.monotonic()
 
 
