@@ -13,6 +13,9 @@ from .errors import register_page_errors
 from .extensions import db, jwt, migrate, sock
 from .logs import RequestLog, configure_logging
 
+#: Where Flask-SocketIO's middleware serves Engine.IO (its default ``socketio_path``).
+SOCKETIO_PATH = "/socket.io/"
+
 
 class NoCookieSession(SessionInterface):
     """Herald keeps nothing in Flask's cookie session: tokens authenticate every request and
@@ -41,10 +44,6 @@ class HeraldFlask(Flask):
         if request is not None and request.environ.get("PATH_INFO", "").startswith(SOCKETIO_PATH):
             return None
         return super().create_url_adapter(request)
-
-
-#: Where Flask-SocketIO's middleware serves Engine.IO (its default ``socketio_path``).
-SOCKETIO_PATH = "/socket.io/"
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
