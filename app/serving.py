@@ -72,9 +72,12 @@ def share_gunicorn_eventlet_pool(app: Flask) -> None:
                 conn, addr, thread = None, None, None
             except eventlet.StopServe:
                 sock.close()
-                pool.waitall()
+                # The WebSockets the hub serves first (their disconnect handlers run):
+                # waitall() waits for the request greenlets, and gunicorn kills this one
+                # once its graceful timeout has passed.
                 register_connection_slots(None)
-                close_all()  # the WebSockets the hub served (the pool ended the others)
+                close_all()
+                pool.waitall()
                 return
 
     geventlet._eventlet_serve = serve

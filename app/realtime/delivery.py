@@ -364,7 +364,7 @@ class _RoomsBySid:
         if rooms is not None:
             rooms.discard(room)
             if not rooms:
-                del self._rooms_of[(namespace, sid)]
+                self._rooms_of.pop((namespace, sid), None)  # (a disconnect may have taken it)
 
     def basic_disconnect(self, sid, namespace, **kwargs):  # type: ignore[no-untyped-def]
         """``BaseManager.basic_disconnect`` with the sid's rooms from the index."""

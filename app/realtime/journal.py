@@ -211,15 +211,20 @@ def _advance_statement(columns: frozenset[str]) -> Update:
     return statement
 
 
-def _seqs_known(job_runs: list[list[EventWrite]]) -> bool:
-    """Whether a job's runs can take the executemany: every write held, its seq and owner
-    known ahead (:meth:`Journal.append`), and none a final status (whose event needs the
-    row's counts, read back by the per-job statement)."""
-    return all(
+def _one_advance(runs: list[list[EventWrite]]) -> bool:
+    """Whether a batch's runs can all take one executemany: one run per job, every write
+    held with its seq and owner known ahead (:meth:`Journal.append`), none a final status
+    (its event needs the row's counts, read back by the per-job statement), and the same
+    snapshot columns throughout (one statement shape)."""
+    if not runs or len({run[0].job_id for run in runs}) != len(runs):
+        return False
+    if not all(
         write.fence.mode == "held" and write.seq_handed_out and write.owner_id is not None and not write.ends_job
-        for run in job_runs
+        for run in runs
         for write in run
-    )
+    ):
+        return False
+    return len({frozenset(_snapshot_of(run)) for run in runs}) == 1
 
 
 def _runs(writes: list[EventWrite]) -> list[list[EventWrite]]:
@@ -244,35 +249,32 @@ def _apply(
     """Take seqs, store the events and progress in ``conn``'s transaction; set each write's
     ``seq``/``owner_id`` or ``error`` (a refused fence fails its own writes, not the rest).
 
-    With ``advance``, the jobs whose seqs were handed out take one executemany; raises
-    :class:`AdvanceMissed` (roll back, retry without) if one of them is not as expected."""
+    With ``advance``, a batch of held jobs whose seqs were all handed out ahead takes one
+    executemany; raises :class:`AdvanceMissed` (roll back, retry without) if one of its
+    rows is not as expected."""
     rows: list[dict[str, Any]] = []
     runs = _runs(writes)
-    #: Per snapshot shape, the runs (and their parameters) that take one executemany.
-    advances: dict[frozenset[str], list[tuple[list[EventWrite], dict[str, Any]]]] = {}
-    if advance and conn.dialect.supports_sane_multi_rowcount:  # its row count is checked
-        by_job: dict[int, list[list[EventWrite]]] = {}
+    if advance and conn.dialect.supports_sane_multi_rowcount and _one_advance(runs):
+        # Every run in one statement, in job-id order like the per-job path (one lock order
+        # for every writer); its row count is checked.
+        params = []
         for run in runs:
-            by_job.setdefault(run[0].job_id, []).append(run)
-        # A job's runs all go one way: its statements must run in its seq order.
-        fast = {job_id for job_id, job_runs in by_job.items() if _seqs_known(job_runs)}
-        slow: list[list[EventWrite]] = []
-        for run in runs:
-            if run[0].job_id not in fast:
-                slow.append(run)
-                continue
-            values = _snapshot_of(run)
-            params = {f"_v_{name}": value for name, value in values.items()}
-            params.update(_job_id=run[0].job_id, _before=run[0].seq - 1, _last=run[-1].seq, **run[0].fence.params())
-            advances.setdefault(frozenset(values), []).append((run, params))
-        runs = slow
-    for columns, items in advances.items():
-        result = conn.execute(_advance_statement(columns), [params for _, params in items])
-        if result.rowcount != len(items):
+            values = {f"_v_{name}": value for name, value in _snapshot_of(run).items()}
+            params.append(
+                {
+                    **values,
+                    "_job_id": run[0].job_id,
+                    "_before": run[0].seq - 1,
+                    "_last": run[-1].seq,
+                    **run[0].fence.params(),
+                }
+            )
+        result = conn.execute(_advance_statement(frozenset(_snapshot_of(runs[0]))), params)
+        if result.rowcount != len(runs):
             # Some row was not where this process left it (lease lost, job ended or gone).
-            raise AdvanceMissed(f"{len(items) - result.rowcount} of {len(items)} held jobs moved under this process")
-        for run, _ in items:
-            rows.extend(_event_row(write) for write in run)
+            raise AdvanceMissed(f"{len(runs) - result.rowcount} of {len(runs)} held jobs moved under this process")
+        rows.extend(_event_row(write) for run in runs for write in run)
+        runs = []
     for run in runs:
         first, fence = run[0], run[0].fence
         values = _snapshot_of(run)
@@ -510,71 +512,84 @@ class Journal:
         """One transaction for the batch; if it fails, each write alone (one bad write
         must not fail the others)."""
         engine = batch.engine
-        connection = self._connections.get(engine)
-        if connection is None:
-            # Pool checkout on the loop: the pool's locks are green.
-            connection = self._connections[engine] = engine.connect()
         failed = False
+        #: Set once a transaction asks for its COMMIT: past that point a lost connection
+        #: may have committed, so the batch is not sent again.
+        committing = [False]
+
+        def transaction(
+            connection: Connection, writes: list[EventWrite], progress_rows: list[dict[str, Any]], advance: bool
+        ) -> None:
+            try:
+                with connection.begin() as outer:
+                    if self.commit_hook is not None:
+                        self.commit_hook(connection)
+                    _apply(connection, writes, progress_rows, advance=advance)
+                    committing[0] = True
+                    outer.commit()
+                for write in writes:
+                    write.committed = write.error is None
+            except BaseException:
+                for write in writes:  # rolled back: no seq was taken (handed-out ones stay)
+                    if not write.seq_handed_out:
+                        write.seq = None
+                    write.owner_id = None
+                raise
+
+        def attempt(writes: list[EventWrite], progress_rows: list[dict[str, Any]], advance: bool = False) -> None:
+            committing[0] = False
+            for write in writes:
+                write.error = None
+            connection = self._connection_for(engine)  # on the loop: the pool's locks are green
+            write_off_the_loop(engine, lambda: transaction(connection, writes, progress_rows, advance))
+
         try:
-
-            def transaction(writes: list[EventWrite], progress_rows: list[dict[str, Any]], advance: bool) -> None:
-                try:
-                    with connection.begin():
-                        if self.commit_hook is not None:
-                            self.commit_hook(connection)
-                        _apply(connection, writes, progress_rows, advance=advance)
-                    for write in writes:
-                        write.committed = write.error is None
-                except BaseException:
-                    for write in writes:  # rolled back: no seq was taken (handed-out ones stay)
-                        if not write.seq_handed_out:
-                            write.seq = None
-                        write.owner_id = None
-                    raise
-
-            def attempt(writes: list[EventWrite], progress_rows: list[dict[str, Any]], advance: bool = False) -> None:
-                write_off_the_loop(engine, lambda: transaction(writes, progress_rows, advance))
-
             try:
                 try:
-                    try:
-                        attempt(batch.writes, batch.progress_rows, advance=True)
-                    except DBAPIError as exc:
-                        if not exc.connection_invalidated:
-                            raise
-                        # The kept connection had died (the database restarted meanwhile):
-                        # once more on one checked out, and pinged, afresh.
-                        self._release_connection(engine)
-                        connection = self._connections[engine] = engine.connect()
-                        attempt(batch.writes, batch.progress_rows, advance=True)
-                except AdvanceMissed:
-                    # A held job's row moved: again, each job on its own statement, which
-                    # refuses that job's writes alone (and says why) and stores the rest.
-                    attempt(batch.writes, batch.progress_rows)
-            except Exception:
-                failed = True
-                if len(batch.writes) + bool(batch.progress_rows) <= 1:
-                    raise
-                log.warning("a group commit of %d events failed; committing them one by one", len(batch.writes))
-                for write in batch.writes:
-                    write.error = None
-                    try:
-                        attempt([write], [])
-                    except Exception as exc:
-                        write.error = exc
-                if batch.progress_rows:
-                    try:
-                        attempt([], batch.progress_rows)
-                    except Exception:
-                        log.exception("persisting progress failed")
+                    attempt(batch.writes, batch.progress_rows, advance=True)
+                except DBAPIError as exc:
+                    if not exc.connection_invalidated or committing[0]:
+                        raise
+                    # The kept connection had died before this transaction reached the
+                    # database (it restarted meanwhile): once more on a fresh connection.
+                    self._release_connection(engine)
+                    attempt(batch.writes, batch.progress_rows, advance=True)
+            except AdvanceMissed:
+                # A held job's row moved: again, each job on its own statement, which
+                # refuses that job's writes alone (and says why) and stores the rest.
+                attempt(batch.writes, batch.progress_rows)
+        except Exception:
+            failed = True
+            self._release_connection(engine)  # whatever failed, a fresh connection next
+            if len(batch.writes) + bool(batch.progress_rows) <= 1:
+                raise
+            log.warning("a group commit of %d events failed; committing them one by one", len(batch.writes))
+            for write in batch.writes:
+                try:
+                    attempt([write], [])
+                except Exception as exc:
+                    write.error = exc
+                    self._release_connection(engine)
+            if batch.progress_rows:
+                try:
+                    attempt([], batch.progress_rows)
+                except Exception:
+                    log.exception("persisting progress failed")
+                    self._release_connection(engine)
         except BaseException:
             failed = True
             raise
         finally:
             if failed:
-                # Whatever failed (the database went away, a statement was refused), the
-                # next batch starts on a connection checked out (and pinged) afresh.
+                # The next batch starts on a connection checked out (and pinged) afresh.
                 self._release_connection(engine)
+
+    def _connection_for(self, engine: Engine) -> Connection:
+        """The writer's kept connection to ``engine``, checked out when there is none."""
+        connection = self._connections.get(engine)
+        if connection is None or connection.closed:
+            connection = self._connections[engine] = engine.connect()
+        return connection
 
     def _release_connection(self, engine: Engine) -> None:
         connection = self._connections.pop(engine, None)
