@@ -157,8 +157,9 @@ class Config:
     #: Socket.IO / plain WebSocket heartbeat: ping every N seconds, drop after M more.
     PING_INTERVAL = _int("PING_INTERVAL", 25)
     PING_TIMEOUT = _int("PING_TIMEOUT", 20)
-    #: Socket.IO over WebSocket under ``python wsgi.py`` (eventlet): an idle connection is
-    #: watched by the event hub instead of keeping a greenlet (app/realtime/hub_reader.py).
+    #: Socket.IO over WebSocket under eventlet (``python wsgi.py``, gunicorn's eventlet
+    #: worker): an idle connection is watched by the event hub instead of keeping a greenlet
+    #: (app/realtime/hub_reader.py).
     SOCKETIO_HUB_READER = _bool("SOCKETIO_HUB_READER", True)
     #: Offer permessage-deflate to WebSocket clients (off: it costs more than it saves).
     WEBSOCKET_COMPRESSION = _bool("WEBSOCKET_COMPRESSION", False)

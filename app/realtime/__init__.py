@@ -41,7 +41,7 @@ def forget_event_requests(socketio_ext: Any) -> None:
     python-socketio keeps for the session, and werkzeug's ``Request`` stores itself in that
     environ (``werkzeug.request``): so every idle connection kept its last event's request —
     the parsed query string and headers, the event's arguments (the connect's ``auth``, with
-    its token) and the routing ``NotFound`` with its traceback. The next event builds its own.
+    its token). The next event builds its own.
     """
     stock = socketio_ext._handle_event
 

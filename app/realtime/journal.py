@@ -211,20 +211,20 @@ def _advance_statement(columns: frozenset[str]) -> Update:
     return statement
 
 
-def _one_advance(runs: list[list[EventWrite]]) -> bool:
-    """Whether a batch's runs can all take one executemany: one run per job, every write
-    held with its seq and owner known ahead (:meth:`Journal.append`), none a final status
-    (its event needs the row's counts, read back by the per-job statement), and the same
-    snapshot columns throughout (one statement shape)."""
-    if not runs or len({run[0].job_id for run in runs}) != len(runs):
-        return False
-    if not all(
-        write.fence.mode == "held" and write.seq_handed_out and write.owner_id is not None and not write.ends_job
-        for run in runs
-        for write in run
-    ):
-        return False
-    return len({frozenset(_snapshot_of(run)) for run in runs}) == 1
+def _one_advance(runs: list[list[EventWrite]], snapshots: list[dict[str, Any]]) -> bool:
+    """Whether a batch's runs can all take one executemany: every write held with its seq
+    and owner known ahead (:meth:`Journal.append`), none a final status (its event needs
+    the row's counts, read back by the per-job statement), and the same snapshot columns
+    throughout (one statement shape)."""
+    return (
+        bool(runs)
+        and all(
+            write.fence.mode == "held" and write.seq_handed_out and write.owner_id is not None and not write.ends_job
+            for run in runs
+            for write in run
+        )
+        and len({frozenset(values) for values in snapshots}) == 1
+    )
 
 
 def _runs(writes: list[EventWrite]) -> list[list[EventWrite]]:
@@ -254,30 +254,23 @@ def _apply(
     rows is not as expected."""
     rows: list[dict[str, Any]] = []
     runs = _runs(writes)
-    if advance and conn.dialect.supports_sane_multi_rowcount and _one_advance(runs):
+    snapshots = [_snapshot_of(run) for run in runs]
+    if advance and conn.dialect.supports_sane_multi_rowcount and _one_advance(runs, snapshots):
         # Every run in one statement, in job-id order like the per-job path (one lock order
         # for every writer); its row count is checked.
-        params = []
-        for run in runs:
-            values = {f"_v_{name}": value for name, value in _snapshot_of(run).items()}
-            params.append(
-                {
-                    **values,
-                    "_job_id": run[0].job_id,
-                    "_before": run[0].seq - 1,
-                    "_last": run[-1].seq,
-                    **run[0].fence.params(),
-                }
-            )
-        result = conn.execute(_advance_statement(frozenset(_snapshot_of(runs[0]))), params)
+        params = [
+            {f"_v_{name}": value for name, value in values.items()}
+            | {"_job_id": run[0].job_id, "_before": run[0].seq - 1, "_last": run[-1].seq, **run[0].fence.params()}
+            for run, values in zip(runs, snapshots, strict=True)
+        ]
+        result = conn.execute(_advance_statement(frozenset(snapshots[0])), params)
         if result.rowcount != len(runs):
             # Some row was not where this process left it (lease lost, job ended or gone).
             raise AdvanceMissed(f"{len(runs) - result.rowcount} of {len(runs)} held jobs moved under this process")
         rows.extend(_event_row(write) for run in runs for write in run)
-        runs = []
-    for run in runs:
+        runs, snapshots = [], []
+    for run, values in zip(runs, snapshots, strict=True):
         first, fence = run[0], run[0].fence
-        values = _snapshot_of(run)
         params = {f"_v_{name}": value for name, value in values.items()}
         statement = _take_seqs_statement(frozenset(values), fence.mode)
         row = conn.execute(statement, {"_job_id": first.job_id, "_count": len(run), **params, **fence.params()}).first()
@@ -515,17 +508,18 @@ class Journal:
         failed = False
         #: Set once a transaction asks for its COMMIT: past that point a lost connection
         #: may have committed, so the batch is not sent again.
-        committing = [False]
+        committing = False
 
         def transaction(
             connection: Connection, writes: list[EventWrite], progress_rows: list[dict[str, Any]], advance: bool
         ) -> None:
+            nonlocal committing
             try:
                 with connection.begin() as outer:
                     if self.commit_hook is not None:
                         self.commit_hook(connection)
                     _apply(connection, writes, progress_rows, advance=advance)
-                    committing[0] = True
+                    committing = True
                     outer.commit()
                 for write in writes:
                     write.committed = write.error is None
@@ -537,7 +531,8 @@ class Journal:
                 raise
 
         def attempt(writes: list[EventWrite], progress_rows: list[dict[str, Any]], advance: bool = False) -> None:
-            committing[0] = False
+            nonlocal committing
+            committing = False
             for write in writes:
                 write.error = None
             connection = self._connection_for(engine)  # on the loop: the pool's locks are green
@@ -548,7 +543,7 @@ class Journal:
                 try:
                     attempt(batch.writes, batch.progress_rows, advance=True)
                 except DBAPIError as exc:
-                    if not exc.connection_invalidated or committing[0]:
+                    if not exc.connection_invalidated or committing:
                         raise
                     # The kept connection had died before this transaction reached the
                     # database (it restarted meanwhile): once more on a fresh connection.
