@@ -225,6 +225,7 @@ def _serve(app: Flask) -> None:
         import eventlet.wsgi
 
         from .realtime.hub_reader import close_all, register_connection_slots
+        from .realtime.upgrade import UpgradeFirstProtocol
 
         # One pool of MAX_CONNECTIONS slots for requests and for WebSockets the hub serves
         # without their greenlet (each keeps a slot until it closes).
@@ -233,7 +234,12 @@ def _serve(app: Flask) -> None:
             register_connection_slots(pool.sem)
         try:
             eventlet.wsgi.server(
-                listener, app, custom_pool=pool, log_output=False, log=logging.getLogger("eventlet.wsgi")
+                listener,
+                app,
+                custom_pool=pool,
+                protocol=UpgradeFirstProtocol,  # WebSocket upgrades skip its HTTP parsing
+                log_output=False,
+                log=logging.getLogger("eventlet.wsgi"),
             )
         finally:
             register_connection_slots(None)

@@ -9,7 +9,6 @@ from flask import Flask
 
 from ..extensions import socketio
 from .delivery import HeraldRedisManager, make_client_manager
-from .eventlet_websocket import install_eventlet_websocket
 from .frames import install_frame_writer
 from .gevent_websocket import install_gevent_websocket
 from .limits import init_limits
@@ -90,7 +89,10 @@ def init_realtime(app: Flask) -> None:
         forget_event_requests(socketio)
         socketio.herald_forgets_requests = True  # type: ignore[attr-defined]
     install_frame_writer(socketio.server, queue_limit=int(app.config["SOCKETIO_SEND_QUEUE"]))
-    install_eventlet_websocket(socketio.server)
+    if socketio.server.eio.async_mode == "eventlet":
+        from .eventlet_websocket import install_eventlet_websocket  # imports eventlet's modules
+
+        install_eventlet_websocket(socketio.server)
     install_gevent_websocket(socketio.server)
     init_limits(app)
     init_queue_probe(app)

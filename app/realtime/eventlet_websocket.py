@@ -26,6 +26,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import eventlet
+from engineio import exceptions, packet
+from engineio import socket as eio_socket
+from eventlet import hubs
+from eventlet.queue import Empty, Queue
+from eventlet.websocket import RFC6455WebSocket
+
 from .frames import apply_mask
 from .hub_reader import hand_over
 
@@ -36,9 +43,6 @@ def install_eventlet_websocket(server: Any) -> None:
     eio = server.eio
     if eio.async_mode != "eventlet":
         return
-    from engineio import socket as eio_socket
-    from eventlet.websocket import RFC6455WebSocket
-
     RFC6455WebSocket._apply_mask = staticmethod(apply_mask)
     eio.create_queue = _waking_queue_class()
     socket_class = eio_socket.Socket
@@ -71,8 +75,6 @@ def install_eventlet_websocket(server: Any) -> None:
 
 
 def _waking_queue_class() -> type:
-    from eventlet.queue import Queue
-
     class WakingQueue(Queue):  # type: ignore[misc]
         """An Engine.IO packet queue that tells its connection's drain when it has work."""
 
@@ -90,16 +92,11 @@ def _schedule(seconds: float, function: Callable[..., None], *args: Any) -> None
     """Run ``function`` in a greenlet of its own after ``seconds``: a hub timer until then.
     (Timer callbacks run in the hub, which must never block: a ping may close the session
     and run its disconnect handlers.)"""
-    import eventlet
-    from eventlet import hubs
-
     hubs.get_hub().schedule_call_global(seconds, eventlet.spawn_n, function, *args)
 
 
 def _ping(socket: Any) -> None:
     """python-engineio's ``_send_ping`` without its sleep (the timer did the waiting)."""
-    from engineio import packet
-
     if not socket.closing and not socket.closed:
         socket.last_ping = time.time()
         socket.send(packet.Packet(packet.PING))
@@ -109,14 +106,9 @@ class _Drain:
     """Writes a connection's queued packets from a greenlet that lives only while there
     are any (python-engineio's writer, minus the waiting)."""
 
-    __slots__ = ("_spawn", "_empty", "socket", "ws", "greenlet", "finished", "on_close")
+    __slots__ = ("socket", "ws", "greenlet", "finished", "on_close")
 
     def __init__(self, socket: Any, ws: Any, *, on_close: Callable[[], bool] | None = None) -> None:
-        import eventlet
-        from eventlet.queue import Empty
-
-        self._spawn = eventlet.spawn
-        self._empty = Empty
         self.socket = socket
         self.ws = ws
         self.greenlet: Any = None
@@ -127,11 +119,19 @@ class _Drain:
 
     def wake(self) -> None:
         if self.greenlet is None and not self.finished:
-            self.greenlet = self._spawn(self._run)
+            self.greenlet = eventlet.spawn(self._run)
+
+    def run_here(self) -> None:
+        """Write what is queued from the calling greenlet (one that ends next anyway);
+        what is put meanwhile is written by this run too."""
+        if self.greenlet is None and not self.finished:
+            self.greenlet = eventlet.getcurrent()
+            self._run()
 
     def wait(self) -> None:
-        if self.greenlet is not None:
-            self.greenlet.wait()
+        greenlet = self.greenlet
+        if greenlet is not None and greenlet is not eventlet.getcurrent():
+            greenlet.wait()
 
     def _run(self) -> None:
         queue = self.socket.queue
@@ -139,7 +139,7 @@ class _Drain:
             while True:
                 try:
                     pkt = queue.get(block=False)
-                except self._empty:
+                except Empty:
                     return
                 queue.task_done()
                 if pkt is None:  # the session is closing
@@ -167,7 +167,6 @@ class _Drain:
 
 def _serve(self: Any, ws: Any) -> list[Any]:
     """``engineio.socket.Socket._websocket_handler`` with a drain instead of a writer."""
-    from engineio import exceptions, packet
 
     def websocket_wait() -> Any:
         data = ws.wait()

@@ -8,8 +8,10 @@ cost. Here, once the WebSocket handshake (and an upgrade's probe) is done, the r
 *hands the socket over* and returns:
 
 * the socket is detached from the objects of the request (``socket.detach``) and wrapped
-  anew, so eventlet.wsgi's ``shutdown_safe`` + ``close`` (and the closing frame eventlet's
-  ``WebSocketWSGI`` sends when its handler returns) act on an empty socket object;
+  anew, so eventlet.wsgi's ``shutdown_safe`` + ``close`` act on an empty socket object,
+  and the request's WebSocket object counts as closed (``WebSocketWSGI`` sends no closing
+  frame when its handler returns); what was queued before (the OPEN packet) is written
+  by the request's greenlet on its way out;
 * the hub watches the descriptor (``hub.add(READ, …)``): nothing runs while the client is
   quiet. A readable socket spawns a short greenlet that reads what is there without
   blocking, handles every whole frame (partial frames stay buffered), and re-arms the
@@ -39,6 +41,13 @@ import struct
 import time
 from collections.abc import Callable
 from typing import Any
+
+import eventlet
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
+from eventlet import hubs, patcher
+from eventlet.greenio import GreenSocket
+from eventlet.websocket import VALID_CLOSE_STATUS
 
 from ..logs import AFTER_SOCKET_CLOSE
 from .frames import apply_mask
@@ -82,8 +91,6 @@ def register_connection_slots(semaphore: Any) -> None:
 def close_all(timeout: float = 5.0) -> int:
     """End every connection the hub serves, as eventlet.wsgi ends its idle ones when it
     stops (their sessions' disconnect handlers run); returns how many were still open."""
-    import eventlet
-
     readers = list(_open)
     for reader in readers:
         try:
@@ -99,7 +106,7 @@ def close_all(timeout: float = 5.0) -> int:
 def hand_over(eio_socket: Any, ws: Any, drain_class: type) -> bool:
     """Serve ``ws`` (handshake done) from the hub; False when it must stay in its greenlet."""
     slots = _slots
-    if slots is None or type(getattr(ws.socket, "fd", None)) is not _original_socket_class():
+    if slots is None or type(getattr(ws.socket, "fd", None)) is not _RAW_SOCKET:
         return False  # not serving with slots, or not a plain socket (TLS keeps its greenlet)
     if not slots.acquire(blocking=False):
         return False
@@ -108,6 +115,9 @@ def hand_over(eio_socket: Any, ws: Any, drain_class: type) -> bool:
     except BaseException:
         slots.release()
         raise
+    # eventlet's WebSocketWSGI sends a closing frame when the request's handler returns:
+    # the handed-over copy is open, this one (on the detached socket) counts as closed.
+    ws.websocket_closed = True
     environ = ws.environ
     if environ is not None:
         hooks = environ.pop(AFTER_SOCKET_CLOSE, None)
@@ -123,29 +133,25 @@ def hand_over(eio_socket: Any, ws: Any, drain_class: type) -> bool:
 def _take_over(ws: Any, eio_socket: Any) -> Any:
     """A copy of ``ws`` on a new socket object for the same connection; ``ws`` keeps an
     empty (detached) socket, so whatever the request's servers do to it when the request
-    ends — shutdown, close, a closing frame — reaches nobody."""
-    from eventlet.greenio import GreenSocket
-
+    ends — shutdown, close — reaches nobody."""
     old_raw = ws.socket.fd
     family, kind, proto = old_raw.family, old_raw.type, old_raw.proto
-    new_raw = _original_socket_class()(family, kind, proto, fileno=old_raw.detach())
+    new_raw = _RAW_SOCKET(family, kind, proto, fileno=old_raw.detach())
     green = GreenSocket(new_raw)
     server = eio_socket.server
     green.settimeout(server.ping_interval + server.ping_timeout)  # sends, as Engine.IO sets it
     taken = object.__new__(type(ws))
     taken.__dict__.update(ws.__dict__)
     taken.socket = green
-    taken._sendlock = type(ws._sendlock)()  # the old one meets the closing frame eventlet sends
+    taken._sendlock = type(ws._sendlock)()  # its own: the old object stays with the request
     taken.environ = None
     taken.iterator = None  # frames are read here, not by eventlet's generator
     taken._msgs = None  # nor by its hixie-76 parser (a deque each)
     return taken
 
 
-def _original_socket_class() -> type:
-    from eventlet import patcher
-
-    return patcher.original("socket").socket  # type: ignore[no-any-return]
+#: The unpatched socket class: a plain socket's ``fd`` (TLS sockets keep their greenlet).
+_RAW_SOCKET: type = patcher.original("socket").socket
 
 
 class _Failed(Exception):
@@ -182,8 +188,6 @@ class HubReader:
     )
 
     def __init__(self, eio_socket: Any, ws: Any, drain_class: type, slots: Any) -> None:
-        from eventlet import hubs
-
         server = eio_socket.server
         self.eio = eio_socket
         self.ws = ws
@@ -212,10 +216,14 @@ class HubReader:
         eio = self.eio
         eio.herald_ws = self.ws  # frames.FrameWriter writes straight to it
         eio.queue.on_put = self.drain.wake
-        self.drain.wake()  # what was queued before (the OPEN packet, a poll's leftovers)
+        _open.add(self)
+        # What was queued before (the OPEN packet, a poll's leftovers), written by the
+        # request's greenlet, which ends next: no greenlet is spawned for it.
+        self.drain.run_here()
+        if self.done:  # the session closed meanwhile (the drain told ``_drain_closing``)
+            return
         self._arm()
         self.timer = self.hub.schedule_call_global(self.timeout, self._check_quiet)
-        _open.add(self)
 
     def after_close(self, hook: Callable[[], None]) -> None:
         """Run ``hook`` once the connection has closed (the request log's line)."""
@@ -394,8 +402,6 @@ class HubReader:
                 status = 1002
             elif payload:
                 status = struct.unpack_from("!H", payload)[0]
-                from eventlet.websocket import VALID_CLOSE_STATUS
-
                 if status not in VALID_CLOSE_STATUS:
                     raise _Failed(1002, "Unexpected close status code.")
                 try:
@@ -410,18 +416,16 @@ class HubReader:
 
     def _message(self, data: bytes | str) -> bool:
         """``engineio.socket.Socket._websocket_handler``'s loop body for one message."""
-        from engineio import exceptions, packet
-
         eio = self.eio
         if data and len(data) > self.max_message:
             self._finish(ValueError("packet is too large"))
             return False
         try:
-            pkt = packet.Packet(encoded_packet=data)
+            pkt = eio_packet.Packet(encoded_packet=data)
             eio.receive(pkt)
-        except exceptions.UnknownPacketError:
+        except eio_exceptions.UnknownPacketError:
             pass
-        except exceptions.SocketIsClosedError:
+        except eio_exceptions.SocketIsClosedError:
             eio.server.logger.info("Receive error -- socket is closed")
             self._finish(None)
             return False
@@ -464,8 +468,6 @@ class HubReader:
         Closing a socket with unread bytes makes the kernel send a reset, and a reset can
         make the client drop what it had not read yet — the close frame, and the messages
         just before it (the ``rate_limited`` error of a client flooding the server)."""
-        import eventlet
-
         ws = self.ws
         ws._send_closing_frame(ignore_send_errors=True)
         try:
@@ -508,7 +510,4 @@ class HubReader:
                 log.exception("a hook after a WebSocket closed failed")
 
 
-def _spawn(function: Callable[..., Any], *args: Any) -> None:
-    import eventlet
-
-    eventlet.spawn_n(function, *args)
+_spawn = eventlet.spawn_n
