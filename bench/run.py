@@ -335,7 +335,10 @@ def finish_profile(proc: subprocess.Popen[bytes], raw: Path, top: int = 40) -> d
 
     summary = {"inclusive": ranked(inclusive), "self": ranked(own)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"profile-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(summary, indent=2))
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    (RESULTS / f"profile-{stamp}.json").write_text(json.dumps(summary, indent=2))
+    if raw.exists():  # the collapsed stacks too (flame graphs, call trees): the work dir goes
+        shutil.copyfile(raw, RESULTS / f"profile-{stamp}.stacks.txt")
     return summary
 
 

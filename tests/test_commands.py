@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.errors import ValidationFailed
 from app.extensions import socketio
-from app.realtime.commands import PLAIN_COMMANDS, SOCKETIO_EVENTS, check
+from app.realtime.commands import AUTH, FRAME, PLAIN_COMMANDS, SOCKETIO_EVENTS, _Validator, check, compile_schema
 from app.realtime.dialects.client import ClientDialect
 from app.realtime.dialects.executions import ExecutionDialect
 from app.realtime.dialects.herald import HeraldDialect
@@ -42,3 +44,59 @@ def test_a_payload_that_does_not_fit_is_invalid_payload_naming_the_field(payload
 def test_ids_may_be_digits_and_all_needs_no_id():
     assert check(SOCKETIO_EVENTS["subscribe"], {"job_id": "42", "last_seq": None}, "subscribe")
     assert check(SOCKETIO_EVENTS["subscribe"], {"all": True}, "subscribe")
+
+
+# -- the compiled test: the same verdict as jsonschema ---------------------------------------
+
+ALL_SCHEMAS = {f"socketio {name}": schema for name, schema in SOCKETIO_EVENTS.items()} | {
+    f"{dialect} {name}": schema for dialect, commands in PLAIN_COMMANDS.items() for name, schema in commands.items()
+}
+ALL_SCHEMAS |= {"frame": FRAME, "auth": AUTH}
+
+#: Any JSON a client might send (and NaN, infinities, integers past 64 bits).
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=10,
+)
+#: Values at the edges of what the schemas take.
+EDGES = st.sampled_from(
+    [0, 1, -1, 1.0, 0.0, 1.5, True, False, None, "", "7", "07", "7\n", " 7", "9" * 19, "9" * 20, 2**63 - 1, 2**63]
+    + [float("nan"), float("inf"), "ping", "subscribe", "auth", "x"]
+)
+
+
+def _near(schema):
+    """Values that fit ``schema`` (schemathesis's engine), and the same with one field
+    replaced by an edge or any JSON, or removed."""
+    import jsonschema_rs
+    from schemathesis.generation.jsonschema.builder import build
+
+    fitting = build(schema, draft=jsonschema_rs.Draft202012, formats={})
+    names = sorted(schema.get("properties", {})) + ["type", "all", "job_id", "last_seq", "x"]
+
+    def change(value, name, replacement, remove):
+        if not isinstance(value, dict):
+            return replacement
+        value = dict(value)
+        if remove:
+            value.pop(name, None)
+        else:
+            value[name] = replacement
+        return value
+
+    return fitting | st.builds(change, fitting, st.sampled_from(names), EDGES | JSON_VALUES, st.booleans())
+
+
+def test_every_schema_herald_declares_is_compiled():
+    assert [name for name, schema in ALL_SCHEMAS.items() if compile_schema(schema) is None] == []
+    assert compile_schema({"type": "array"}) is None and compile_schema({"additionalProperties": False}) is None
+
+
+@pytest.mark.parametrize("name", sorted(ALL_SCHEMAS))
+@settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_the_compiled_test_and_jsonschema_agree_on_every_message(name, data):
+    schema = ALL_SCHEMAS[name]
+    value = data.draw(_near(schema) | JSON_VALUES | EDGES)
+    assert compile_schema(schema)(value) == _Validator(schema).is_valid(value), value

@@ -14,6 +14,7 @@ from ..errors import Conflict, NotFound, ValidationFailed
 from ..extensions import db
 from ..inputs import check_client_id
 from ..models import FINAL_STATUSES, Job, JobEvent, JobStatus, isoformat, utcnow
+from ..models.job import job_fields
 from ..realtime.pipeline import ACTIVE_STATUSES, Fence, FenceRefused, pipeline
 from .registry import get_kind, outcome_of
 from .runner import runner
@@ -85,10 +86,11 @@ def get_owned_job(user_id: int, job_id: int) -> Job:
     return job
 
 
-def job_snapshot(job: Job) -> dict[str, Any]:
-    """The job as clients see it, with this process's freshest progress tick and its
-    ``outcome`` (``succeeded``, ``failures``, ``failed``, ``cancelled``; None while active)."""
-    data = job.to_dict()
+def job_snapshot(job: Any) -> dict[str, Any]:
+    """The job (a ``Job`` or a row of its table) as clients see it, with this process's
+    freshest progress tick and its ``outcome`` (``succeeded``, ``failures``, ``failed``,
+    ``cancelled``; None while active)."""
+    data = job_fields(job)
     # An ended job's row holds its last tick (the final write carries it); a live state this
     # process still holds may be older (an external job can end on another process).
     live = pipeline.latest_progress(job.id) if job.status in ACTIVE_STATUSES else None
@@ -96,6 +98,17 @@ def job_snapshot(job: Job) -> dict[str, Any]:
         data["progress"] = live
     data["outcome"] = outcome_of(job.kind, job.status, job.params, job.result)
     return data
+
+
+_jobs = Job.__table__
+#: One job's row (built once: every subscription reads one).
+_JOB_ROW = select(_jobs).where(_jobs.c.id == bindparam("job_id"))
+
+
+def read_job_row(job_id: int) -> Any:
+    """The job's current row (attributes as on ``Job``), or None: read as a row, not an
+    object — a reconnect storm's thousands of subscriptions each read one."""
+    return db.session.execute(_JOB_ROW, {"job_id": job_id}).first()
 
 
 def snapshot_after_join(user_id: int, job_id: int, join: Callable[[], None]) -> dict[str, Any]:

@@ -88,24 +88,30 @@ class Job(db.Model):
 
     def to_dict(self) -> dict[str, Any]:
         """The snapshot every protocol sends: REST, subscribe acks, replays."""
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "owner_id": self.owner_id,
-            "status": self.status,
-            "params": self.params,
-            "progress": self.progress,
-            "counts": self.counts,
-            "message": self.message,
-            "result": self.result,
-            "error": self.error,
-            "client_id": self.client_id,
-            "parent_id": self.parent_id,
-            "last_seq": self.last_seq,
-            "created_at": isoformat(self.created_at),
-            "started_at": isoformat(self.started_at),
-            "finished_at": isoformat(self.finished_at),
-        }
+        return job_fields(self)
+
+
+def job_fields(job: Any) -> dict[str, Any]:
+    """The snapshot every protocol sends (REST, subscribe acks, replays), from a ``Job``
+    or a row of its table (a reconnect storm reads thousands: rows cost less)."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "owner_id": job.owner_id,
+        "status": job.status,
+        "params": job.params,
+        "progress": job.progress,
+        "counts": job.counts,
+        "message": job.message,
+        "result": job.result,
+        "error": job.error,
+        "client_id": job.client_id,
+        "parent_id": job.parent_id,
+        "last_seq": job.last_seq,
+        "created_at": isoformat(job.created_at),
+        "started_at": isoformat(job.started_at),
+        "finished_at": isoformat(job.finished_at),
+    }
 
 
 class JobEvent(db.Model):

@@ -300,6 +300,18 @@ def report_plain_deliveries() -> None:
         _PLAIN_DIRECT.inc(count)
 
 
+def send_to_sid(sid: str, message: Message) -> None:
+    """Send a Herald message straight to one of this process's Socket.IO connections, past
+    the ledger and the queue (a greeting, a replay, a reply). Herald messages are JSON by
+    contract: no binary scan, which costs about as much as the encoding itself."""
+    server = extensions.socketio.server
+    eio_sid = server.manager.eio_sid_from_sid(sid, "/")
+    if eio_sid is None:
+        return  # gone meanwhile
+    packet = server.packet_class(sio_packet.EVENT, namespace="/", data=[message["type"], message], binary=False)
+    server._send_packet(eio_sid, packet)
+
+
 def _rooms_list(room: Any) -> list[str]:
     if room is None:
         return []

@@ -22,7 +22,7 @@ from ..models.base import isoformat, utcnow
 from . import connections
 from .commands import SOCKETIO_EVENTS, check
 from .connections import ConnectionInfo
-from .delivery import ledger
+from .delivery import ledger, send_to_sid
 from .limits import TOO_MANY_CONNECTIONS, subscription_slot, user_connections
 from .messages import Message, error_message, make_message
 from .packets import INTERNAL_EVENTS, MALFORMED_EVENT, TOO_LARGE_EVENT, TolerantPacket
@@ -32,14 +32,15 @@ from .subscriptions import subscribe_job, unsubscribe_job
 Ack = dict[str, Any]
 
 
-def _send_to_sid(sid: str, message: Message) -> None:
-    """Send straight to one connection, past the ledger (replays, replies)."""
+def _echo_to_sid(sid: str, message: Message) -> None:
+    """Send a message carrying what the client sent (which may hold binary attachments)
+    straight to its connection, through python-socketio's encoder."""
     socketio.server.emit(message["type"], message, to=sid, namespace="/", ignore_queue=True)
 
 
 def _error_ack(exc: HeraldError, *, notify: bool = True) -> Ack:
     if notify:
-        _send_to_sid(request.sid, error_message(exc.code, exc.message))  # type: ignore[attr-defined]
+        send_to_sid(request.sid, error_message(exc.code, exc.message))  # type: ignore[attr-defined]
     return {"ok": False, "error": {"code": exc.code, "message": exc.message}}
 
 
@@ -131,7 +132,7 @@ def greet_after_connect(server: Any) -> None:
             sid = server.manager.sid_from_eio_sid(eio_sid, namespace or "/")
             greeting = _greetings.pop(sid, None) if sid is not None else None
         if greeting is not None and server.manager.is_connected(sid, namespace or "/"):
-            _send_to_sid(sid, greeting)
+            send_to_sid(sid, greeting)
 
     server._handle_connect = handle_connect
 
@@ -152,7 +153,7 @@ def on_ping(*args: Any) -> Ack:
     """Client → ``ping`` (any payload); server → ``pong`` echoing ``data`` for RTT."""
     connections.current()
     data = args[0] if args else None
-    _send_to_sid(request.sid, make_message("pong", {"echo": data, "server_time": isoformat(utcnow())}))  # type: ignore[attr-defined]
+    _echo_to_sid(request.sid, make_message("pong", {"echo": data, "server_time": isoformat(utcnow())}))  # type: ignore[attr-defined]
     return {"ok": True}
 
 
@@ -162,7 +163,7 @@ def on_echo(*args: Any) -> Ack:
     """Client → ``echo`` with any payload; server → ``echo`` with that payload in ``data``."""
     connections.current()
     payload = args[0] if args else None
-    _send_to_sid(request.sid, make_message("echo", payload if isinstance(payload, dict) else {"payload": payload}))  # type: ignore[attr-defined]
+    _echo_to_sid(request.sid, make_message("echo", payload if isinstance(payload, dict) else {"payload": payload}))  # type: ignore[attr-defined]
     return {"ok": True}
 
 
@@ -195,7 +196,7 @@ def on_subscribe(*args: Any) -> Ack:
                 job_id,
                 last_seq,
                 join=lambda: join_room(job_room(job_id)),
-                send=lambda message: _send_to_sid(sid, message),
+                send=lambda message: send_to_sid(sid, message),
             )
     except NotFound as exc:
         return _error_ack(exc, notify=False)

@@ -16,10 +16,9 @@ from flask import Flask
 
 from ..errors import NotFound
 from ..extensions import db, socketio
-from ..jobs.service import check_job_owner, job_event_messages, job_snapshot
+from ..jobs.service import check_job_owner, job_event_messages, job_snapshot, read_job_row
 from ..metrics import RESUMED_COMPLETE, RESUMED_RESYNC
-from ..models import Job
-from .delivery import ledger
+from .delivery import ledger, send_to_sid
 from .messages import Message, make_message
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ def subscribe_job(
     ledger.begin_replay(conn, job_id)
     try:
         join()
-        job = db.session.get(Job, job_id, populate_existing=True)  # read after joining: nothing slips by
+        job = read_job_row(job_id)  # read after joining: nothing slips by
         if job is None:
             raise NotFound(f"job {job_id} not found")
         snapshot = job_snapshot(job)
@@ -135,7 +134,7 @@ def catch_up(app: Flask, held: list[tuple[Any, int, int]]) -> None:
             send = _sender(conn)
             replayed = last_seq
             try:
-                job = db.session.get(Job, job_id)
+                job = read_job_row(job_id)
                 if job is not None:
                     resume, replayed = _replay(job_id, last_seq, job.last_seq, send)
                     if resume is Resume.RESYNC:  # trimmed during the outage: start again
@@ -159,9 +158,5 @@ def _resync_message(snapshot: dict[str, Any], head: int, requested: int) -> Mess
 def _sender(conn: Any) -> Callable[[Message], None]:
     """How to send one message straight to a connection of either transport."""
     if isinstance(conn, str):  # a Socket.IO sid
-
-        def send(message: Message) -> None:
-            socketio.server.emit(message["type"], message, to=conn, namespace="/", ignore_queue=True)
-
-        return send
+        return lambda message: send_to_sid(conn, message)
     return lambda message: conn.send_batch((), [message])
