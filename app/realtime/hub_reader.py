@@ -76,6 +76,11 @@ _REQUEST_ONLY_KEYS = (
     "headers_raw",
 )
 
+#: Environ key of an empty list, put there by a server that can let go of the request's
+#: socket (``upgrade.serve_upgrade``): ``hand_over`` appends to it when it took the socket,
+#: which the server then neither shuts down nor closes. Without it the socket is detached.
+LET_GO = "herald.socket_let_go"
+
 _slots: Any = None
 #: The connections the hub serves now (so that stopping the server can end them).
 _open: set[HubReader] = set()
@@ -110,15 +115,18 @@ def hand_over(eio_socket: Any, ws: Any, drain_class: type) -> bool:
         return False  # not serving with slots, or not a plain socket (TLS keeps its greenlet)
     if not slots.acquire(blocking=False):
         return False
+    environ = ws.environ
+    let_go = environ.pop(LET_GO, None) if environ is not None else None
     try:
-        reader = HubReader(eio_socket, _take_over(ws, eio_socket), drain_class, slots)
+        reader = HubReader(eio_socket, _take_over(ws, eio_socket, detach=let_go is None), drain_class, slots)
     except BaseException:
         slots.release()
         raise
+    if let_go is not None:
+        let_go.append(True)  # the server leaves the socket alone once the request returns
     # eventlet's WebSocketWSGI sends a closing frame when the request's handler returns:
     # the handed-over copy is open, this one (on the detached socket) counts as closed.
     ws.websocket_closed = True
-    environ = ws.environ
     if environ is not None:
         hooks = environ.pop(AFTER_SOCKET_CLOSE, None)
         if hooks is not None:
@@ -130,14 +138,16 @@ def hand_over(eio_socket: Any, ws: Any, drain_class: type) -> bool:
     return True
 
 
-def _take_over(ws: Any, eio_socket: Any) -> Any:
-    """A copy of ``ws`` on a new socket object for the same connection; ``ws`` keeps an
-    empty (detached) socket, so whatever the request's servers do to it when the request
-    ends — shutdown, close — reaches nobody."""
-    old_raw = ws.socket.fd
-    family, kind, proto = old_raw.family, old_raw.type, old_raw.proto
-    new_raw = _RAW_SOCKET(family, kind, proto, fileno=old_raw.detach())
-    green = GreenSocket(new_raw)
+def _take_over(ws: Any, eio_socket: Any, *, detach: bool) -> Any:
+    """A copy of ``ws`` that the request's objects do not reach. With ``detach`` it is on
+    a new socket object for the same connection and ``ws`` keeps an empty (detached)
+    socket, so whatever the request's server does to it when the request ends — shutdown,
+    close — reaches nobody; without, the server lets go of the socket by itself (``LET_GO``)."""
+    green = ws.socket
+    if detach:
+        # (Family, type and protocol are read from the descriptor: the Python attributes
+        # convert each to an enum.)
+        green = GreenSocket(_RAW_SOCKET(fileno=ws.socket.fd.detach()))
     server = eio_socket.server
     green.settimeout(server.ping_interval + server.ping_timeout)  # sends, as Engine.IO sets it
     taken = object.__new__(type(ws))

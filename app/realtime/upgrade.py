@@ -24,6 +24,8 @@ from typing import Any
 
 from eventlet import patcher, wsgi
 
+from .hub_reader import LET_GO
+
 log = logging.getLogger(__name__)
 
 #: The most the first look takes; a longer request head takes eventlet.wsgi's path
@@ -55,18 +57,37 @@ def serve_upgrade(conn_state: list[Any], server: Any) -> bool:
     request = _parse(head)
     if request is None:
         return False
+    taken: list[bool] = []
     try:
         environ = _environ(request, server, sock, address, conn_state)
+        environ[LET_GO] = taken
         _consume(sock, request.size)
         _respond(server.app, environ, sock)
     except OSError as exc:  # the client went away mid-handshake: nothing to answer
         log.debug("a WebSocket upgrade ended early: %s", exc)
     finally:
-        try:
-            sock.close()  # what eventlet.wsgi does after an upgrade (it never keeps one alive)
-        except OSError:
-            pass
+        if taken:  # the hub reader serves it now: eventlet.wsgi's clean-up must not close it
+            conn_state[1] = _LET_GO
+        else:
+            try:
+                sock.close()  # what eventlet.wsgi does after an upgrade (it never keeps one alive)
+            except OSError:
+                pass
     return True
+
+
+class _LetGo:
+    """What eventlet.wsgi shuts down and closes when the request's greenlet ends, in place
+    of a socket the hub reader took."""
+
+    def shutdown(self, _how: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+_LET_GO = _LetGo()
 
 
 class _Request:
