@@ -94,7 +94,7 @@ class JobContext:
 
     def notify_rooms(self, *rooms: str) -> None:
         """Also send this job's progress ticks to ``rooms`` (e.g. the uploader's client)."""
-        self._state.extra_rooms = tuple(rooms)
+        self._state.also_send_to(rooms)
 
     # -- durable events ------------------------------------------------------------
 

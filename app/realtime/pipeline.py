@@ -65,8 +65,6 @@ class ProgressState:
     total: float | None = None
     message: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    #: Rooms beyond the job's own that also get its ticks (the uploader's client room).
-    extra_rooms: tuple[str, ...] = ()
     dirty: bool = False
     unsaved: bool = False
     #: ``time.monotonic()`` of the job's last tick: the next is due an interval later.
@@ -77,7 +75,25 @@ class ProgressState:
     started: float = field(default_factory=time.monotonic)
     rate: float | None = None
     _rate_mark: tuple[float, float] | None = None
-    last_payload: dict[str, Any] | None = None
+    #: The last tick's ``data`` (the message's own dict, never changed once sent).
+    last_data: dict[str, Any] | None = None
+    #: Where ticks go: the job's room, the owner's all-jobs room, and any added rooms.
+    rooms: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.rooms = (job_room(self.job_id), user_jobs_room(self.owner_id))
+
+    def also_send_to(self, rooms: tuple[str, ...]) -> None:
+        """Ticks go to ``rooms`` too (the uploader's client room), besides the job's own."""
+        self.rooms = (job_room(self.job_id), user_jobs_room(self.owner_id), *rooms)
+
+    @property
+    def last_payload(self) -> dict[str, Any] | None:
+        """The last tick as stored on the job (``type`` and its data); built when asked
+        (persisting, a snapshot), not per tick."""
+        if self.last_data is None:
+            return None
+        return {"type": self.type, **self.last_data}
 
     def payload(self, now: float) -> dict[str, Any]:
         """The tick's ``data``: absolute values plus derived percent, rate and ETA."""
@@ -106,7 +122,7 @@ class ProgressState:
         }
         if self.extra:
             data.update(self.extra)
-        self.last_payload = {"type": self.type, **data}
+        self.last_data = data
         return data
 
 
@@ -265,8 +281,7 @@ class Pipeline:
         data = state.payload(now)
         state.unsaved = True
         message = make_message(state.type, data, job_id=state.job_id)
-        rooms = (job_room(state.job_id), user_jobs_room(state.owner_id), *state.extra_rooms)
-        self.outbox.put(message, state.owner_id, rooms)
+        self.outbox.put(message, state.owner_id, state.rooms)
         return True
 
     def _ticker(self) -> None:
@@ -300,7 +315,7 @@ class Pipeline:
     def _persist_progress(self) -> None:
         """Hand the journal the latest tick of each job whose row is behind."""
         now = time.monotonic()
-        pending = [s for s in list(self._states.values()) if s.unsaved and s.last_payload and now <= s.lease_until]
+        pending = [s for s in list(self._states.values()) if s.unsaved and s.last_data and now <= s.lease_until]
         if not pending or self._app is None:
             return
         rows = [{"_job_id": state.job_id, "_progress": state.last_payload} for state in pending]
