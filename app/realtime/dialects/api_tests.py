@@ -93,6 +93,8 @@ def seed001_adapter(message: Message, owner_id: int) -> list[Emit]:
         ]
     elif type_ == "error" and message.get("seq") is not None:
         derived = [("test_error", {"error": data})]
+    if not derived:  # (most messages: every other kind's ticks and events)
+        return []
     rooms = [test_room(job_id)]
     return [(rooms, event, seed001_message(event, job_id, payload)) for event, payload in derived]
 
