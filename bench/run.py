@@ -464,7 +464,7 @@ def scenario_idle(report: Report, work: Path, quick: bool) -> None:
 
 def _fanout(report: Report, work: Path, quick: bool, *, deflate: bool, tag: str) -> None:
     watchers = 500 if quick else 1000
-    rates = [50, 100] if quick else [25, 50, 100, 200]
+    rates = [50, 100] if quick else [25, 50, 100, 150, 200]
     window = 3.0 if quick else 5.0
     results: dict[str, list[dict[str, Any]]] = {"herald": [], "node": [], "herald_deflate": []}
     servers: list[Server] = [HeraldServer(work / f"{tag}-h"), NodeServer(work / f"{tag}-n")]
