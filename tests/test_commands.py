@@ -13,6 +13,8 @@ from app.realtime.dialects.client import ClientDialect
 from app.realtime.dialects.executions import ExecutionDialect
 from app.realtime.dialects.herald import HeraldDialect
 
+from .message_strategies import JSON_VALUES, broken, from_schema
+
 
 def test_every_socketio_event_handled_has_a_schema_and_every_schema_a_handler(app):
     handled = {name for name, _handler, _ns in socketio.handlers} | set(socketio.server.handlers.get("/", {}))
@@ -53,39 +55,11 @@ ALL_SCHEMAS = {f"socketio {name}": schema for name, schema in SOCKETIO_EVENTS.it
 }
 ALL_SCHEMAS |= {"frame": FRAME, "auth": AUTH}
 
-#: Any JSON a client might send (and NaN, infinities, integers past 64 bits).
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.text(max_size=12),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
-    max_leaves=10,
-)
 #: Values at the edges of what the schemas take.
 EDGES = st.sampled_from(
     [0, 1, -1, 1.0, 0.0, 1.5, True, False, None, "", "7", "07", "7\n", " 7", "9" * 19, "9" * 20, 2**63 - 1, 2**63]
     + [float("nan"), float("inf"), "ping", "subscribe", "auth", "x"]
 )
-
-
-def _near(schema):
-    """Values that fit ``schema`` (schemathesis's engine), and the same with one field
-    replaced by an edge or any JSON, or removed."""
-    import jsonschema_rs
-    from schemathesis.generation.jsonschema.builder import build
-
-    fitting = build(schema, draft=jsonschema_rs.Draft202012, formats={})
-    names = sorted(schema.get("properties", {})) + ["type", "all", "job_id", "last_seq", "x"]
-
-    def change(value, name, replacement, remove):
-        if not isinstance(value, dict):
-            return replacement
-        value = dict(value)
-        if remove:
-            value.pop(name, None)
-        else:
-            value[name] = replacement
-        return value
-
-    return fitting | st.builds(change, fitting, st.sampled_from(names), EDGES | JSON_VALUES, st.booleans())
 
 
 def test_every_schema_herald_declares_is_compiled():
@@ -98,5 +72,5 @@ def test_every_schema_herald_declares_is_compiled():
 @given(data=st.data())
 def test_the_compiled_test_and_jsonschema_agree_on_every_message(name, data):
     schema = ALL_SCHEMAS[name]
-    value = data.draw(_near(schema) | JSON_VALUES | EDGES)
+    value = data.draw(from_schema(schema) | broken(schema, EDGES | JSON_VALUES) | EDGES)
     assert compile_schema(schema)(value) == _Validator(schema).is_valid(value), value

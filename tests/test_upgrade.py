@@ -62,7 +62,8 @@ def exchange(port, raw, pieces=1):
     client.close()
     return answer
 
-OBJECTS = ("wsgi.input", "eventlet.input", "wsgi.errors", "eventlet.posthooks", "eventlet.set_idle", "herald.socket_let_go")
+OBJECTS = ("wsgi.input", "eventlet.input", "wsgi.errors", "eventlet.posthooks", "eventlet.set_idle")
+OBJECTS += ("herald.socket_let_go",)
 
 def plain(environ):
     return {k: v for k, v in environ.items() if k not in OBJECTS and k not in ("REMOTE_PORT", "SERVER_PORT")}
