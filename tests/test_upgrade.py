@@ -119,6 +119,10 @@ def test_anything_but_a_whole_plain_upgrade_takes_eventlets_own_path():
             b"POST /socket.io/ HTTP/1.1\\r\\nUpgrade: websocket\\r\\nContent-Length: 0\\r\\n\\r\\n",
             UPGRADE.replace(b"Host: 127.0.0.1\\r\\n", b"Host: 127.0.0.1\\r\\n folded\\r\\n"),
             UPGRADE.replace(b"HTTP/1.1", b"HTTP/2.0"),
+            UPGRADE.replace(b"GET /socket.io/", b"GET /ws"),  # other paths: their answers may stream
+            UPGRADE.replace(b"&x=%41", b"&x=\\x01"),  # a control character in the target
+            UPGRADE.replace(b"X-Twice: one", b"X Twice: one"),  # a header name that is no token
+            UPGRADE.replace(b"Sec-WebSocket-Version: 13\\r\\n", b""),  # hixie-76 reads a body
         ]
         for raw in requests:
             exchange(fast_port, raw)

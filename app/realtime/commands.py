@@ -14,6 +14,7 @@ Ids are integers or their digits as text (seed clients send them so); whether an
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Callable
 from typing import Any
@@ -117,7 +118,7 @@ def _is_integer(checker: Any, instance: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, numbers.Number) and not isinstance(value, bool)  # as jsonschema
 
 
 Test = Callable[[Any], bool]

@@ -309,7 +309,9 @@ def send_to_sid(sid: str, message: Message) -> None:
     if eio_sid is None:
         return  # gone meanwhile
     packet = server.packet_class(sio_packet.EVENT, namespace="/", data=[message["type"], message], binary=False)
-    server._send_packet(eio_sid, packet)
+    # Through the frame writer, as the fan-out: written straight out when it can be, and a
+    # client that stopped reading is cut off at the send-queue limit (a replay is long).
+    server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, packet.encode()))
 
 
 def _rooms_list(room: Any) -> list[str]:

@@ -5,25 +5,28 @@ connect's CPU went into that request's plumbing before the app saw it: two buffe
 objects per connection, the request line read through one of them, the headers parsed by
 ``email.feedparser``, the environ built from the parsed message, the response machinery.
 :class:`UpgradeFirstProtocol` looks at (peeks, without consuming) the first bytes of each
-new connection. When they hold a whole ``GET`` request asking for a WebSocket upgrade,
-with no body, it reads them, builds the environ eventlet.wsgi would build (same keys,
-same header rules) and calls the app with it: the app, its middlewares (the request
-log, the origin checks) and Engine.IO see the same request as before. Everything else —
-plain HTTP, a request head cut across packets, anything unusual in it — takes
-eventlet.wsgi's own path, bytes untouched.
+new connection. When they hold a whole ``GET`` of the Socket.IO path asking for a
+WebSocket upgrade, with no body, it reads them, builds the environ eventlet.wsgi would
+build (same keys, same header rules) and calls the app with it: the app, its middlewares
+(the request log, the origin checks) and Engine.IO see the same request as before.
+Everything else — other paths (their responses may stream), plain HTTP, a request head
+cut across packets, anything unusual in it — takes eventlet.wsgi's own path, bytes
+untouched.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import re
 import socket
 import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from eventlet import patcher, wsgi
+from eventlet import Timeout, patcher, wsgi
 
+from .. import SOCKETIO_PATH
 from .hub_reader import LET_GO
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,16 @@ log = logging.getLogger(__name__)
 #: The most the first look takes; a longer request head takes eventlet.wsgi's path
 #: (which applies its own limits and errors).
 HEAD_LIMIT = 8192
+#: Most header lines taken here (``http.client``'s limit; more: eventlet.wsgi decides).
+MAX_HEADERS = 100
+
+#: A request target without spaces or control characters, and header names that are
+#: RFC 9110 tokens: anything else goes to eventlet.wsgi, which parses it its own way.
+_TARGET = re.compile(r"/[\x21-\x7e]*\Z")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_GET_SOCKETIO = f"GET {SOCKETIO_PATH}".encode("ascii")
+#: What ends an upgrade the client abandoned (reset, timed out): no error log, no 500.
+_CLIENT_GONE = (OSError, TimeoutError, Timeout)
 
 _RAW_SOCKET: type = patcher.original("socket").socket
 
@@ -62,6 +75,7 @@ def serve_upgrade(conn_state: list[Any], server: Any) -> bool:
         environ = _environ(request, server, sock, address, conn_state)
         environ[LET_GO] = taken
         _consume(sock, request.size)
+        conn_state[2] = wsgi.STATE_REQUEST  # as eventlet.wsgi marks a request being served
         _respond(server.app, environ, sock)
     except OSError as exc:  # the client went away mid-handshake: nothing to answer
         log.debug("a WebSocket upgrade ended early: %s", exc)
@@ -102,7 +116,7 @@ class _Request:
 def _parse(head: bytes) -> _Request | None:
     """The request in ``head`` if it is a whole, plain WebSocket upgrade ``GET``."""
     end = head.find(b"\r\n\r\n")
-    if end < 0 or not head.startswith(b"GET /"):
+    if end < 0 or not head.startswith(_GET_SOCKETIO):
         return None
     try:
         text = head[:end].decode("latin-1")
@@ -110,13 +124,16 @@ def _parse(head: bytes) -> _Request | None:
         return None
     request_line, *lines = text.split("\r\n")
     parts = request_line.split(" ")
-    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
+    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0") or len(lines) > MAX_HEADERS:
+        return None
+    target = parts[1]
+    if not _TARGET.match(target) or target.startswith("//"):
         return None
     headers: list[tuple[str, str]] = []
-    upgrade = False
+    upgrade = versioned = False
     for line in lines:
         name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip() or "\n" in line or "\r" in line or line[0] in " \t":
+        if not colon or not _TOKEN.match(name) or "\n" in line or "\r" in line:
             return None  # folded, malformed or unusual: eventlet.wsgi decides
         value = value.strip(" \t")
         lowered = name.lower()
@@ -124,10 +141,12 @@ def _parse(head: bytes) -> _Request | None:
             return None  # a body, or a promise of one: not an upgrade we serve here
         if lowered == "upgrade" and value.lower() == "websocket":
             upgrade = True
+        elif lowered == "sec-websocket-version":
+            versioned = True  # (without: a hixie-76 handshake, which reads a body)
         headers.append((name, value))
-    if not upgrade:
+    if not upgrade or not versioned:
         return None
-    return _Request(parts[1], headers, end + 4)
+    return _Request(target, headers, end + 4)
 
 
 def _environ(request: _Request, server: Any, sock: Any, address: Any, conn_state: list[Any]) -> dict[str, Any]:
@@ -150,13 +169,15 @@ def _environ(request: _Request, server: Any, sock: Any, address: Any, conn_state
     env["REMOTE_PORT"] = str(client_port)
     env["GATEWAY_INTERFACE"] = "CGI/1.1"
     env["headers_raw"] = tuple(request.headers)
+    content_type_seen = False
     for name, value in request.headers:
         if "_" in name:
             continue  # dropped, as eventlet.wsgi drops them (one name must not pass as another)
         key = "HTTP_" + name.replace("-", "_").upper()
         if key in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
-            if key == "HTTP_CONTENT_TYPE":
-                env["CONTENT_TYPE"] = value
+            if key == "HTTP_CONTENT_TYPE" and not content_type_seen:
+                env["CONTENT_TYPE"] = value  # the first, as email's parser gives it
+                content_type_seen = True
             continue
         env[key] = env[key] + "," + value if key in env else value
     env["wsgi.input"] = env["eventlet.input"] = wsgi.Input(io.BytesIO(b""), 0, sock)
@@ -200,6 +221,9 @@ def _respond(app: Callable[..., Iterable[bytes]], environ: dict[str, Any], sock:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
+    except _CLIENT_GONE as exc:  # reset, or no probe before the read timeout: nothing to answer
+        log.debug("a WebSocket upgrade ended: %r", exc)
+        return
     except Exception:
         log.exception("the WebSocket upgrade request failed")
         if wsgi.WSGI_LOCAL.already_handled:
@@ -215,5 +239,5 @@ def _respond(app: Callable[..., Iterable[bytes]], environ: dict[str, Any], sock:
     lines += [f"Content-Length: {len(data)}", "Connection: close", "", ""]
     try:
         sock.sendall("\r\n".join(lines).encode("latin-1") + data)
-    except OSError:
-        pass
+    except (OSError, UnicodeEncodeError) as exc:
+        log.debug("answering a WebSocket upgrade failed: %r", exc)
