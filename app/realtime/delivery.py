@@ -302,16 +302,21 @@ def report_plain_deliveries() -> None:
 
 def send_to_sid(sid: str, message: Message) -> None:
     """Send a Herald message straight to one of this process's Socket.IO connections, past
-    the ledger and the queue (a greeting, a replay, a reply). Herald messages are JSON by
-    contract: no binary scan, which costs about as much as the encoding itself."""
+    the ledger and the queue (a greeting, a replay, a reply)."""
     server = extensions.socketio.server
     eio_sid = server.manager.eio_sid_from_sid(sid, "/")
     if eio_sid is None:
         return  # gone meanwhile
-    packet = server.packet_class(sio_packet.EVENT, namespace="/", data=[message["type"], message], binary=False)
     # Through the frame writer, as the fan-out: written straight out when it can be, and a
     # client that stopped reading is cut off at the send-queue limit (a replay is long).
-    server._send_eio_packet(eio_sid, eio_packet.Packet(eio_packet.MESSAGE, packet.encode()))
+    server._send_eio_packet(eio_sid, _json_event(server, "/", message["type"], message))
+
+
+def _json_event(server: Any, namespace: str, event: str, payload: dict[str, Any]) -> Any:
+    """The Engine.IO packet of a Socket.IO event whose payload is JSON (Herald's are, by
+    contract: no binary scan, which costs about as much as the encoding itself)."""
+    packet = server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, payload], binary=False)
+    return eio_packet.Packet(eio_packet.MESSAGE, packet.encode())
 
 
 def _rooms_list(room: Any) -> list[str]:
@@ -330,11 +335,8 @@ class _LocalFanOut:
     def _fan_out(self, event: str, payload: dict[str, Any], namespace: str, room: Any, skip_sid: Any) -> None:
         job_message = payload.get("job_id") is not None
         if namespace in self.rooms:  # type: ignore[attr-defined]
-            # Herald payloads are JSON by contract (durable ones are stored as JSON): no
-            # binary scan, which costs about as much as the encoding itself.
             server = self.server  # type: ignore[attr-defined]
-            packet = server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, payload], binary=False)
-            frame = eio_packet.Packet(eio_packet.MESSAGE, packet.encode())
+            frame = _json_event(server, namespace, event, payload)
             skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
             send = server._send_eio_packet
             eio_sids = {

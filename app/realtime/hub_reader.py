@@ -7,11 +7,13 @@ files and the request's environ hanging off it — most of the ~50 KB an idle co
 cost. Here, once the WebSocket handshake (and an upgrade's probe) is done, the request
 *hands the socket over* and returns:
 
-* the socket is detached from the objects of the request (``socket.detach``) and wrapped
-  anew, so eventlet.wsgi's ``shutdown_safe`` + ``close`` act on an empty socket object,
-  and the request's WebSocket object counts as closed (``WebSocketWSGI`` sends no closing
-  frame when its handler returns); what was queued before (the OPEN packet) is written
-  by the request's greenlet on its way out;
+* the request's server lets go of the socket (``upgrade.UpgradeFirstProtocol``: neither
+  shutdown nor close once the request returns); any other server (gunicorn, eventlet's
+  own protocol) gets it detached (``socket.detach``) and the connection wrapped anew, so
+  its ``shutdown_safe`` + ``close`` act on an empty socket object. The request's
+  WebSocket object counts as closed (``WebSocketWSGI`` sends no closing frame when its
+  handler returns); what was queued before (the OPEN packet) is written by the request's
+  greenlet on its way out;
 * the hub watches the descriptor (``hub.add(READ, …)``): nothing runs while the client is
   quiet. A readable socket spawns a short greenlet that reads what is there without
   blocking, handles every whole frame (partial frames stay buffered), and re-arms the
@@ -111,7 +113,7 @@ def close_all(timeout: float = 5.0) -> int:
 def hand_over(eio_socket: Any, ws: Any, drain_class: type) -> bool:
     """Serve ``ws`` (handshake done) from the hub; False when it must stay in its greenlet."""
     slots = _slots
-    if slots is None or type(getattr(ws.socket, "fd", None)) is not _RAW_SOCKET:
+    if slots is None or type(getattr(ws.socket, "fd", None)) is not RAW_SOCKET:
         return False  # not serving with slots, or not a plain socket (TLS keeps its greenlet)
     if not slots.acquire(blocking=False):
         return False
@@ -125,7 +127,7 @@ def hand_over(eio_socket: Any, ws: Any, drain_class: type) -> bool:
     if let_go is not None:
         let_go.append(True)  # the server leaves the socket alone once the request returns
     # eventlet's WebSocketWSGI sends a closing frame when the request's handler returns:
-    # the handed-over copy is open, this one (on the detached socket) counts as closed.
+    # the handed-over copy is open, the request's object counts as closed.
     ws.websocket_closed = True
     if environ is not None:
         hooks = environ.pop(AFTER_SOCKET_CLOSE, None)
@@ -147,7 +149,7 @@ def _take_over(ws: Any, eio_socket: Any, *, detach: bool) -> Any:
     if detach:
         # (Family, type and protocol are read from the descriptor: the Python attributes
         # convert each to an enum.)
-        green = GreenSocket(_RAW_SOCKET(fileno=ws.socket.fd.detach()))
+        green = GreenSocket(RAW_SOCKET(fileno=ws.socket.fd.detach()))
     server = eio_socket.server
     green.settimeout(server.ping_interval + server.ping_timeout)  # sends, as Engine.IO sets it
     taken = object.__new__(type(ws))
@@ -161,7 +163,7 @@ def _take_over(ws: Any, eio_socket: Any, *, detach: bool) -> Any:
 
 
 #: The unpatched socket class: a plain socket's ``fd`` (TLS sockets keep their greenlet).
-_RAW_SOCKET: type = patcher.original("socket").socket
+RAW_SOCKET: type = patcher.original("socket").socket
 
 
 class _Failed(Exception):

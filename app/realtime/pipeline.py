@@ -85,7 +85,7 @@ class ProgressState:
 
     def also_send_to(self, rooms: tuple[str, ...]) -> None:
         """Ticks go to ``rooms`` too (the uploader's client room), besides the job's own."""
-        self.rooms = (job_room(self.job_id), user_jobs_room(self.owner_id), *rooms)
+        self.rooms = (*self.rooms[:2], *rooms)
 
     @property
     def last_payload(self) -> dict[str, Any] | None:

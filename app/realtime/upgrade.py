@@ -22,12 +22,12 @@ import re
 import socket
 import urllib.parse
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
-from eventlet import Timeout, patcher, wsgi
+from eventlet import Timeout, wsgi
 
 from .. import SOCKETIO_PATH
-from .hub_reader import LET_GO
+from .hub_reader import LET_GO, RAW_SOCKET
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,6 @@ _GET_SOCKETIO = f"GET {SOCKETIO_PATH}".encode("ascii")
 #: What ends an upgrade the client abandoned (reset, timed out): no error log, no 500.
 _CLIENT_GONE = (OSError, TimeoutError, Timeout)
 
-_RAW_SOCKET: type = patcher.original("socket").socket
-
 
 class UpgradeFirstProtocol(wsgi.HttpProtocol):
     """eventlet.wsgi's protocol, with WebSocket upgrades served without its parsing."""
@@ -61,7 +59,7 @@ def serve_upgrade(conn_state: list[Any], server: Any) -> bool:
     """Serve the connection's request if it is a plain WebSocket upgrade; False (nothing
     read) when eventlet.wsgi must serve it."""
     address, sock = conn_state[0], conn_state[1]
-    if type(getattr(sock, "fd", None)) is not _RAW_SOCKET:
+    if type(getattr(sock, "fd", None)) is not RAW_SOCKET:
         return False  # TLS (no peeking into it) or a martian
     try:
         head = sock.recv(HEAD_LIMIT, socket.MSG_PEEK)
@@ -104,13 +102,11 @@ class _LetGo:
 _LET_GO = _LetGo()
 
 
-class _Request:
-    __slots__ = ("target", "headers", "size")
-
-    def __init__(self, target: str, headers: list[tuple[str, str]], size: int) -> None:
-        self.target = target
-        self.headers = headers
-        self.size = size
+class _Request(NamedTuple):
+    target: str
+    headers: list[tuple[str, str]]
+    #: Bytes of the request head (what is read once the app is called).
+    size: int
 
 
 def _parse(head: bytes) -> _Request | None:

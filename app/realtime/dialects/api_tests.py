@@ -22,11 +22,11 @@ from typing import Any
 from flask import Flask, request
 from flask_socketio import join_room, leave_room
 
-from ...extensions import socketio
 from ...inputs import parse_id
 from ...jobs.service import snapshot_after_join
 from ...models.base import isoformat, utcnow
 from .. import connections
+from ..delivery import send_to_sid
 from ..events import payload_of, register_handler, socket_handler
 from ..messages import Message, is_progress
 from ..pipeline import pipeline
@@ -107,10 +107,6 @@ def _user_id() -> int:
     return connections.current().user_id
 
 
-def _send(sid: str, message: dict[str, Any]) -> None:
-    socketio.server.emit(message["type"], message, to=sid, namespace="/", ignore_queue=True)
-
-
 @socket_handler
 def on_subscribe_test(*args: Any) -> dict[str, Any]:
     """Client → ``subscribe_test {test_id}``; ack ``{ok, test_id, job}``, then the current state.
@@ -122,7 +118,7 @@ def on_subscribe_test(*args: Any) -> dict[str, Any]:
     sid: str = request.sid  # type: ignore[attr-defined]
     snapshot = snapshot_after_join(user_id, test_id, lambda: join_room(test_room(test_id)))
     for event, payload in _status_messages(test_id, snapshot["status"], snapshot):
-        _send(sid, seed001_message(event, test_id, payload))
+        send_to_sid(sid, seed001_message(event, test_id, payload))
     return {"ok": True, "test_id": test_id, "job": snapshot}
 
 
