@@ -13,7 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import greenlet
 
 from .extensions import socketio
 
@@ -99,27 +101,87 @@ def run_in_os_thread(call: Callable[[], T]) -> T:
     return call()
 
 
-class Signal:
-    """A wake-up for one background loop: ``set`` from anywhere, ``wait`` in the loop.
+class Signal(Protocol):
+    """A wake-up for one background loop: ``set`` from anywhere, ``wait`` in the loop
+    (:func:`new_signal` builds the one for the async mode)."""
 
-    ``threading.Event`` is green after monkey-patching (eventlet, gevent) and a real event
-    in threading mode, so one class serves every mode.
-    """
+    def set(self) -> None:
+        """Wake the loop; nearly free when a wake-up is pending already."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until ``set`` (or ``timeout``), then re-arm; False when it timed out."""
+
+
+def new_signal() -> Signal:
+    """The wake-up signal for this async mode; build it after monkey-patching."""
+    if socketio.async_mode == "eventlet":
+        return _HubSignal()
+    return _EventSignal()
+
+
+class _EventSignal:
+    """gevent and threading: ``threading.Event`` is green after monkey-patching and a real
+    event in threading mode."""
 
     def __init__(self) -> None:
         self._event = threading.Event()
 
     def set(self) -> None:
-        """Wake the loop; nearly free when a wake-up is pending already (no lock taken:
-        a green ``Event.set`` is a condition variable's notify in Python)."""
-        if not self._event.is_set():
+        if not self._event.is_set():  # no lock taken: a green ``set`` is a notify in Python
             self._event.set()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Sleep until ``set`` (or ``timeout``), then re-arm; False when it timed out."""
         woken = self._event.wait(timeout)
         self._event.clear()
         return woken
+
+
+class _HubSignal:
+    """eventlet: the waiting greenlet is switched to from the hub, nothing in between.
+
+    A green ``threading.Event`` wakes its waiter through a condition variable, a semaphore
+    and two hub timers; the outbox, the ticker and the journal each wake hundreds of
+    times a second. Green threads only: ``set`` from an OS thread is not supported (nor
+    is it with a green ``Event``).
+    """
+
+    def __init__(self) -> None:
+        from eventlet import hubs
+
+        self._hub = hubs.get_hub()
+        self._flag = False
+        #: The loop's greenlet while it waits, else None; and which wait that is.
+        self._waiter: Any = None
+        self._round = 0
+
+    def set(self) -> None:
+        if self._flag:
+            return
+        self._flag = True
+        if self._waiter is not None:
+            self._hub.schedule_call_global(0, self._wake, self._round)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self._flag:
+            self._round += 1
+            self._waiter = greenlet.getcurrent()
+            timer = None if timeout is None else self._hub.schedule_call_global(timeout, self._wake, self._round)
+            try:
+                self._hub.switch()
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+        woken, self._flag = self._flag, False
+        return woken
+
+    def _wake(self, round_: int) -> None:
+        """From the hub: resume the waiter if it still is in wait ``round_`` (a wake-up and
+        a timeout may both be due; the second finds that wait over)."""
+        waiter = self._waiter
+        if waiter is not None and self._round == round_:
+            self._waiter = None
+            waiter.switch()
 
 
 def eventlet_patched() -> bool:

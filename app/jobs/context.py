@@ -10,6 +10,7 @@ that cannot yield at all.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -43,6 +44,12 @@ YIELD_EVERY = 0.002
 #: The longest a job's sleep goes without looking for a cancel (a cancel asked in another
 #: process reaches this one within ``JOB_CANCEL_POLL_INTERVAL``, 0.5 s, anyway).
 SLEEP_SLICE = 0.25
+#: Sleeps of at least ``SLEEP_GRID_FROM`` end on a grid of ``SLEEP_GRID`` seconds of the
+#: monotonic clock (at most 10 % later than asked): the jobs due within one grid step
+#: wake in one turn of the event loop. A turn per wake-up cost ~30 µs of CPU: 200 jobs
+#: sleeping 0.1 s each took 7.6 % of a core, 1.8 % on a 5 ms grid.
+SLEEP_GRID = 0.005
+SLEEP_GRID_FROM = 10 * SLEEP_GRID
 
 T = TypeVar("T")
 
@@ -156,8 +163,13 @@ class JobContext:
             raise JobCancelled()
 
     def sleep(self, seconds: float) -> None:
-        """Sleep cooperatively, waking early (and raising) on cancel."""
+        """Sleep cooperatively, waking early (and raising) on cancel.
+
+        A sleep of ``SLEEP_GRID_FROM`` or more ends on the next ``SLEEP_GRID`` step after
+        ``seconds`` (a job keeping a cadence, as ``simulate`` does, keeps its pace)."""
         deadline = time.monotonic() + seconds
+        if seconds >= SLEEP_GRID_FROM:
+            deadline = math.ceil(deadline / SLEEP_GRID) * SLEEP_GRID
         slept = False
         while True:
             self.raise_if_cancelled()

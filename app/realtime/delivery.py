@@ -34,7 +34,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from .. import extensions
-from ..concurrency import Signal, Slicer
+from ..concurrency import Signal, Slicer, new_signal
 from ..metrics import MESSAGES_DELIVERED
 from .messages import Message, is_progress
 
@@ -256,7 +256,7 @@ class Outbox:
         if wake is None:
             with self._lock:
                 if self._wake is None:
-                    self._wake = Signal()  # built lazily: after monkey-patching
+                    self._wake = new_signal()  # built lazily: after monkey-patching
                     extensions.socketio.start_background_task(self._loop)
                 wake = self._wake
         wake.set()
@@ -335,20 +335,22 @@ class _LocalFanOut:
     def _fan_out(self, event: str, payload: dict[str, Any], namespace: str, room: Any, skip_sid: Any) -> None:
         job_message = payload.get("job_id") is not None
         if namespace in self.rooms:  # type: ignore[attr-defined]
-            server = self.server  # type: ignore[attr-defined]
-            frame = _json_event(server, namespace, event, payload)
             skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-            send = server._send_eio_packet
             eio_sids = {
                 sid: eio_sid
                 for sid, eio_sid in socketio.Manager.get_participants(self, namespace, room)  # type: ignore[arg-type]
                 if sid not in skip
             }
-            for sid in ledger.admitted(eio_sids, payload) if job_message else eio_sids:
-                send(eio_sids[sid], frame)
-            report = getattr(send, "report", None)
-            if report is not None:
-                report()
+            due = ledger.admitted(eio_sids, payload) if job_message and eio_sids else eio_sids
+            if due:  # encoded only for someone (most jobs have no watcher most of the time)
+                server = self.server  # type: ignore[attr-defined]
+                frame = _json_event(server, namespace, event, payload)
+                send = server._send_eio_packet
+                for sid in due:
+                    send(eio_sids[sid], frame)
+                report = getattr(send, "report", None)
+                if report is not None:
+                    report()
         if namespace == "/":
             members = plain_rooms.members(_rooms_list(room))
             for conn in ledger.admitted(members, payload) if job_message else members:

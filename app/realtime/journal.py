@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, Update, bindparam, insert, or_, select, true, update
 from sqlalchemy.exc import DBAPIError
 
-from ..concurrency import Signal
+from ..concurrency import Signal, new_signal
 from ..database import write_off_the_loop
 from ..extensions import socketio
 from ..metrics import COMMIT_BATCH_EVENTS, COMMIT_SECONDS, EVENTS_COMMITTED, EVENTS_REFUSED, PUBLISH_SECONDS
@@ -400,7 +400,7 @@ class Journal:
     ) -> _Batch:
         with self._lock:
             if self._wake is None:
-                self._wake = Signal()  # built lazily: after monkey-patching
+                self._wake = new_signal()  # built lazily: after monkey-patching
                 socketio.start_background_task(self._writer_loop)
             if write is not None and write.fence.mode == "held":
                 broken = self._broken.get(write.job_id)

@@ -31,7 +31,7 @@ from typing import Any
 
 from flask import Flask
 
-from ..concurrency import Signal, Slicer
+from ..concurrency import Signal, Slicer, new_signal
 from ..extensions import db, socketio
 from ..metrics import MESSAGES_PUBLISHED, PROGRESS_TICKS
 from ..models import utcnow
@@ -245,7 +245,7 @@ class Pipeline:
             earliest = self._due[0][2] is state
             wake = self._ticker_wake
             if wake is None:
-                wake = self._ticker_wake = Signal()  # built lazily: after monkey-patching
+                wake = self._ticker_wake = new_signal()  # built lazily: after monkey-patching
                 socketio.start_background_task(self._ticker)
         if earliest:
             wake.set()

@@ -1,0 +1,93 @@
+"""The loop's wake-up signal under eventlet, and the grid job sleeps end on."""
+
+from __future__ import annotations
+
+import math
+
+import eventlet
+import pytest
+
+from app.concurrency import _HubSignal
+from app.jobs import context as job_context
+from tests.helpers import stored_job_context
+
+
+def test_a_set_before_the_wait_is_not_lost():
+    signal = _HubSignal()
+    signal.set()
+    assert signal.wait(1.0) is True
+    assert signal.wait(0.01) is False  # re-armed: nothing set since
+
+
+def test_a_set_from_another_greenlet_wakes_the_waiter():
+    signal = _HubSignal()
+    waiter = eventlet.spawn(signal.wait, 5.0)
+    eventlet.sleep(0)  # the waiter waits now
+    signal.set()
+    assert waiter.wait() is True
+
+
+def test_a_wait_times_out_unset():
+    signal = _HubSignal()
+    assert eventlet.spawn(signal.wait, 0.01).wait() is False
+
+
+def test_a_stale_wake_up_does_not_end_the_next_wait():
+    """A set and a timeout due in one turn: the waiter resumes once (set), and the wake-up
+    left over must not end its next wait."""
+    signal = _HubSignal()
+    results: list[bool] = []
+
+    def loop() -> None:
+        results.append(signal.wait(0))  # its timeout is due at once
+        results.append(signal.wait())  # no timeout: only a set ends it
+
+    waiter = eventlet.spawn(loop)
+    eventlet.sleep(0)  # the waiter is in its first wait
+    signal.set()  # its wake-up is due after the timeout, in the same turn
+    eventlet.sleep(0.05)
+    assert results == [True]  # the second wait still waits
+    signal.set()
+    waiter.wait()
+    assert results == [True, True]
+
+
+def test_a_greenlet_killed_while_waiting_leaves_the_signal_usable():
+    signal = _HubSignal()
+    waiter = eventlet.spawn(signal.wait, 5.0)
+    eventlet.sleep(0)
+    waiter.kill()
+    signal.set()
+    eventlet.sleep(0)  # the wake-up finds nobody waiting
+    assert eventlet.spawn(signal.wait, 1.0).wait() is True
+
+
+@pytest.mark.parametrize("seconds", [0.05, 0.1, 0.2337])
+def test_a_job_sleep_ends_on_the_grid_and_never_early(app, auth, monkeypatch, seconds):
+    clock = [1000.0012]
+    slept: list[float] = []
+
+    def fake_sleep(duration: float) -> None:
+        slept.append(duration)
+        clock[0] += duration
+
+    monkeypatch.setattr(job_context.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(job_context.socketio, "sleep", fake_sleep)
+    with app.app_context():
+        ctx = stored_job_context(auth.create_user("alice"))
+    start = clock[0]
+    ctx.sleep(seconds)
+    assert clock[0] >= start + seconds
+    assert clock[0] - (start + seconds) < job_context.SLEEP_GRID
+    steps = clock[0] / job_context.SLEEP_GRID
+    assert math.isclose(steps, round(steps), abs_tol=1e-6)
+
+
+def test_a_short_sleep_is_not_stretched_to_the_grid(app, auth, monkeypatch):
+    clock = [1000.0012]
+    monkeypatch.setattr(job_context.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(job_context.socketio, "sleep", lambda duration: clock.__setitem__(0, clock[0] + duration))
+    with app.app_context():
+        ctx = stored_job_context(auth.create_user("alice"))
+    ctx.sleep(0.003)
+    assert clock[0] == pytest.approx(1000.0042)
