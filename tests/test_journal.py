@@ -8,10 +8,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import event, select, text, update
 
 from app.extensions import db
 from app.jobs.context import JobContext
@@ -120,9 +121,39 @@ def test_the_progress_of_several_jobs_is_saved_in_one_statement(app, auth):
         db.session.execute(update(Job).where(Job.id.in_(ids)).values(status="running"))
         db.session.commit()
         with db.engine.begin() as conn:
-            conn.execute(_SAVE_PROGRESS, [{"_job_id": i, "_progress": {"current": i}} for i in ids])
+            assert _SAVE_PROGRESS.run(conn, [{"_job_id": i, "_progress": {"current": i}} for i in ids]) == 2
         db.session.expire_all()
         assert [db.session.get(Job, i).progress for i in ids] == [{"current": i} for i in ids]
+
+
+def test_the_driver_executemany_stores_what_the_core_execution_would(app, auth):
+    """The SQLite path hands the driver parameters processed by the journal: the rows must
+    be the ones SQLAlchemy's own execution of the same statement stores."""
+    from app.realtime.journal import _INSERT_EVENTS
+
+    owner_id = auth.create_user("alice")
+    moment = datetime(2026, 12, 7, 18, 30, 1, 123456, tzinfo=UTC)
+    data = [{"message": "é\u2028", "nested": {"list": [1, None, 2.5]}}, {}, {"none": None}]
+    with app.app_context():
+        job_ids = [stored_job_context(owner_id).job_id for _ in range(2)]
+        core, driver = job_ids
+        with db.engine.begin() as conn:
+            rows = lambda job_id: [  # noqa: E731
+                {"job_id": job_id, "seq": n + 1, "type": "job_log", "data": item, "created_at": moment}
+                for n, item in enumerate(data)
+            ]
+            conn.execute(_INSERT_EVENTS.statement, rows(core))
+            assert _INSERT_EVENTS.run(conn, rows(driver)) == len(data)
+        with db.engine.connect() as conn:
+            stored = {
+                job_id: conn.execute(
+                    text("SELECT seq, type, data, created_at FROM job_events WHERE job_id = :j ORDER BY seq"),
+                    {"j": job_id},
+                ).all()
+                for job_id in job_ids
+            }
+        assert stored[core] == stored[driver]
+        assert len(stored[core]) == len(data)
 
 
 @pytest.fixture

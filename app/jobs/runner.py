@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 
 from ..database import write_transaction
 from ..extensions import db, socketio
@@ -48,6 +48,13 @@ from .registry import get_kind, queued_kind_names
 log = logging.getLogger(__name__)
 
 _jobs = Job.__table__
+#: The jobs this worker holds with a cancel asked: one statement however many it holds,
+#: through the ``worker_id`` index (an ``IN`` of every held id was rendered anew per poll).
+_CANCELS_FLAGGED = select(_jobs.c.id).where(
+    _jobs.c.worker_id == bindparam("worker_id"),
+    _jobs.c.cancel_requested.is_(True),
+    or_(*(_jobs.c.status == status for status in ACTIVE_STATUSES)),  # (not an ``IN``: rendered per call)
+)
 #: Jobs settled or released per sweep (the rest wait for the next beat).
 SWEEP_BATCH = 200
 #: How far the runner trusts its own lease: the margin covers clock skew between hosts.
@@ -393,13 +400,13 @@ class JobRunner:
     # -- cancelling and waiting -------------------------------------------------------
 
     def _pick_up_cancels(self) -> None:
-        running = [job_id for job_id, ctx in list(self._running.items()) if ctx is not None]
-        if not running:
+        if not self._running:
             return
-        flagged = db.session.scalars(select(Job.id).where(Job.id.in_(running), Job.cancel_requested.is_(True))).all()
-        db.session.rollback()
+        with db.engine.connect() as conn:
+            flagged = conn.execute(_CANCELS_FLAGGED, {"worker_id": self.worker_id}).scalars().all()
         for job_id in flagged:
-            self.cancel_local(job_id)
+            if self._running.get(job_id) is not None:
+                self.cancel_local(job_id)
 
     def cancel_local(self, job_id: int) -> bool:
         """Signal a job running in this process; False if it does not run here."""

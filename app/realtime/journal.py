@@ -145,17 +145,61 @@ class _Batch:
 
 _jobs = Job.__table__
 _events = JobEvent.__table__
+
+
+class _Executemany:
+    """A Core statement run as one executemany; on SQLite compiled once and handed to the
+    driver with its parameters processed here.
+
+    SQLAlchemy processes each row's parameters anew (dict building, type lookups) on
+    every execution: a third of a typical group commit's CPU, 2 events and 2 progress rows
+    took ~190 µs, ~140 µs this way. The statement text and every value are what the Core
+    execution would send (the same compiled SQL and bind processors), and it still passes
+    through the connection (its events, its error wrapping). Elsewhere the Core execution
+    runs as is: psycopg2 batches an INSERT's rows only there.
+    """
+
+    def __init__(self, statement: Any, column_keys: list[str] | None = None) -> None:
+        self.statement = statement
+        self.column_keys = column_keys
+        self._prepared: dict[Any, tuple[str, tuple[str, ...], dict[str, Any], list[Any]]] = {}
+
+    def run(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        """Execute for ``rows``; the number of rows matched."""
+        dialect = conn.dialect
+        if dialect.name != "sqlite":
+            return int(conn.execute(self.statement, rows).rowcount)
+        prepared = self._prepared.get(dialect)
+        if prepared is None:
+            compiled = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
+            names = tuple(compiled.positiontup or ())
+            processors = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
+            fixed = {name: compiled.binds[name].effective_value for name in names}  # literals of the SQL
+            prepared = self._prepared[dialect] = (compiled.string, names, fixed, processors)
+        sql, names, fixed, processors = prepared
+        params = [
+            tuple(
+                value if process is None else process(value)
+                for value, process in zip(
+                    (row[name] if name in row else fixed[name] for name in names), processors, strict=True
+                )
+            )
+            for row in rows
+        ]
+        return int(conn.exec_driver_sql(sql, params).rowcount)
+
+
 #: Durable-event insert; one executemany per transaction.
-_INSERT_EVENTS = insert(_events)
+_INSERT_EVENTS = _Executemany(insert(_events), ["job_id", "seq", "type", "data", "created_at"])
 #: Progress-only row update, one executemany for every job whose row is behind. (Not
 #: ``status.in_(...)``: an expanding parameter cannot go into an executemany.)
-_SAVE_PROGRESS = (
+_SAVE_PROGRESS = _Executemany(
     update(_jobs)
     .where((_jobs.c.id == bindparam("_job_id")) & or_(*(_jobs.c.status == status for status in ACTIVE_STATUSES)))
     .values(progress=bindparam("_progress"))
 )
 _take_seqs_statements: dict[tuple[frozenset[str], str], Update] = {}
-_advance_statements: dict[frozenset[str], Update] = {}
+_advance_statements: dict[frozenset[str], _Executemany] = {}
 
 
 def _fence_condition(mode: str) -> ColumnElement[bool]:
@@ -190,7 +234,7 @@ def _take_seqs_statement(columns: frozenset[str], fence_mode: str) -> Update:
     return statement
 
 
-def _advance_statement(columns: frozenset[str]) -> Update:
+def _advance_statement(columns: frozenset[str]) -> _Executemany:
     """``last_seq`` from the seq before a run to its last, plus these snapshot columns, for
     a job this process holds: one executemany for every such job of a transaction (a
     statement per job costs more than its row). ``last_seq`` must still be the seq before
@@ -198,7 +242,7 @@ def _advance_statement(columns: frozenset[str]) -> Update:
     statement = _advance_statements.get(columns)
     if statement is None:
         snapshot = {_jobs.c[name]: bindparam(f"_v_{name}") for name in columns}
-        statement = (
+        update_statement = (
             update(_jobs)
             .where(
                 (_jobs.c.id == bindparam("_job_id"))
@@ -207,7 +251,7 @@ def _advance_statement(columns: frozenset[str]) -> Update:
             )
             .values({_jobs.c.last_seq: bindparam("_last"), **snapshot})
         )
-        _advance_statements[columns] = statement
+        _advance_statements[columns] = statement = _Executemany(update_statement)
     return statement
 
 
@@ -263,10 +307,10 @@ def _apply(
             | {"_job_id": run[0].job_id, "_before": run[0].seq - 1, "_last": run[-1].seq, **run[0].fence.params()}
             for run, values in zip(runs, snapshots, strict=True)
         ]
-        result = conn.execute(_advance_statement(frozenset(snapshots[0])), params)
-        if result.rowcount != len(runs):
+        matched = _advance_statement(frozenset(snapshots[0])).run(conn, params)
+        if matched != len(runs):
             # Some row was not where this process left it (lease lost, job ended or gone).
-            raise AdvanceMissed(f"{len(runs) - result.rowcount} of {len(runs)} held jobs moved under this process")
+            raise AdvanceMissed(f"{len(runs) - matched} of {len(runs)} held jobs moved under this process")
         rows.extend(_event_row(write) for run in runs for write in run)
         runs, snapshots = [], []
     for run, values in zip(runs, snapshots, strict=True):
@@ -294,9 +338,9 @@ def _apply(
                 write.data = {**write.data, "counts": counts}
             rows.append(_event_row(write))
     if rows:
-        conn.execute(_INSERT_EVENTS, rows)
+        _INSERT_EVENTS.run(conn, rows)
     if progress_rows:
-        conn.execute(_SAVE_PROGRESS, progress_rows)
+        _SAVE_PROGRESS.run(conn, progress_rows)
 
 
 def _snapshot_of(run: list[EventWrite]) -> dict[str, Any]:
