@@ -1,14 +1,40 @@
 """The process's Prometheus metrics: defined here, updated where things happen.
 
-Counters and histograms on hot paths are updated in place (a lock and an add); what is
-cheaper to read than to track (connections, subscriptions, jobs by status) is gathered
-when ``/metrics`` is scraped. Each process exposes its own numbers: one process's metrics
-never need another's.
+Counters and histograms are updated where things happen (a lock and an add), except on
+the delivery path: there a counter takes a lock per fan-out, so deliveries are counted in
+plain integers and added when ``/metrics`` is scraped (:func:`add_pending_counts`). What
+is cheaper to read than to track (connections, subscriptions, jobs by status) is
+gathered then too. Each process exposes its own numbers: one process's metrics never
+need another's.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 from prometheus_client import Counter, Histogram
+
+log = logging.getLogger(__name__)
+
+#: ``name -> callback`` adding counts kept in plain integers to their counters; one per
+#: name (an app built again replaces its predecessor's).
+_pending_counts: dict[str, Callable[[], None]] = {}
+
+
+def count_pending(name: str, callback: Callable[[], None]) -> None:
+    """Have ``callback`` add its pending counts to the metrics before each scrape."""
+    _pending_counts[name] = callback
+
+
+def add_pending_counts() -> None:
+    """Before a scrape: every pending count into its counter."""
+    for name, callback in list(_pending_counts.items()):
+        try:
+            callback()
+        except Exception:
+            log.exception("adding the pending %s counts to the metrics failed", name)
+
 
 #: Durable events committed by this process's journal.
 EVENTS_COMMITTED = Counter("herald_events_committed_total", "Durable events committed by the journal")

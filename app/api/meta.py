@@ -68,6 +68,8 @@ def metrics() -> Response | tuple[dict[str, Any], int, dict[str, str]]:
     is required as a Bearer token. Parts that cannot be read are left out, never a 500."""
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+    from ..metrics import add_pending_counts
+
     expected = current_app.config.get("METRICS_TOKEN")
     if expected:
         given = request.headers.get("Authorization", "")
@@ -75,4 +77,5 @@ def metrics() -> Response | tuple[dict[str, Any], int, dict[str, str]]:
         if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), expected.encode()):
             body = {"error": {"code": "unauthorized", "message": "/metrics needs the METRICS_TOKEN bearer token"}}
             return body, 401, {"WWW-Authenticate": 'Bearer realm="metrics"'}
+    add_pending_counts()
     return Response(generate_latest(REGISTRY), mimetype=None, content_type=CONTENT_TYPE_LATEST)

@@ -35,7 +35,7 @@ from socketio import packet as sio_packet
 
 from .. import extensions
 from ..concurrency import Signal, Slicer, new_signal
-from ..metrics import MESSAGES_DELIVERED
+from ..metrics import MESSAGES_DELIVERED, count_pending
 from .messages import Message, is_progress
 
 log = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ class Outbox:
 
 _PLAIN_DIRECT = MESSAGES_DELIVERED.labels("plain", "direct")
 #: Plain-WS deliveries written straight to the socket and not yet added to the metric
-#: (added once per fan-out: no locked increment per delivery).
+#: (added before a scrape: no locked increment per delivery).
 unreported_plain_direct = [0]
 
 
@@ -298,6 +298,9 @@ def report_plain_deliveries() -> None:
     count, unreported_plain_direct[0] = unreported_plain_direct[0], 0
     if count:
         _PLAIN_DIRECT.inc(count)
+
+
+count_pending("plain_deliveries", report_plain_deliveries)
 
 
 def send_to_sid(sid: str, message: Message) -> None:
@@ -346,17 +349,16 @@ class _LocalFanOut:
                 server = self.server  # type: ignore[attr-defined]
                 frame = _json_event(server, namespace, event, payload)
                 send = server._send_eio_packet
-                for sid in due:
-                    send(eio_sids[sid], frame)
-                report = getattr(send, "report", None)
-                if report is not None:
-                    report()
+                send_many = getattr(send, "send_many", None)
+                if send_many is not None:
+                    send_many([eio_sids[sid] for sid in due], frame)
+                else:
+                    for sid in due:
+                        send(eio_sids[sid], frame)
         if namespace == "/":
             members = plain_rooms.members(_rooms_list(room))
             for conn in ledger.admitted(members, payload) if job_message else members:
                 conn.deliver(payload)
-            if members:
-                report_plain_deliveries()
 
 
 class _RoomsBySid:

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED
+from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED, count_pending
 
 log = logging.getLogger(__name__)
 
@@ -78,31 +78,44 @@ class FrameWriter:
         self._reported = (0, 0)
 
     def __call__(self, eio_sid: str, eio_packet: Any) -> None:
-        socket = self.eio.sockets.get(eio_sid) if self.direct_enabled else None
-        ws = getattr(socket, "herald_ws", None)
-        # No green call between this check and the write below can yield, so a free send
-        # lock stays free: it is only taken when a partial frame must be finished later.
-        if (
-            ws is None
-            or eio_packet.binary
-            or not socket.upgraded
-            or socket.upgrading
-            or socket.closing
-            or socket.closed
-            or socket.queue.queue  # (eventlet's LightQueue: its deque, no qsize() call)
-            or ws._sendlock.counter < 1
-        ):
-            self._queue(eio_sid, eio_packet)
+        self.send_many((eio_sid,), eio_packet)
+
+    def send_many(self, eio_sids: Iterable[str], eio_packet: Any) -> None:
+        """One packet to each of ``eio_sids``: a fan-out's inner loop, the checks inline."""
+        if not self.direct_enabled or eio_packet.binary:
+            for eio_sid in eio_sids:
+                self._queue(eio_sid, eio_packet)
             return
-        frame = self._frame(eio_packet)
-        sent = send_without_blocking(ws.socket.fd, frame)
-        if sent == 0:
-            self._queue(eio_sid, eio_packet)
-            return
-        self.direct += 1
-        if sent < len(frame):
-            ws._sendlock.acquire()  # free (checked above): the writer waits for the rest
-            self._spawn(self._finish, ws, frame[sent:])
+        sockets = self.eio.sockets
+        frame = b""
+        direct = 0
+        for eio_sid in eio_sids:
+            socket = sockets.get(eio_sid)
+            ws = getattr(socket, "herald_ws", None)
+            # No green call between this check and the write below can yield, so a free
+            # send lock stays free: it is only taken when a partial frame must be finished.
+            if (
+                ws is None
+                or not socket.upgraded
+                or socket.upgrading
+                or socket.closing
+                or socket.closed
+                or socket.queue.queue  # (eventlet's LightQueue: its deque, no qsize() call)
+                or ws._sendlock.counter < 1
+            ):
+                self._queue(eio_sid, eio_packet)
+                continue
+            if not frame:
+                frame = self._frame(eio_packet)
+            sent = send_without_blocking(ws.socket.fd, frame)
+            if sent == 0:
+                self._queue(eio_sid, eio_packet)
+                continue
+            direct += 1
+            if sent < len(frame):
+                ws._sendlock.acquire()  # free (checked above): the writer waits for the rest
+                self._spawn(self._finish, ws, frame[sent:])
+        self.direct += direct
 
     def _queue(self, eio_sid: str, eio_packet: Any) -> None:
         if self.queue_limit:
@@ -134,8 +147,8 @@ class FrameWriter:
         self._spawn(socket.close, False, True)  # (wait=False, abort=True): forget it now
 
     def report(self) -> None:
-        """Add the deliveries since the last report to the metrics (once per fan-out, not
-        a locked increment per delivery)."""
+        """Add the deliveries since the last report to the metrics (before a scrape, not a
+        locked increment per delivery or fan-out)."""
         direct, queued = self.direct - self._reported[0], self.queued - self._reported[1]
         if direct:
             _DIRECT.inc(direct)
@@ -187,4 +200,5 @@ def install_frame_writer(server: Any, *, queue_limit: int = 0) -> FrameWriter:
     and enforces the queue limit."""
     writer = FrameWriter(server, direct=server.eio.async_mode == "eventlet", queue_limit=queue_limit)
     server._send_eio_packet = writer
+    count_pending("socketio_deliveries", writer.report)
     return writer

@@ -41,7 +41,7 @@ ACTIVE_STATUSES = ("pending", "running")
 MAX_BATCH = 1000
 #: The least time between the starts of two commits: writes arriving one by one share a
 #: transaction (a commit costs far more than a row) for at most this much latency.
-COMMIT_SPACING = 0.01
+COMMIT_SPACING = 0.015
 #: Pending writes from which a batch commits at once, spacing or not.
 GATHER_BELOW = 50
 #: Seconds without a write after which the writer gives its connection back to the pool.
