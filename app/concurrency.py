@@ -8,9 +8,12 @@ can both wait on.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
@@ -20,6 +23,8 @@ import greenlet
 from .extensions import socketio
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 #: What a yield sleeps under gevent: ``sleep(0)`` there only runs greenlets already
 #: runnable and never lets the loop poll sockets or fire timers while the yielder keeps
@@ -99,6 +104,98 @@ def run_in_os_thread(call: Callable[[], T]) -> T:
 
         return gevent.get_hub().threadpool.apply(call)  # type: ignore[no-any-return]
     return call()
+
+
+def run_in_writer_thread(call: Callable[[], T]) -> T:
+    """Run ``call`` in the process's one writer thread (SQLite writes, one at a time; they
+    are serialized by the write lock anyway); the calling greenlet waits, every other one
+    runs. Elsewhere than under eventlet, as :func:`run_in_os_thread`."""
+    if socketio.async_mode != "eventlet":
+        return run_in_os_thread(call)
+    thread = _writer_thread.get("thread")
+    if thread is None or thread.pid != os.getpid():  # (a forked child starts its own)
+        thread = _writer_thread["thread"] = _WriterThread()
+    return thread.run(call)
+
+
+_writer_thread: dict[str, _WriterThread] = {}
+
+
+class _WriterThread:
+    """eventlet: one OS thread taking calls from the loop's greenlets, in order.
+
+    ``tpool`` hands each call over through a queue with a condition variable, a green event
+    and a socket its own greenlet re-registers with the hub per result: ~170 µs of CPU
+    per call on a busy loop, when a group commit's own work is ~150 µs. Here a call is a
+    deque append and a notify; its result comes back through a pipe the hub watches for
+    good, and the hub wakes the caller directly: ~60 % less CPU per hand-over.
+    """
+
+    def __init__(self) -> None:
+        from eventlet import hubs, patcher
+
+        real_threading = patcher.original("threading")
+        self._os = patcher.original("os")
+        self.pid = os.getpid()
+        self._lock = real_threading.Lock()
+        self._work_waiting = real_threading.Condition(self._lock)
+        self._calls: deque[tuple[Callable[[], Any], list[Any]]] = deque()
+        self._results: deque[tuple[list[Any], tuple[bool, Any]]] = deque()
+        self._read_end, self._write_end = self._os.pipe()
+        self._os.set_blocking(self._read_end, False)
+        hub = hubs.get_hub()
+        self._hub = hub
+        hub.add(hub.READ, self._read_end, self._hand_back, self._listener_lost, lambda: None)
+        real_threading.Thread(target=self._serve, name="herald-writer", daemon=True).start()
+
+    def run(self, call: Callable[[], T]) -> T:
+        #: The waiting greenlet; emptied if it stops waiting (killed, a timeout): a result
+        #: arriving later must not resume it wherever it is then.
+        ticket = [greenlet.getcurrent()]
+        with self._lock:
+            self._calls.append((call, ticket))
+            self._work_waiting.notify()
+        try:
+            ok, value = self._hub.switch()
+        finally:
+            ticket[0] = None
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
+
+    def _serve(self) -> None:
+        """The thread: each call in turn, its outcome queued for the loop and the pipe poked."""
+        while True:
+            with self._lock:
+                while not self._calls:
+                    self._work_waiting.wait()
+                call, ticket = self._calls.popleft()
+            try:
+                outcome = (True, call())
+            except BaseException as exc:  # noqa: BLE001 - every outcome goes back to its caller
+                outcome = (False, exc)
+            self._results.append((ticket, outcome))
+            self._os.write(self._write_end, b"!")
+
+    def _hand_back(self, _fileno: int) -> None:
+        """From the hub, when the pipe has data: resume each caller whose call ended."""
+        try:
+            self._os.read(self._read_end, 4096)
+        except BlockingIOError:
+            pass
+        while self._results:
+            ticket, outcome = self._results.popleft()
+            self._hub.schedule_call_global(0, self._resume, ticket, outcome)
+
+    @staticmethod
+    def _resume(ticket: list[Any], outcome: tuple[bool, Any]) -> None:
+        waiter = ticket[0]
+        if waiter is not None and not waiter.dead:
+            waiter.switch(outcome)
+
+    @staticmethod
+    def _listener_lost(*_args: Any) -> None:
+        log.error("the writer thread's pipe was closed under the hub")
 
 
 class Signal(Protocol):

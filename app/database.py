@@ -17,7 +17,7 @@ from flask import Flask
 from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.engine import Engine
 
-from .concurrency import run_in_os_thread
+from .concurrency import run_in_writer_thread
 from .extensions import db
 
 T = TypeVar("T")
@@ -47,11 +47,11 @@ def write_lock() -> Iterator[None]:
 
 def write_off_the_loop(engine: Engine, call: Callable[[], T]) -> T:
     """Run ``call`` (a write on a connection it holds) without the event loop waiting on
-    the disk: on SQLite in an OS thread under the process's write lock (the loop's own
-    writers wait for it, green), elsewhere here (psycopg2's I/O is green)."""
+    the disk: on SQLite in the writer thread under the process's write lock (the loop's
+    own writers wait for it, green), elsewhere here (psycopg2's I/O is green)."""
     if engine.dialect.name == "sqlite":
         with write_lock():
-            return run_in_os_thread(call)
+            return run_in_writer_thread(call)
     return call()
 
 

@@ -1,13 +1,17 @@
-"""The loop's wake-up signal under eventlet, and the grid job sleeps end on."""
+"""eventlet's parts of the loop: its wake-up signal, the writer thread, and the grid job
+sleeps end on."""
 
 from __future__ import annotations
 
 import math
+import threading
+from typing import Any
 
 import eventlet
+import eventlet.event
 import pytest
 
-from app.concurrency import _HubSignal
+from app.concurrency import _HubSignal, _WriterThread
 from app.jobs import context as job_context
 from tests.helpers import stored_job_context
 
@@ -91,3 +95,59 @@ def test_a_short_sleep_is_not_stretched_to_the_grid(app, auth, monkeypatch):
         ctx = stored_job_context(auth.create_user("alice"))
     ctx.sleep(0.003)
     assert clock[0] == pytest.approx(1000.0042)
+
+
+def test_the_writer_thread_runs_calls_in_order_off_the_loop():
+    writer = _WriterThread()
+    main = threading.get_ident()
+    seen: list[tuple[int, int]] = []
+    callers = [eventlet.spawn(writer.run, lambda n=n: seen.append((n, threading.get_ident())) or n) for n in range(5)]
+    assert [caller.wait() for caller in callers] == list(range(5))
+    assert [n for n, _ in seen] == list(range(5))
+    assert len({ident for _, ident in seen}) == 1 and seen[0][1] != main
+
+
+def test_the_writer_thread_raises_the_calls_error_in_its_caller():
+    writer = _WriterThread()
+
+    def broken() -> None:
+        raise ValueError("disk on fire")
+
+    with pytest.raises(ValueError, match="disk on fire"):
+        eventlet.spawn(writer.run, broken).wait()
+    assert eventlet.spawn(writer.run, lambda: 42).wait() == 42  # the thread lives on
+
+
+def test_the_loop_runs_while_the_writer_thread_works():
+    writer = _WriterThread()
+    release = threading.Event()  # a real event: the thread blocks on it, the loop does not
+    ticks: list[int] = []
+
+    def ticker() -> None:
+        for n in range(5):
+            ticks.append(n)
+            eventlet.sleep(0.001)
+        release.set()
+
+    caller = eventlet.spawn(writer.run, lambda: release.wait(5) and "done")
+    eventlet.spawn(ticker)
+    assert caller.wait() == "done"
+    assert ticks == list(range(5))
+
+
+def test_a_caller_that_stopped_waiting_is_not_resumed_by_its_late_result():
+    writer = _WriterThread()
+    release = threading.Event()
+    later = eventlet.event.Event()
+
+    def caller() -> Any:
+        with pytest.raises(eventlet.Timeout):
+            with eventlet.Timeout(0.01):
+                writer.run(lambda: release.wait(5))
+        release.set()  # the call ends now; its result must find nobody
+        return later.wait()
+
+    waiting = eventlet.spawn(caller)
+    eventlet.sleep(0.1)
+    later.send("the right wake-up")
+    assert waiting.wait() == "the right wake-up"

@@ -51,6 +51,10 @@ def frame_stats() -> dict[str, float]:
     """Deliveries written straight to sockets, and through a writer's queue (test only)."""
     from prometheus_client import REGISTRY
 
+    from app.metrics import add_pending_counts
+
+    add_pending_counts()  # (as a scrape does)
+
     def delivered(transport: str, path: str) -> float:
         labels = {"transport": transport, "path": path}
         return REGISTRY.get_sample_value("herald_messages_delivered_total", labels) or 0.0

@@ -142,7 +142,14 @@ def test_client_disconnect_mid_upload_leaves_a_failed_upload_and_no_file(server,
         lambda: (u := server.api("GET", "/api/uploads/cut", token).json()["upload"])["status"] == "failed" and u,
         timeout=30,
     )
-    job = server.api("GET", f"/api/jobs/{upload_['job_id']}", token).json()["job"]
+    # The upload's row is failed first, then the job's end is committed (the journal's next
+    # group commit, a few milliseconds later).
+    job = wait_for(
+        lambda: (
+            (j := server.api("GET", f"/api/jobs/{upload_['job_id']}", token).json()["job"])["status"] != "running" and j
+        ),
+        timeout=10,
+    )
     assert job["status"] == "failed" and job["error"]["code"] == "client_disconnected"
     assert files_in(tmp_path / "uploads") == []
 
