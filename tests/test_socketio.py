@@ -41,6 +41,30 @@ def test_token_in_query_string_is_accepted(app, auth):
     assert sio.is_connected()
 
 
+def test_a_query_string_client_id_is_taken_and_a_bad_one_refused(app, auth):
+    token = auth.token_for("alice")
+    sio = socketio.test_client(app, query_string=f"token={token}&client_id=tab-q")
+    assert wait_for(lambda: messages(sio, "connection_established"))[0]["data"]["client_id"] == "tab-q"
+    assert not socketio.test_client(app, query_string=f"token={token}&client_id=no%20spaces").is_connected()
+
+
+def test_a_connect_that_fails_unexpectedly_is_refused_and_frees_its_slot(app, auth, monkeypatch):
+    from app.realtime import connections
+    from app.realtime.limits import user_connections
+
+    token = auth.token_for("alice")
+
+    def broken(info):  # noqa: ANN001, ANN202
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(connections, "register", broken)
+    held_before = dict(user_connections._owners)
+    assert not connect(app, token).is_connected()
+    assert user_connections._owners == held_before
+    monkeypatch.undo()
+    assert connect(app, token).is_connected()
+
+
 def test_connection_established_names_user_and_client(app, auth):
     token = auth.token_for("alice")
     sio = connect(app, token, client_id="tab-1")

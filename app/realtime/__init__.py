@@ -84,6 +84,7 @@ def init_realtime(app: Flask) -> None:
     if isinstance(manager, HeraldRedisManager):
         manager.on_recovered = partial(catch_up, app)
     socketio.init_app(app, **options)
+    events.install_connection_handlers(socketio.server)
     events.greet_after_connect(socketio.server)
     if not getattr(socketio, "herald_forgets_requests", False):
         forget_event_requests(socketio)

@@ -5,10 +5,12 @@ an acknowledgement, ``{ok: false, error: {code, message}}``. The connection stay
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import parse_qs
 
 from flask import request
 from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room
@@ -30,6 +32,8 @@ from .rooms import client_room, job_room, user_jobs_room, user_room
 from .subscriptions import subscribe_job, unsubscribe_job
 
 Ack = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 
 def _echo_to_sid(sid: str, message: Message) -> None:
@@ -68,41 +72,60 @@ def _refused(code: str, message: str) -> ConnectionRefusedError:
     return ConnectionRefusedError(message, {"code": code, "message": message})
 
 
-@socketio.on("connect")
-def on_connect(auth: Any = None) -> None:
+def on_connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
     """Sent by the client on connect with ``auth={token, client_id?}`` (or ``?token=``).
 
     Refused with ``{code, message}`` when the token is missing or bad; accepted
     connections join their client and user rooms and get ``connection_established``.
+
+    A python-socketio handler (:func:`install_connection_handlers`), not Flask-SocketIO's:
+    that one builds a Flask request for every event — its object, URL adapter, contexts
+    and teardowns were about a third of a connect's handling — and a connect needs only
+    the query string and an app context.
     """
-    auth = auth if isinstance(auth, dict) else {}
-    token = auth.get("token") or request.args.get("token")
     try:
-        identity = authenticate_socket(token if isinstance(token, str) else None)
-    except HeraldError as exc:
-        raise _refused(exc.code, exc.message) from None
-    client_id = auth.get("client_id") or request.args.get("client_id") or uuid.uuid4().hex
-    if not is_client_id(client_id):
-        raise _refused("invalid_client_id", f"client_id must match {CLIENT_ID_RULE}")
-    sid: str = request.sid  # type: ignore[attr-defined]
-    if not user_connections.acquire(identity.user_id, sid):
-        raise _refused("too_many_connections", TOO_MANY_CONNECTIONS)
-    connections.register(
-        ConnectionInfo(
-            sid=sid,
-            user_id=identity.user_id,
-            username=identity.username,
-            client_id=client_id,
-            token_jti=identity.jti,
-            expires_at=identity.expires_at,
+        _accept(sid, environ, auth)
+    except ConnectionRefusedError:
+        raise
+    except Exception:
+        log.exception("accepting Socket.IO connection %s failed", sid)
+        connections.unregister(sid)  # (no-ops if it got no further)
+        user_connections.release(sid)
+        raise _refused("internal_error", "the connection could not be accepted; it has been logged") from None
+
+
+def _accept(sid: str, environ: dict[str, Any], auth: Any) -> None:
+    auth = auth if isinstance(auth, dict) else {}
+    query = _QueryString(environ.get("QUERY_STRING", ""))
+    token = auth.get("token") or query.get("token")
+    app = environ["flask.app"]
+    with app.app_context():
+        try:
+            identity = authenticate_socket(token if isinstance(token, str) else None)
+        except HeraldError as exc:
+            raise _refused(exc.code, exc.message) from None
+        client_id = auth.get("client_id") or query.get("client_id") or uuid.uuid4().hex
+        if not is_client_id(client_id):
+            raise _refused("invalid_client_id", f"client_id must match {CLIENT_ID_RULE}")
+        if not user_connections.acquire(identity.user_id, sid):
+            raise _refused("too_many_connections", TOO_MANY_CONNECTIONS)
+        connections.register(
+            ConnectionInfo(
+                sid=sid,
+                user_id=identity.user_id,
+                username=identity.username,
+                client_id=client_id,
+                token_jti=identity.jti,
+                expires_at=identity.expires_at,
+            )
         )
-    )
     if token_cache.is_revoked(identity.jti):  # revoked while this connect was checking it
         connections.unregister(sid)
         user_connections.release(sid)
         raise _refused("token_revoked", connections.TOKEN_REVOKED_MESSAGE)
-    join_room(client_room(identity.user_id, client_id))
-    join_room(user_room(identity.user_id))
+    server = socketio.server
+    server.enter_room(sid, client_room(identity.user_id, client_id), namespace="/")
+    server.enter_room(sid, user_room(identity.user_id), namespace="/")
     greeting = make_message(
         "connection_established",
         {
@@ -113,6 +136,39 @@ def on_connect(auth: Any = None) -> None:
         },
     )
     _greetings[sid] = greeting  # sent right after the CONNECT packet (greet_after_connect)
+
+
+class _QueryString:
+    """The first value of a query-string parameter, parsed when first asked for (as
+    werkzeug's ``request.args.get`` gives it)."""
+
+    def __init__(self, raw: str) -> None:
+        self._raw = raw
+        self._parsed: dict[str, list[str]] | None = None
+
+    def get(self, name: str) -> str | None:
+        if not self._raw:
+            return None
+        if self._parsed is None:
+            self._parsed = parse_qs(self._raw, keep_blank_values=True)
+        values = self._parsed.get(name)
+        return values[0] if values else None
+
+
+def on_disconnect(sid: str, reason: Any = None) -> None:
+    """Forget the connection's subscriptions and identity (a python-socketio handler, as
+    :func:`on_connect`: it needs no Flask context at all)."""
+    _greetings.pop(sid, None)
+    ledger.forget(sid)
+    connections.unregister(sid)
+    user_connections.release(sid)
+
+
+def install_connection_handlers(server: Any) -> None:
+    """Register :func:`on_connect` and :func:`on_disconnect` on python-socketio's server
+    itself (after Flask-SocketIO's ``init_app``, which registers its own wrappers)."""
+    server.on("connect", on_connect, namespace="/")
+    server.on("disconnect", on_disconnect, namespace="/")
 
 
 #: Greetings of connections whose CONNECT packet is not sent yet, by sid.
@@ -135,16 +191,6 @@ def greet_after_connect(server: Any) -> None:
             send_to_sid(sid, greeting)
 
     server._handle_connect = handle_connect
-
-
-@socketio.on("disconnect")
-def on_disconnect(reason: Any = None) -> None:
-    """Forget the connection's subscriptions and identity."""
-    sid: str = request.sid  # type: ignore[attr-defined]
-    _greetings.pop(sid, None)
-    ledger.forget(sid)
-    connections.unregister(sid)
-    user_connections.release(sid)
 
 
 @socketio.on("ping")
