@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import eventlet
@@ -66,6 +67,13 @@ def test_a_greenlet_killed_while_waiting_leaves_the_signal_usable():
     assert eventlet.spawn(signal.wait, 1.0).wait() is True
 
 
+def _fake_clock(monkeypatch: pytest.MonkeyPatch, clock: list[float], sleep: Any) -> None:
+    """The job context's own clock and sleep (its module's names, not the shared ``time``
+    module or the extension: other threads of the test process sleep too)."""
+    monkeypatch.setattr(job_context, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(job_context, "socketio", SimpleNamespace(sleep=sleep))
+
+
 @pytest.mark.parametrize("seconds", [0.05, 0.1, 0.2337])
 def test_a_job_sleep_ends_on_the_grid_and_never_early(app, auth, monkeypatch, seconds):
     clock = [1000.0012]
@@ -75,8 +83,7 @@ def test_a_job_sleep_ends_on_the_grid_and_never_early(app, auth, monkeypatch, se
         slept.append(duration)
         clock[0] += duration
 
-    monkeypatch.setattr(job_context.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(job_context.socketio, "sleep", fake_sleep)
+    _fake_clock(monkeypatch, clock, fake_sleep)
     with app.app_context():
         ctx = stored_job_context(auth.create_user("alice"))
     start = clock[0]
@@ -89,8 +96,7 @@ def test_a_job_sleep_ends_on_the_grid_and_never_early(app, auth, monkeypatch, se
 
 def test_a_short_sleep_is_not_stretched_to_the_grid(app, auth, monkeypatch):
     clock = [1000.0012]
-    monkeypatch.setattr(job_context.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(job_context.socketio, "sleep", lambda duration: clock.__setitem__(0, clock[0] + duration))
+    _fake_clock(monkeypatch, clock, lambda duration: clock.__setitem__(0, clock[0] + duration))
     with app.app_context():
         ctx = stored_job_context(auth.create_user("alice"))
     ctx.sleep(0.003)
