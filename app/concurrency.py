@@ -89,8 +89,9 @@ def deadline(seconds: float) -> Iterator[None]:
 def run_in_os_thread(call: Callable[[], T]) -> T:
     """Run ``call`` in a real OS thread; the calling greenlet waits, every other one runs.
 
-    For work that would otherwise hold the event loop: SQLite commits (disk), library code
-    that never yields (openpyxl opening a workbook). The call must not touch green
+    For work that would otherwise hold the event loop: library code that never yields
+    (openpyxl opening a workbook, password hashing), SQLite commits under gevent (under
+    eventlet they go to :func:`run_in_writer_thread`). The call must not touch green
     primitives (sockets, green locks): it runs outside the hub. In threading mode the
     caller already is a thread and runs it directly.
     """
