@@ -1,39 +1,43 @@
 """The process's Prometheus metrics: defined here, updated where things happen.
 
 Counters and histograms are updated where things happen (a lock and an add), except on
-the delivery path: there a counter takes a lock per fan-out, so deliveries are counted in
-plain integers and added when ``/metrics`` is scraped (:func:`add_pending_counts`). What
-is cheaper to read than to track (connections, subscriptions, jobs by status) is
-gathered then too. Each process exposes its own numbers: one process's metrics never
-need another's.
+the delivery path: there a counter would take a lock per fan-out or ticker round, so
+those counts are kept in plain integers (:class:`DeferredCount`) and added when
+``/metrics`` is scraped (:func:`add_deferred_counts`). What is cheaper to read than to
+track (connections, subscriptions, jobs by status) is gathered then too. Each process
+exposes its own numbers: one process's metrics never need another's.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-
 from prometheus_client import Counter, Histogram
 
-log = logging.getLogger(__name__)
-
-#: ``name -> callback`` adding counts kept in plain integers to their counters; one per
-#: name (an app built again replaces its predecessor's).
-_pending_counts: dict[str, Callable[[], None]] = {}
+#: Every deferred count of the process (module-level singletons, one per figure).
+_deferred: list[DeferredCount] = []
 
 
-def count_pending(name: str, callback: Callable[[], None]) -> None:
-    """Have ``callback`` add its pending counts to the metrics before each scrape."""
-    _pending_counts[name] = callback
+class DeferredCount:
+    """A count kept as a plain integer on a hot path and added to its counters (already
+    labelled) before each scrape. ``pending += n`` takes no lock: under threading mode two
+    threads adding at once may lose one add, which a metric can afford."""
+
+    def __init__(self, *counters: Counter) -> None:
+        self.pending = 0
+        self._counters = counters
+        _deferred.append(self)
+
+    def flush(self) -> None:
+        """Add what is pending to the counters."""
+        count, self.pending = self.pending, 0
+        if count:
+            for counter in self._counters:
+                counter.inc(count)
 
 
-def add_pending_counts() -> None:
-    """Before a scrape: every pending count into its counter."""
-    for name, callback in list(_pending_counts.items()):
-        try:
-            callback()
-        except Exception:
-            log.exception("adding the pending %s counts to the metrics failed", name)
+def add_deferred_counts() -> None:
+    """Before a scrape: every deferred count into its counters."""
+    for count in _deferred:
+        count.flush()
 
 
 #: Durable events committed by this process's journal.

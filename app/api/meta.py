@@ -68,7 +68,7 @@ def metrics() -> Response | tuple[dict[str, Any], int, dict[str, str]]:
     is required as a Bearer token. Parts that cannot be read are left out, never a 500."""
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-    from ..metrics import add_pending_counts
+    from ..metrics import add_deferred_counts
 
     expected = current_app.config.get("METRICS_TOKEN")
     if expected:
@@ -77,5 +77,5 @@ def metrics() -> Response | tuple[dict[str, Any], int, dict[str, str]]:
         if scheme.lower() != "bearer" or not hmac.compare_digest(credential.strip().encode(), expected.encode()):
             body = {"error": {"code": "unauthorized", "message": "/metrics needs the METRICS_TOKEN bearer token"}}
             return body, 401, {"WWW-Authenticate": 'Bearer realm="metrics"'}
-    add_pending_counts()
+    add_deferred_counts()
     return Response(generate_latest(REGISTRY), mimetype=None, content_type=CONTENT_TYPE_LATEST)

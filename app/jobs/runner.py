@@ -405,8 +405,7 @@ class JobRunner:
         with db.engine.connect() as conn:
             flagged = conn.execute(_CANCELS_FLAGGED, {"worker_id": self.worker_id}).scalars().all()
         for job_id in flagged:
-            if self._running.get(job_id) is not None:
-                self.cancel_local(job_id)
+            self.cancel_local(job_id)
 
     def cancel_local(self, job_id: int) -> bool:
         """Signal a job running in this process; False if it does not run here."""

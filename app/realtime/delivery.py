@@ -35,7 +35,7 @@ from socketio import packet as sio_packet
 
 from .. import extensions
 from ..concurrency import Signal, Slicer, new_signal
-from ..metrics import MESSAGES_DELIVERED, count_pending
+from ..metrics import MESSAGES_DELIVERED, DeferredCount
 from .messages import Message, is_progress
 
 log = logging.getLogger(__name__)
@@ -287,20 +287,8 @@ class Outbox:
                 slicer.tick()
 
 
-_PLAIN_DIRECT = MESSAGES_DELIVERED.labels("plain", "direct")
-#: Plain-WS deliveries written straight to the socket and not yet added to the metric
-#: (added before a scrape: no locked increment per delivery).
-unreported_plain_direct = [0]
-
-
-def report_plain_deliveries() -> None:
-    """Add the direct plain-WS deliveries since the last report to the metric."""
-    count, unreported_plain_direct[0] = unreported_plain_direct[0], 0
-    if count:
-        _PLAIN_DIRECT.inc(count)
-
-
-count_pending("plain_deliveries", report_plain_deliveries)
+#: Plain-WS deliveries written straight to the socket.
+PLAIN_DIRECT = DeferredCount(MESSAGES_DELIVERED.labels("plain", "direct"))
 
 
 def send_to_sid(sid: str, message: Message) -> None:
@@ -350,9 +338,9 @@ class _LocalFanOut:
                 frame = _json_event(server, namespace, event, payload)
                 send = server._send_eio_packet
                 send_many = getattr(send, "send_many", None)
-                if send_many is not None:
+                if send_many is not None:  # the FrameWriter
                     send_many([eio_sids[sid] for sid in due], frame)
-                else:
+                else:  # a stand-in (Flask-SocketIO's test client puts its own in)
                     for sid in due:
                         send(eio_sids[sid], frame)
         if namespace == "/":

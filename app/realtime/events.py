@@ -96,15 +96,15 @@ def on_connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
 
 def _accept(sid: str, environ: dict[str, Any], auth: Any) -> None:
     auth = auth if isinstance(auth, dict) else {}
-    query = _QueryString(environ.get("QUERY_STRING", ""))
-    token = auth.get("token") or query.get("token")
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    token = auth.get("token") or _query_value(query, "token")
     app = environ["flask.app"]
     with app.app_context():
         try:
             identity = authenticate_socket(token if isinstance(token, str) else None)
         except HeraldError as exc:
             raise _refused(exc.code, exc.message) from None
-        client_id = auth.get("client_id") or query.get("client_id") or uuid.uuid4().hex
+        client_id = auth.get("client_id") or _query_value(query, "client_id") or uuid.uuid4().hex
         if not is_client_id(client_id):
             raise _refused("invalid_client_id", f"client_id must match {CLIENT_ID_RULE}")
         if not user_connections.acquire(identity.user_id, sid):
@@ -138,21 +138,10 @@ def _accept(sid: str, environ: dict[str, Any], auth: Any) -> None:
     _greetings[sid] = greeting  # sent right after the CONNECT packet (greet_after_connect)
 
 
-class _QueryString:
-    """The first value of a query-string parameter, parsed when first asked for (as
-    werkzeug's ``request.args.get`` gives it)."""
-
-    def __init__(self, raw: str) -> None:
-        self._raw = raw
-        self._parsed: dict[str, list[str]] | None = None
-
-    def get(self, name: str) -> str | None:
-        if not self._raw:
-            return None
-        if self._parsed is None:
-            self._parsed = parse_qs(self._raw, keep_blank_values=True)
-        values = self._parsed.get(name)
-        return values[0] if values else None
+def _query_value(query: dict[str, list[str]], name: str) -> str | None:
+    """The first value of a query-string parameter (as werkzeug's ``request.args.get``)."""
+    values = query.get(name)
+    return values[0] if values else None
 
 
 def on_disconnect(sid: str, reason: Any = None) -> None:

@@ -28,12 +28,13 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED, count_pending
+from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED, DeferredCount
 
 log = logging.getLogger(__name__)
 
-_DIRECT = MESSAGES_DELIVERED.labels("socketio", "direct")
-_QUEUED = MESSAGES_DELIVERED.labels("socketio", "queued")
+#: Deliveries written straight to the socket, and those that went through the queue.
+_DIRECT = DeferredCount(MESSAGES_DELIVERED.labels("socketio", "direct"))
+_QUEUED = DeferredCount(MESSAGES_DELIVERED.labels("socketio", "queued"))
 
 
 def send_without_blocking(raw: Any, data: bytes) -> int:
@@ -72,10 +73,6 @@ class FrameWriter:
         #: The last packet framed and its frame: a fan-out sends one packet object to all.
         self._last_packet: Any = None
         self._last_frame = b""
-        #: Deliveries written straight to the socket, and those that went through the queue.
-        self.direct = 0
-        self.queued = 0
-        self._reported = (0, 0)
 
     def __call__(self, eio_sid: str, eio_packet: Any) -> None:
         self.send_many((eio_sid,), eio_packet)
@@ -115,7 +112,7 @@ class FrameWriter:
             if sent < len(frame):
                 ws._sendlock.acquire()  # free (checked above): the writer waits for the rest
                 self._spawn(self._finish, ws, frame[sent:])
-        self.direct += direct
+        _DIRECT.pending += direct
 
     def _queue(self, eio_sid: str, eio_packet: Any) -> None:
         if self.queue_limit:
@@ -123,7 +120,7 @@ class FrameWriter:
             if socket is not None and socket.queue.qsize() >= self.queue_limit:
                 self._cut_off(eio_sid, socket)
                 return
-        self.queued += 1
+        _QUEUED.pending += 1
         self._queued_send(eio_sid, eio_packet)
 
     def _cut_off(self, eio_sid: str, socket: Any) -> None:
@@ -145,16 +142,6 @@ class FrameWriter:
             except OSError:
                 pass
         self._spawn(socket.close, False, True)  # (wait=False, abort=True): forget it now
-
-    def report(self) -> None:
-        """Add the deliveries since the last report to the metrics (before a scrape, not a
-        locked increment per delivery or fan-out)."""
-        direct, queued = self.direct - self._reported[0], self.queued - self._reported[1]
-        if direct:
-            _DIRECT.inc(direct)
-        if queued:
-            _QUEUED.inc(queued)
-        self._reported = (self.direct, self.queued)
 
     def _frame(self, eio_packet: Any) -> bytes:
         if eio_packet is not self._last_packet:
@@ -200,5 +187,4 @@ def install_frame_writer(server: Any, *, queue_limit: int = 0) -> FrameWriter:
     and enforces the queue limit."""
     writer = FrameWriter(server, direct=server.eio.async_mode == "eventlet", queue_limit=queue_limit)
     server._send_eio_packet = writer
-    count_pending("socketio_deliveries", writer.report)
     return writer

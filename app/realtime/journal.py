@@ -162,7 +162,8 @@ class _Executemany:
     def __init__(self, statement: Any, column_keys: list[str] | None = None) -> None:
         self.statement = statement
         self.column_keys = column_keys
-        self._prepared: dict[Any, tuple[str, tuple[str, ...], dict[str, Any], list[Any]]] = {}
+        #: Per dialect: the SQL, and each parameter's name, literal value and bind processor.
+        self._prepared: dict[Any, tuple[str, list[tuple[str, Any, Any]]]] = {}
 
     def run(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
         """Execute for ``rows``; the number of rows matched."""
@@ -172,17 +173,17 @@ class _Executemany:
         prepared = self._prepared.get(dialect)
         if prepared is None:
             compiled = self.statement.compile(dialect=dialect, column_keys=self.column_keys)
-            names = tuple(compiled.positiontup or ())
-            processors = [compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names]
-            fixed = {name: compiled.binds[name].effective_value for name in names}  # literals of the SQL
-            prepared = self._prepared[dialect] = (compiled.string, names, fixed, processors)
-        sql, names, fixed, processors = prepared
+            binds = compiled.binds
+            parameters = [
+                (name, binds[name].effective_value, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+                for name in compiled.positiontup or ()
+            ]
+            prepared = self._prepared[dialect] = (compiled.string, parameters)
+        sql, parameters = prepared
         params = [
             tuple(
-                value if process is None else process(value)
-                for value, process in zip(
-                    (row[name] if name in row else fixed[name] for name in names), processors, strict=True
-                )
+                row.get(name, literal) if process is None else process(row.get(name, literal))
+                for name, literal, process in parameters
             )
             for row in rows
         ]

@@ -33,7 +33,7 @@ from flask import Flask
 
 from ..concurrency import Signal, Slicer, new_signal
 from ..extensions import db, socketio
-from ..metrics import MESSAGES_PUBLISHED, PROGRESS_TICKS, count_pending
+from ..metrics import MESSAGES_PUBLISHED, PROGRESS_TICKS, DeferredCount
 from ..models import utcnow
 from .delivery import Outbox
 from .journal import ACTIVE_STATUSES, NO_FENCE, EventWrite, Fence, FenceRefused, JobGone, Journal
@@ -43,7 +43,8 @@ from .rooms import job_room, user_jobs_room
 log = logging.getLogger(__name__)
 
 DURABLE_PUBLISHED = MESSAGES_PUBLISHED.labels("durable")
-PROGRESS_PUBLISHED = MESSAGES_PUBLISHED.labels("progress")
+#: Ticks sent (the ticker runs hundreds of rounds a second: counted without a lock).
+TICKS_SENT = DeferredCount(PROGRESS_TICKS, MESSAGES_PUBLISHED.labels("progress"))
 #: The ticker's slot, as a share of the progress interval (5 ms of 100 ms): a tick waits
 #: at most that much longer, so that ticks due close together leave in one wake-up.
 TICK_SLOT = 0.05
@@ -259,7 +260,7 @@ class Pipeline:
         """Send a job's pending tick now (before its final status)."""
         state = self._states.get(job_id)
         if state is not None and state.dirty and self._send_tick(state, time.monotonic()):
-            _count_ticks(1)
+            TICKS_SENT.pending += 1
 
     def forget(self, job_id: int) -> None:
         """Drop a finished job's progress state (its last tick is on the row) and what the
@@ -305,7 +306,7 @@ class Pipeline:
                     except Exception:
                         log.exception("progress tick failed for job %s", state.job_id)
             if sent:
-                _count_ticks(sent)
+                TICKS_SENT.pending += sent
             if now - last_persist >= self.persist_interval:
                 last_persist = now
                 self._persist_progress()
@@ -334,25 +335,6 @@ class Pipeline:
         for adapter in self._adapters:
             for extra_rooms, event, payload in adapter(message, owner_id):
                 socketio.emit(event, payload, to=extra_rooms)
-
-
-#: Ticks sent and not yet added to the metrics (a counter takes a lock per call; the
-#: ticker runs hundreds of rounds a second).
-_unreported_ticks = [0]
-
-
-def _count_ticks(count: int) -> None:
-    _unreported_ticks[0] += count
-
-
-def _report_ticks() -> None:
-    count, _unreported_ticks[0] = _unreported_ticks[0], 0
-    if count:
-        PROGRESS_TICKS.inc(count)
-        PROGRESS_PUBLISHED.inc(count)
-
-
-count_pending("progress_ticks", _report_ticks)
 
 
 #: The process's pipeline.

@@ -42,7 +42,7 @@ from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED
 from . import limits
 from .commands import AUTH, FRAME, check
 from .connections import ended_if_revoked, expiry_watch, plain_sessions
-from .delivery import ledger, plain_rooms, unreported_plain_direct
+from .delivery import PLAIN_DIRECT, ledger, plain_rooms
 from .dialects import Close, Dialect, Payload
 from .dialects.batch import init_batch
 from .dialects.client import ClientDialect
@@ -252,7 +252,7 @@ class PlainSocket:
         else:
             data = b"".join(self._frame(payload) for payload in payloads)  # type: ignore[arg-type]
         if self.ws.connected and self.ws.sock.try_write_now(data):
-            unreported_plain_direct[0] += len(payloads)
+            PLAIN_DIRECT.pending += len(payloads)
             return True
         self._queue.append(("framed", data))  # rendered already: the sender writes it as is
         self._live_pending += 1

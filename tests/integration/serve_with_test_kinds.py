@@ -51,9 +51,9 @@ def frame_stats() -> dict[str, float]:
     """Deliveries written straight to sockets, and through a writer's queue (test only)."""
     from prometheus_client import REGISTRY
 
-    from app.metrics import add_pending_counts
+    from app.metrics import add_deferred_counts
 
-    add_pending_counts()  # (as a scrape does)
+    add_deferred_counts()  # (as a scrape does)
 
     def delivered(transport: str, path: str) -> float:
         labels = {"transport": transport, "path": path}
