@@ -33,7 +33,7 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from .. import extensions
+from .. import extensions, json_text
 from ..concurrency import Signal, Slicer, new_signal
 from ..metrics import MESSAGES_DELIVERED, DeferredCount
 from .messages import Message, is_progress
@@ -300,14 +300,20 @@ def send_to_sid(sid: str, message: Message) -> None:
         return  # gone meanwhile
     # Through the frame writer, as the fan-out: written straight out when it can be, and a
     # client that stopped reading is cut off at the send-queue limit (a replay is long).
-    server._send_eio_packet(eio_sid, _json_event(server, "/", message["type"], message))
+    server._send_eio_packet(eio_sid, _json_event("/", message["type"], message))
 
 
-def _json_event(server: Any, namespace: str, event: str, payload: dict[str, Any]) -> Any:
+def _json_event(namespace: str, event: str, payload: dict[str, Any]) -> Any:
     """The Engine.IO packet of a Socket.IO event whose payload is JSON (Herald's are, by
-    contract: no binary scan, which costs about as much as the encoding itself)."""
-    packet = server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event, payload], binary=False)
-    return eio_packet.Packet(eio_packet.MESSAGE, packet.encode())
+    contract: no binary scan, which costs about as much as the encoding itself).
+
+    The text python-socketio's ``Packet.encode`` gives (type, namespace unless the main
+    one, the JSON array), built here without its packet object."""
+    head = _EVENT_TYPE if namespace == "/" else f"{_EVENT_TYPE}{namespace},"
+    return eio_packet.Packet(eio_packet.MESSAGE, head + json_text.dumps([event, payload]))
+
+
+_EVENT_TYPE = str(sio_packet.EVENT)
 
 
 def _rooms_list(room: Any) -> list[str]:
@@ -334,9 +340,8 @@ class _LocalFanOut:
             }
             due = ledger.admitted(eio_sids, payload) if job_message and eio_sids else eio_sids
             if due:  # encoded only for someone (most jobs have no watcher most of the time)
-                server = self.server  # type: ignore[attr-defined]
-                frame = _json_event(server, namespace, event, payload)
-                send = server._send_eio_packet
+                frame = _json_event(namespace, event, payload)
+                send = self.server._send_eio_packet  # type: ignore[attr-defined]
                 send_many = getattr(send, "send_many", None)
                 if send_many is not None:  # the FrameWriter
                     send_many([eio_sids[sid] for sid in due], frame)

@@ -27,7 +27,6 @@ threading mode (in-process tests) in its thread. Nothing here blocks another con
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import socket
@@ -40,6 +39,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import select
 
+from .. import json_text
 from ..errors import TooMany
 from ..extensions import db
 from ..metrics import CONNECTIONS_DROPPED, MESSAGES_DELIVERED, MESSAGES_DROPPED
@@ -61,7 +61,7 @@ _DELIVERED = MESSAGES_DELIVERED.labels("sse", "queued")
 
 def encode_event(message: Message) -> bytes:
     """One SSE event: ``id:`` for durable messages, ``event:`` the type, ``data:`` the JSON."""
-    data = json.dumps(message, separators=(",", ":"), ensure_ascii=False, default=str)
+    data = json_text.dumps(message, default=str)
     head = f"id: {message['job_id']}:{message['seq']}\n" if is_durable(message) else ""
     return f"{head}event: {message.get('type', 'message')}\ndata: {data}\n\n".encode()
 

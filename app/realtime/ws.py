@@ -20,7 +20,6 @@ and ``/api/v1/ws/executions/<execution_id>`` (seed 004).
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import threading
@@ -34,6 +33,7 @@ from simple_websocket import ConnectionClosed
 from wsproto.events import TextMessage
 from wsproto.utilities import LocalProtocolError
 
+from .. import json_text
 from ..auth.tokens import authenticate_socket, bearer_token
 from ..errors import HeraldError, Unauthorized
 from ..extensions import db, sock, socketio
@@ -145,7 +145,7 @@ def _encoded_entry(payload: Payload) -> tuple[Any, str, bytes]:
     hit = _encoded.get(key)
     if hit is not None and hit[0] is payload:
         return hit
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = json_text.dumps(payload, default=str)
     if len(_encoded) > 256:
         _encoded.clear()
     entry = _encoded[key] = (payload, text, text_frame(text))
