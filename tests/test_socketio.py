@@ -191,6 +191,19 @@ def test_subscribed_both_ways_gets_each_message_once(app, client, auth):
     assert seqs == list(range(1, len(seqs) + 1))
 
 
+def test_the_fan_out_reaches_everyone_without_a_room_the_union_of_rooms_once_and_skips_a_sid(app, auth):
+    alice, bob = connect(app, auth.token_for("alice")), connect(app, auth.token_for("bob"))
+    for sio in (alice, bob):
+        sio.get_received()
+    alice_sid = alice.eio_sid and socketio.server.manager.sid_from_eio_sid(alice.eio_sid, "/")
+    rooms = list(socketio.server.manager.get_rooms(alice_sid, "/"))
+    socketio.emit("notice", {"n": 1})  # no room: every connection
+    socketio.emit("notice", {"n": 2}, to=[room for room in rooms if room is not None])  # alice's rooms
+    socketio.emit("notice", {"n": 3}, skip_sid=alice_sid)
+    assert [m["n"] for m in messages(alice, "notice")] == [1, 2]
+    assert [m["n"] for m in messages(bob, "notice")] == [1, 3]
+
+
 def test_unsubscribe_stops_delivery(app, client, auth):
     token = auth.token_for("alice")
     job_id = start_job(client, auth, token, steps=50, interval=0.02, log_every=1)

@@ -330,6 +330,35 @@ def test_webhooks_created_after_an_event_do_not_get_it(app, client, auth, receiv
     assert client.get(path, headers=auth.headers(token)).get_json()["deliveries"] == []
 
 
+def test_without_any_webhook_the_cursor_passes_every_event_unread_and_a_new_webhook_starts_there(
+    app, client, auth, monkeypatch
+):
+    from sqlalchemy import func, select
+
+    from app.extensions import db
+    from app.models import JobEvent, WebhookCursor, WebhookDelivery
+
+    token = auth.token_for("alice")
+    start_dispatcher_cursor(app)
+    run_simulate(client, token)
+    dispatcher = app.extensions["herald_webhooks"]
+    monkeypatch.setattr(dispatcher, "_deliveries_for", lambda *_: pytest.fail("events were read"))
+    with app.app_context():
+        assert dispatcher.ingest() == 0
+        db.session.rollback()
+        head = db.session.scalar(select(func.max(JobEvent.id)))
+        assert db.session.get(WebhookCursor, "job_events").last_event_id == head
+    monkeypatch.undo()
+    register(client, token, events=["job.completed"])
+    job = run_simulate(client, token)
+
+    def delivered() -> list[int]:
+        with app.app_context():
+            return list(db.session.scalars(select(WebhookDelivery.job_id)))
+
+    dispatch_until(app, lambda: delivered() == [job["id"]])
+
+
 def test_the_cursor_waits_at_a_hole_in_the_event_ids_until_it_is_old(app, client, auth):
     from datetime import timedelta
 

@@ -331,13 +331,19 @@ class _LocalFanOut:
 
     def _fan_out(self, event: str, payload: dict[str, Any], namespace: str, room: Any, skip_sid: Any) -> None:
         job_message = payload.get("job_id") is not None
-        if namespace in self.rooms:  # type: ignore[attr-defined]
-            skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-            eio_sids = {
-                sid: eio_sid
-                for sid, eio_sid in socketio.Manager.get_participants(self, namespace, room)  # type: ignore[arg-type]
-                if sid not in skip
-            }
+        rooms = _rooms_list(room)
+        namespace_rooms = self.rooms.get(namespace)  # type: ignore[attr-defined]
+        if namespace_rooms:
+            # What ``get_participants`` gives (each room's sid -> eio_sid table, python-
+            # socketio's own bidict), without its copy and generator per message.
+            eio_sids: dict[str, str] = {}
+            for name in rooms if room is not None else (None,):  # (every sid is in room None)
+                members = namespace_rooms.get(name)
+                if members:
+                    eio_sids.update(members._fwdm)
+            if skip_sid is not None:
+                for sid in skip_sid if isinstance(skip_sid, list) else (skip_sid,):
+                    eio_sids.pop(sid, None)
             due = ledger.admitted(eio_sids, payload) if job_message and eio_sids else eio_sids
             if due:  # encoded only for someone (most jobs have no watcher most of the time)
                 frame = _json_event(namespace, event, payload)
@@ -349,7 +355,7 @@ class _LocalFanOut:
                     for sid in due:
                         send(eio_sids[sid], frame)
         if namespace == "/":
-            members = plain_rooms.members(_rooms_list(room))
+            members = plain_rooms.members(rooms)
             for conn in ledger.admitted(members, payload) if job_message else members:
                 conn.deliver(payload)
 
