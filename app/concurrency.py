@@ -58,6 +58,59 @@ class Slicer:
             self._since = time.monotonic()
 
 
+def sleep_until(moment: float) -> None:
+    """Sleep until ``time.monotonic()`` reaches ``moment``.
+
+    Under eventlet every greenlet sleeping until the same moment shares one hub timer:
+    jobs sleeping on a grid (``JobContext.sleep``) wake by the dozen at each grid step, and
+    a timer each (its object, its place in the hub's heap, its cancel) was most of what a
+    sleep cost the loop.
+    """
+    if socketio.async_mode != "eventlet":
+        socketio.sleep(max(0.0, moment - time.monotonic()))
+        return
+    from eventlet import hubs
+
+    hub = hubs.get_hub()
+    sleeper = getattr(hub, "herald_shared_timers", None)
+    if sleeper is None:
+        sleeper = hub.herald_shared_timers = _SharedTimers(hub)
+    sleeper.sleep_until(moment)
+
+
+class _SharedTimers:
+    """eventlet: the greenlets waiting for each moment, and one hub timer per moment."""
+
+    def __init__(self, hub: Any) -> None:
+        self._hub = hub
+        #: moment -> tickets of the greenlets sleeping until then (emptied when one stops
+        #: waiting otherwise: killed, or woken by something else).
+        self._waiting: dict[float, list[list[Any]]] = {}
+
+    def sleep_until(self, moment: float) -> None:
+        tickets = self._waiting.get(moment)
+        if tickets is None:
+            tickets = self._waiting[moment] = []
+            self._hub.schedule_call_global(max(0.0, moment - time.monotonic()), self._wake, moment)
+        ticket = [greenlet.getcurrent()]
+        tickets.append(ticket)
+        try:
+            self._hub.switch()
+        finally:
+            ticket[0] = None
+
+    def _wake(self, moment: float) -> None:
+        """From the hub: resume each greenlet still sleeping until ``moment``, in turn."""
+        for ticket in self._waiting.pop(moment, ()):
+            waiter = ticket[0]
+            if waiter is None or waiter.dead:
+                continue
+            try:
+                waiter.switch()
+            except Exception:  # noqa: BLE001 - one sleeper's failure must not strand the rest
+                log.exception("resuming a sleeping greenlet failed")
+
+
 class DeadlineExceeded(Exception):
     """Raised inside a block that ran past its :func:`deadline`."""
 

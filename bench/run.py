@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -539,8 +540,57 @@ def scenario_browser(report: Report, work: Path, quick: bool) -> None:
     _fanout(report, work, quick, deflate=True, tag="browser")
 
 
+#: Rounds of the many-jobs scenario in a full run, Herald and Node taking turns: on this
+#: shared machine one window's server CPU moves by ±10 % from run to run (Herald's and
+#: Node's independently), so the table gives each server's median over the rounds.
+MANYJOBS_ROUNDS = 3
+
+
 def scenario_manyjobs(report: Report, work: Path, quick: bool) -> None:
     """200 jobs x 5 watchers, 10 progress updates/s each, through the real job pipeline."""
+    rounds: list[dict[str, dict[str, Any]]] = [
+        _manyjobs_round(work / f"round-{index}", quick) for index in range(1 if quick else MANYJOBS_ROUNDS)
+    ]
+    figures = {name: _median_figures([round_[name] for round_ in rounds]) for name in ("herald", "node")}
+    h, n = figures["herald"], figures["node"]
+    report.raw["manyjobs"] = {**figures, "rounds": rounds}
+    cpu = report.add(
+        "server CPU",
+        h["server_cpu_pct"],
+        n["server_cpu_pct"],
+        "%",
+        goal="<= 1.5x node" if len(rounds) == 1 else f"<= 1.5x node, median of {len(rounds)}",
+    )
+    cpu.met = bool(cpu.ratio is not None and cpu.ratio <= 1.5)
+    report.add(
+        "p99 latency",
+        h["latency_p99_ms"],
+        n["latency_p99_ms"],
+        "ms",
+        goal="<= 20 ms",
+        met=(h["latency_p99_ms"] or 0) <= 20,
+    )
+    report.add("p50 latency", h["latency_p50_ms"], n["latency_p50_ms"], "ms")
+    report.add("deliveries/s", h["deliveries_per_s"], n["deliveries_per_s"], "/s")
+    report.add("progress ticks received", h["ticks"], n["ticks"])
+    report.add("generator CPU", h["generator_cpu_pct"], n["generator_cpu_pct"], "%")
+    if len(rounds) > 1:
+        each = ", ".join(f"{r['herald']['server_cpu_pct']:.1f}/{r['node']['server_cpu_pct']:.1f}" for r in rounds)
+        print(f"manyjobs rounds, server CPU % herald/node: {each}", file=sys.stderr)
+
+
+def _median_figures(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each numeric figure's median over the rounds (the rest from the first round)."""
+    merged = dict(runs[0])
+    for key, value in runs[0].items():
+        values = [run.get(key) for run in runs]
+        if isinstance(value, int | float) and all(isinstance(v, int | float) for v in values):
+            merged[key] = statistics.median(values)
+    return merged
+
+
+def _manyjobs_round(work: Path, quick: bool) -> dict[str, dict[str, Any]]:
+    """One window of each server under the same load."""
     jobs, per_job, window = 200, 5, (5.0 if quick else 10.0)
     figures: dict[str, dict[str, Any]] = {}
     for server in (HeraldServer(work / "many-h", users=jobs), NodeServer(work / "many-n")):
@@ -567,22 +617,7 @@ def scenario_manyjobs(report: Report, work: Path, quick: bool) -> None:
                 time.sleep(1.5)
                 figures[server.name] = measure(gen, server, window)
                 time.sleep(max(0.0, duration - window - 1.0))
-    h, n = figures["herald"], figures["node"]
-    report.raw["manyjobs"] = figures
-    cpu = report.add("server CPU", h["server_cpu_pct"], n["server_cpu_pct"], "%", goal="<= 1.5x node")
-    cpu.met = bool(cpu.ratio is not None and cpu.ratio <= 1.5)
-    report.add(
-        "p99 latency",
-        h["latency_p99_ms"],
-        n["latency_p99_ms"],
-        "ms",
-        goal="<= 20 ms",
-        met=(h["latency_p99_ms"] or 0) <= 20,
-    )
-    report.add("p50 latency", h["latency_p50_ms"], n["latency_p50_ms"], "ms")
-    report.add("deliveries/s", h["deliveries_per_s"], n["deliveries_per_s"], "/s")
-    report.add("progress ticks received", h["ticks"], n["ticks"])
-    report.add("generator CPU", h["generator_cpu_pct"], n["generator_cpu_pct"], "%")
+    return figures
 
 
 def scenario_storm(report: Report, work: Path, quick: bool) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +13,7 @@ import eventlet
 import eventlet.event
 import pytest
 
+from app import concurrency
 from app.concurrency import _HubSignal, _WriterThread
 from app.jobs import context as job_context
 from tests.helpers import stored_job_context
@@ -72,6 +74,7 @@ def _fake_clock(monkeypatch: pytest.MonkeyPatch, clock: list[float], sleep: Any)
     module or the extension: other threads of the test process sleep too)."""
     monkeypatch.setattr(job_context, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     monkeypatch.setattr(job_context, "socketio", SimpleNamespace(sleep=sleep))
+    monkeypatch.setattr(job_context, "sleep_until", lambda moment: sleep(moment - clock[0]))
 
 
 @pytest.mark.parametrize("seconds", [0.05, 0.1, 0.2337])
@@ -101,6 +104,30 @@ def test_a_short_sleep_is_not_stretched_to_the_grid(app, auth, monkeypatch):
         ctx = stored_job_context(auth.create_user("alice"))
     ctx.sleep(0.003)
     assert clock[0] == pytest.approx(1000.0042)
+
+
+def test_greenlets_sleeping_until_one_moment_share_one_hub_timer_and_a_killed_one_stays_dead(monkeypatch):
+    from eventlet import hubs
+
+    monkeypatch.setattr(concurrency.socketio, "async_mode", "eventlet")
+    hub = hubs.get_hub()
+    moment = time.monotonic() + 0.05
+    woken: list[int] = []
+
+    def sleeper(n: int) -> None:
+        concurrency.sleep_until(moment)
+        woken.append(n)
+
+    timers_before = hub.get_timers_count()
+    sleepers = [eventlet.spawn(sleeper, n) for n in range(20)]
+    eventlet.sleep(0)  # every sleeper is waiting now
+    assert hub.get_timers_count() - timers_before == 1
+    sleepers[3].kill()
+    for index, green in enumerate(sleepers):
+        if index != 3:
+            green.wait()
+    assert woken == [n for n in range(20) if n != 3]
+    assert time.monotonic() >= moment
 
 
 def test_the_writer_thread_runs_calls_in_order_off_the_loop():
