@@ -34,7 +34,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from .. import extensions, json_text
-from ..concurrency import Signal, Slicer, new_signal
+from ..concurrency import Signal, Slicer, new_signal, non_yielding_lock
 from ..metrics import MESSAGES_DELIVERED, DeferredCount
 from .messages import Message, is_progress
 
@@ -82,7 +82,7 @@ class Ledger:
     """Per-connection, per-job delivery state; thread- and greenlet-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = non_yielding_lock()
         self._subs: dict[tuple[Any, int], _Subscription] = {}
         #: The jobs each connection is subscribed to (the per-connection cap; forgetting a
         #: connection without scanning every subscription).
@@ -199,7 +199,7 @@ class PlainRooms:
     """Rooms of plain-WebSocket connections in this process."""
 
     rooms: dict[str, set[PlainConnection]] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: Any = field(default_factory=non_yielding_lock)
 
     def join(self, conn: PlainConnection, room: str) -> None:
         """Put ``conn`` in ``room``."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from typing import Any
 
 from flask import Flask
 
-from ..concurrency import Signal, Slicer, new_signal
+from ..concurrency import Signal, Slicer, new_signal, non_yielding_lock
 from ..extensions import db, socketio
 from ..metrics import MESSAGES_PUBLISHED, PROGRESS_TICKS, DeferredCount
 from ..models import utcnow
@@ -137,7 +136,7 @@ class Pipeline:
         #: ``(due, order, state)`` for every job with a tick waiting: each job's own phase.
         self._due: list[tuple[float, int, ProgressState]] = []
         self._order = 0
-        self._lock = threading.Lock()
+        self._lock = non_yielding_lock()
         self._adapters: list[Adapter] = []
         self._ticker_wake: Signal | None = None
         self._app: Flask | None = None
