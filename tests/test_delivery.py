@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from app.realtime.delivery import Ledger
@@ -88,3 +90,19 @@ def test_one_fan_out_admits_each_connection_by_its_own_state():
     assert ledger.admitted(["new", "replaying", "caught-up"], durable(9)) == ["new"]
     assert ledger.admitted(["new", "replaying", "caught-up"], durable(10)) == ["new", "caught-up"]
     assert [m["seq"] for m in ledger.finish_replay("replaying", 1, replayed_seq=9)] == [10]
+
+
+def test_a_tick_from_a_background_loop_goes_at_once_when_the_outbox_is_empty_else_behind_it(monkeypatch):
+    from app.extensions import socketio
+    from app.realtime.delivery import Outbox
+
+    monkeypatch.setattr(socketio, "async_mode", "eventlet", raising=False)  # green: one sender at a time
+    sent: list[int] = []
+    outbox = Outbox(lambda message, owner, rooms: sent.append(message["data"]["current"]))
+    outbox._wake = SimpleNamespace(set=lambda: None)  # its loop is not running: nothing drains
+    outbox.send_or_put(tick(1), 1, ("job:1",))
+    assert sent == [1]  # nothing waited: sent by the caller
+    outbox.put(durable(1), 1, ("job:1",))
+    outbox.send_or_put(tick(2), 1, ("job:1",))
+    assert sent == [1]  # queued behind the waiting message, never ahead of it
+    assert [message["type"] for message, _, _ in outbox._queue] == ["job_log", "job_progress"]

@@ -261,6 +261,22 @@ class Outbox:
                 wake = self._wake
         wake.set()
 
+    def send_or_put(self, message: Message, owner_id: int, rooms: tuple[str, ...]) -> None:
+        """From a background loop (the ticker): sent here and now when nothing waits in
+        the outbox (the order holds), else queued behind what does. Saves the outbox's
+        wake-up and a queue round trip per message. In threading mode always queued: one
+        thread sends at a time."""
+        if self._queue or self._busy or self._wake is None or extensions.socketio.async_mode == "threading":
+            self.put(message, owner_id, rooms)
+            return
+        self._busy = True
+        try:
+            self.send(message, owner_id, rooms)
+        except Exception:  # one broken socket or adapter must not stop delivery
+            log.exception("delivering %s failed", message.get("type"))
+        finally:
+            self._busy = False
+
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until everything put so far has been sent (a Celery task's end, tests)."""
         deadline = time.monotonic() + timeout

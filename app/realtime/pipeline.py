@@ -7,9 +7,10 @@ each job keeps only its latest and sends at most one per interval, on a phase of
 (jobs do not all tick at the same instant); the latest rides along with every durable
 write and is persisted every ``PROGRESS_PERSIST_INTERVAL``.
 
-Every message leaves through one outbox drained by one background loop
-(:class:`~.delivery.Outbox`): whoever publishes — a job, a request — never waits for the
-watchers, and messages leave in the order they were committed or ticked.
+Every message leaves through one outbox (:class:`~.delivery.Outbox`), drained by one
+background loop: whoever publishes — a job, a request — never waits for the watchers, and
+messages leave in the order they were committed or ticked. The ticker, a background loop
+itself, sends its ticks in its own turn when nothing waits in the outbox.
 
 Every durable write is *fenced* (:class:`Fence`): the same UPDATE that takes the seq
 checks that the writer may still write, so a worker that lost its job can never append
@@ -48,6 +49,8 @@ TICKS_SENT = DeferredCount(PROGRESS_TICKS, MESSAGES_PUBLISHED.labels("progress")
 #: at most that much longer, so that ticks due close together leave in one wake-up.
 TICK_SLOT = 0.05
 
+#: ``send(message, owner_id, rooms)``: how a tick leaves (the outbox's ``put`` or ``send_or_put``).
+Send = Callable[[Message, int, tuple[str, ...]], None]
 #: ``adapter(message, owner_id) -> [(rooms, event, payload), ...]``
 Adapter = Callable[[Message, int], Iterable[tuple[list[str], str, dict[str, Any]]]]
 
@@ -256,9 +259,10 @@ class Pipeline:
         return state.last_payload if state is not None else None
 
     def flush(self, job_id: int) -> None:
-        """Send a job's pending tick now (before its final status)."""
+        """Send a job's pending tick now (before its final status), through the outbox:
+        the job does not wait for its watchers."""
         state = self._states.get(job_id)
-        if state is not None and state.dirty and self._send_tick(state, time.monotonic()):
+        if state is not None and state.dirty and self._send_tick(state, time.monotonic(), self.outbox.put):
             TICKS_SENT.pending += 1
 
     def forget(self, job_id: int) -> None:
@@ -269,8 +273,8 @@ class Pipeline:
         if state is not None:
             state.dirty = False  # its heap entry is skipped when due
 
-    def _send_tick(self, state: ProgressState, now: float) -> bool:
-        """Send the job's tick; False when its lease may have passed (dropped)."""
+    def _send_tick(self, state: ProgressState, now: float, send: Send) -> bool:
+        """Send the job's tick with ``send``; False when its lease may have passed (dropped)."""
         state.dirty = False
         # On the slot grid, so a job's phase does not drift a little later every tick
         # (a job stepping once per interval would then lose a tick now and then).
@@ -281,7 +285,7 @@ class Pipeline:
         data = state.payload(now)
         state.unsaved = True
         message = make_message(state.type, data, job_id=state.job_id)
-        self.outbox.put(message, state.owner_id, state.rooms)
+        send(message, state.owner_id, state.rooms)
         return True
 
     def _ticker(self) -> None:
@@ -296,14 +300,17 @@ class Pipeline:
                     due_states.append(heapq.heappop(self._due)[2])
                 next_due = self._due[0][0] if self._due else None
             sent = 0
+            slicer = Slicer()
             for state in due_states:
                 # (A stale entry, e.g. from before an explicit flush, is skipped: the
                 # job's newer entry sends its tick on time.)
                 if state.dirty and now >= state.sent_at + self.interval * 0.99:
                     try:
-                        sent += self._send_tick(state, now)
+                        # Sent from here: the outbox's own loop would only be woken for it.
+                        sent += self._send_tick(state, now, self.outbox.send_or_put)
                     except Exception:
                         log.exception("progress tick failed for job %s", state.job_id)
+                    slicer.tick()
             if sent:
                 TICKS_SENT.pending += sent
             if now - last_persist >= self.persist_interval:
