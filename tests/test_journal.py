@@ -161,6 +161,25 @@ def test_the_driver_executemany_stores_what_the_core_execution_would(app, auth):
         assert len(stored[core]) == len(data)
 
 
+def test_the_driver_executemany_raises_sqlalchemys_errors(app, auth):
+    """Straight to the driver's cursor, a refused statement still raises what the journal's
+    error handling expects (SQLAlchemy's wrapping of the driver's error)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from app.realtime.journal import _INSERT_EVENTS
+
+    owner_id = auth.create_user("alice")
+    with app.app_context():
+        job_id = stored_job_context(owner_id).job_id
+        row = {"job_id": job_id, "seq": 1, "type": "job_log", "data": {}, "created_at": datetime.now(UTC)}
+        with db.engine.connect() as conn:
+            assert not conn._has_events  # the direct path
+            with conn.begin():
+                assert _INSERT_EVENTS.run(conn, [row]) == 1
+            with pytest.raises(IntegrityError), conn.begin():
+                _INSERT_EVENTS.run(conn, [row])  # the same (job_id, seq) again
+
+
 @pytest.fixture
 def held_jobs(app, auth) -> Iterator[list[JobContext]]:
     """Four running jobs held by ``WORKER``, their first statuses stored and sent."""
