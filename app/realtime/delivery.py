@@ -270,12 +270,7 @@ class Outbox:
             self.put(message, owner_id, rooms)
             return
         self._busy = True
-        try:
-            self.send(message, owner_id, rooms)
-        except Exception:  # one broken socket or adapter must not stop delivery
-            log.exception("delivering %s failed", message.get("type"))
-        finally:
-            self._busy = False
+        self._send_one(message, owner_id, rooms)
 
     def drain(self, timeout: float = 5.0) -> bool:
         """Wait until everything put so far has been sent (a Celery task's end, tests)."""
@@ -293,14 +288,17 @@ class Outbox:
             slicer = Slicer()
             while self._queue:
                 self._busy = True
-                message, owner_id, rooms = self._queue.popleft()
-                try:
-                    self.send(message, owner_id, rooms)
-                except Exception:  # one broken socket or adapter must not stop delivery
-                    log.exception("delivering %s failed", message.get("type"))
-                finally:
-                    self._busy = False
+                self._send_one(*self._queue.popleft())
                 slicer.tick()
+
+    def _send_one(self, message: Message, owner_id: int, rooms: tuple[str, ...]) -> None:
+        """Send one message (``_busy`` set by the caller, cleared here)."""
+        try:
+            self.send(message, owner_id, rooms)
+        except Exception:  # one broken socket or adapter must not stop delivery
+            log.exception("delivering %s failed", message.get("type"))
+        finally:
+            self._busy = False
 
 
 #: Plain-WS deliveries written straight to the socket.
