@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import Select, bindparam, delete, false, or_, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 
 from ..database import write_transaction
 from ..extensions import db, socketio
@@ -102,8 +102,6 @@ class JobRunner:
         self._after_settle: list[Callable[[], object]] = []
         #: Called (in an app context) at every history trim: other retention on the same beat.
         self._also_trim: list[Callable[[], object]] = []
-        #: "Does an unclaimed job wait?" per set of queued kind names.
-        self._unclaimed_statements: dict[tuple[str, ...], Select[Any]] = {}
 
     def init_app(self, app: Flask) -> None:
         """Read the executor, limits and lease timing from config."""
@@ -300,21 +298,16 @@ class JobRunner:
 
     def _unclaimed_exist(self, coordinator: bool) -> bool:
         """A cheap read before claiming: most of the time nothing waits (no write needed)."""
-        names = tuple(queued_kind_names(coordinator=coordinator))
-        statement = self._unclaimed_statements.get(names)
-        if statement is None:
-            # Built once per set of kinds, the names as literals: an ORM query per poll,
-            # twice a second, cost more than the read itself.
-            statement = self._unclaimed_statements[names] = (
-                select(_jobs.c.id)
-                .where(
-                    (_jobs.c.status == JobStatus.PENDING.value)
-                    & _jobs.c.worker_id.is_(None)
-                    & or_(false(), *(_jobs.c.kind == name for name in names))
-                )
-                .limit(1)
+        statement = (
+            select(_jobs.c.id)
+            .where(
+                (_jobs.c.status == JobStatus.PENDING.value)
+                & _jobs.c.worker_id.is_(None)
+                & _jobs.c.kind.in_(queued_kind_names(coordinator=coordinator))
             )
-        with db.engine.connect() as conn:
+            .limit(1)
+        )
+        with db.engine.connect() as conn:  # Core, no session: an ORM query per poll cost more than the read
             return conn.execute(statement).first() is not None
 
     def _free_slots(self, coordinator: bool) -> int:

@@ -317,6 +317,9 @@ def send_to_sid(sid: str, message: Message) -> None:
     server._send_eio_packet(eio_sid, _json_event("/", message["type"], message))
 
 
+_EVENT_TYPE = str(sio_packet.EVENT)
+
+
 def _json_event(namespace: str, event: str, payload: dict[str, Any]) -> Any:
     """The Engine.IO packet of a Socket.IO event whose payload is JSON (Herald's are, by
     contract: no binary scan, which costs about as much as the encoding itself).
@@ -325,9 +328,6 @@ def _json_event(namespace: str, event: str, payload: dict[str, Any]) -> Any:
     one, the JSON array), built here without its packet object."""
     head = _EVENT_TYPE if namespace == "/" else f"{_EVENT_TYPE}{namespace},"
     return eio_packet.Packet(eio_packet.MESSAGE, head + json_text.dumps([event, payload]))
-
-
-_EVENT_TYPE = str(sio_packet.EVENT)
 
 
 def _rooms_list(room: Any) -> list[str]:

@@ -167,10 +167,11 @@ class Dispatcher:
                 conn.rollback()
                 self._insert_ignoring_conflicts(_cursor, [{"name": CURSOR, "last_event_id": head}])
                 return 0
-            # The newest id first, then whether any webhook exists: an event at or below it
-            # was handed in before a webhook created after this read, so none would get it.
-            head = conn.scalar(select(func.max(_events.c.id))) or 0
-            if conn.scalar(select(_hooks.c.id).limit(1)) is None:
+            # The newest id and whether any webhook exists, read together: an event at or
+            # below it was handed in before any webhook created later, so none would get it.
+            head, hooked = conn.execute(select(func.max(_events.c.id), select(_hooks.c.id).exists())).one()
+            head = head or 0
+            if not hooked:
                 # Nobody to deliver to (the usual case): past every event at once, without
                 # reading them (a busy server writes hundreds a second).
                 conn.rollback()
