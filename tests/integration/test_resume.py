@@ -46,8 +46,14 @@ def trimmed_finished_job(server: KindsServer, token: str) -> int:
     """A completed job that logged 60 lines, of which the server keeps the last ``KEPT``."""
     job_id = server.submit(token, steps=60, interval=0, log_every=1)["id"]
     wait_for(lambda: server.api("GET", f"/api/jobs/{job_id}", token).json()["job"]["status"] == "completed")
-    wait_for(lambda: history(server, token, job_id)["first_seq"] > 1)
+    # A trim pass that read the job's head just before its last event was committed keeps
+    # one event more; the next pass settles on exactly ``KEPT``.
+    wait_for(lambda: trimmed_to_kept(history(server, token, job_id)))
     return job_id
+
+
+def trimmed_to_kept(kept: dict) -> bool:
+    return bool(kept["first_seq"] == kept["last_seq"] - KEPT + 1)
 
 
 def durable_seqs(messages: list[dict]) -> list[int]:
