@@ -9,8 +9,11 @@ or the recursion limit and becomes a 500. Parsing here fails with a clear reason
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
+
+from jsonschema import Draft202012Validator, validators
 
 from .errors import ValidationFailed
 
@@ -28,6 +31,20 @@ CLIENT_ID_RULE = "[A-Za-z0-9_-]{1,64}"
 CLIENT_ID_REGEX = f"^{CLIENT_ID_RULE}$"
 #: ... and compiled, anchored at the very end (``$`` would let a trailing newline in).
 CLIENT_ID_PATTERN = re.compile(rf"^{CLIENT_ID_RULE}\Z")
+
+
+def is_integer(value: Any) -> bool:
+    """A JSON integer: ``2`` but neither ``2.0`` nor ``true``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+#: JSON Schema 2020-12 for everything clients send (REST bodies, job parameters, socket
+#: messages), with one change: an ``integer`` is an integer. The standard counts ``2.0``
+#: as one, so ``{"steps": 2.0}`` passed and the job then failed on ``range(2.0)``.
+SchemaValidator = validators.extend(
+    Draft202012Validator,
+    type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", lambda _checker, value: is_integer(value)),
+)
 
 
 class InvalidDocument(ValueError):
@@ -63,7 +80,8 @@ def check_client_id(value: Any, name: str = "client_id") -> str:
 
 
 def check_document(document: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Any:
-    """Return ``document`` if it is shallow, small and its integers fit 64 bits; else raise.
+    """Return ``document`` if it is shallow, small, its integers fit 64 bits and its floats
+    are finite; else raise.
 
     The walk is iterative and counts shared containers each time they are reached, so a
     YAML alias bomb is stopped by ``max_nodes`` before anything expands it.
@@ -82,6 +100,8 @@ def check_document(document: Any, *, max_depth: int = MAX_DEPTH, max_nodes: int 
         else:
             if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
                 raise InvalidDocument("a number is outside the 64-bit integer range")
+            if isinstance(value, float) and not math.isfinite(value):  # YAML's .inf and .nan
+                raise InvalidDocument(NOT_FINITE)
             continue
         if depth > max_depth:
             raise InvalidDocument(f"the document is nested deeper than {max_depth} levels")
@@ -93,6 +113,18 @@ def _refuse_constant(name: str) -> Any:
     raise InvalidDocument(f"{name} is not a JSON number")
 
 
+#: Why a number that is no finite double is refused: stored, it would come back as the
+#: bare ``Infinity`` or ``NaN`` that no JSON parser reads.
+NOT_FINITE = "a number is outside the range of a double (JSON has no Infinity or NaN)"
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        raise InvalidDocument(NOT_FINITE)
+    return value
+
+
 def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > 19:  # 2^63 has 19 digits: anything longer cannot fit
         raise InvalidDocument("a number is outside the 64-bit integer range")
@@ -100,9 +132,10 @@ def _bounded_int(text: str) -> int:
 
 
 def load_json(text: str | bytes) -> Any:
-    """Parse client JSON: no NaN/Infinity, integers within 64 bits, depth and size bounded."""
+    """Parse client JSON: no NaN/Infinity (nor numbers past a double, like ``1e400``),
+    integers within 64 bits, depth and size bounded."""
     try:
-        document = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int)
+        document = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_bounded_int)
     except RecursionError:
         raise InvalidDocument(f"the document is nested deeper than {MAX_DEPTH} levels") from None
     except InvalidDocument:

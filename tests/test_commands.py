@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from app.errors import ValidationFailed
 from app.extensions import socketio
-from app.realtime.commands import AUTH, FRAME, PLAIN_COMMANDS, SOCKETIO_EVENTS, _Validator, check, compile_schema
+from app.inputs import SchemaValidator
+from app.realtime.commands import AUTH, FRAME, PLAIN_COMMANDS, SOCKETIO_EVENTS, check, compile_schema
 from app.realtime.dialects.client import ClientDialect
 from app.realtime.dialects.executions import ExecutionDialect
 from app.realtime.dialects.herald import HeraldDialect
@@ -73,4 +74,4 @@ def test_every_schema_herald_declares_is_compiled():
 def test_the_compiled_test_and_jsonschema_agree_on_every_message(name, data):
     schema = ALL_SCHEMAS[name]
     value = data.draw(from_schema(schema) | broken(schema, EDGES | JSON_VALUES) | EDGES)
-    assert compile_schema(schema)(value) == _Validator(schema).is_valid(value), value
+    assert compile_schema(schema)(value) == SchemaValidator(schema).is_valid(value), value

@@ -10,6 +10,8 @@ from app.extensions import socketio
 from app.inputs import INT64_MAX
 
 HUGE_IDS = [str(INT64_MAX + 1), str(2**64), "9" * 30, "0"]
+#: Path segments where an id belongs that are no whole number at all.
+NOT_IDS = ["-1", "1.5", "abc", "1e3", "%EF%BC%91"]  # the last: a full-width digit one
 DEEP = "[" * 10_000 + "]" * 10_000
 ALIAS_BOMB = """
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
@@ -32,12 +34,12 @@ def id_routes(app):
                 yield method, rule.rule
 
 
-def test_every_id_route_answers_400_for_ids_outside_64_bits(app, client, auth):
+def test_every_id_route_answers_400_for_ids_outside_64_bits_or_not_numbers(app, client, auth):
     headers = auth.headers(auth.token_for("alice"))
     routes = list(id_routes(app))
     assert len(routes) >= 10
     for method, template in routes:
-        for huge in HUGE_IDS:
+        for huge in HUGE_IDS + NOT_IDS:
             path = re.sub(r"<id:\w+>", huge, template).replace("<name>", "report.csv")
             response = client.open(path, method=method, headers=headers, json={})
             assert response.status_code == 400, (method, path, response.status_code)
@@ -95,6 +97,38 @@ def test_deep_json_is_refused_on_every_json_route(app, client, auth):
         for method in {"POST", "PUT"} & (rule.methods or set()):
             response = client.open(path, method=method, data=DEEP, content_type="application/json", headers=headers)
             assert 400 <= response.status_code < 500, (method, path, response.status_code)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/jobs", '{"kind": "external", "name": "x", "total": 1e400}'),
+        ("/api/v1/executions", '{"workflow_id": 1, "input_data": {"n": -1e400}}'),
+    ],
+)
+def test_a_number_past_a_double_is_refused_not_stored_as_infinity(client, auth, path, body):
+    response = client.post(
+        path, data=body, content_type="application/json", headers=auth.headers(auth.token_for("alice"))
+    )
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_json" and "range of a double" in error["message"]
+
+
+def test_a_whole_float_is_no_integer_parameter(client, auth):
+    # JSON Schema counts 2.0 as an integer: the job was accepted and failed on range(2.0).
+    response = client.post(
+        "/api/jobs", json={"kind": "simulate", "params": {"steps": 2.0}}, headers=auth.headers(auth.token_for("alice"))
+    )
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert error["code"] == "validation_error" and "steps: 2.0 is not of type 'integer'" in error["message"]
+
+
+def test_rest_writes_a_stored_nan_or_infinity_as_null(app):
+    # What a browser's JSON.parse reads; the sockets write the same.
+    text = app.json.dumps({"a": [float("nan"), float("inf")], "b": {"c": -float("inf")}, "d": 1.5})
+    assert text.replace(" ", "") == '{"a":[null,null],"b":{"c":null},"d":1.5}'
 
 
 def test_json_bodies_over_the_limit_are_413(client, auth):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -72,6 +73,20 @@ def test_load_json_refuses_integers_outside_64_bits(text):
 def test_load_json_refuses_non_finite_constants(text):
     with pytest.raises(InvalidDocument, match="not a JSON number"):
         load_json(text)
+
+
+@pytest.mark.parametrize("text", ["1e400", '{"total": -1e400}', "[1.5, 2e308]"])
+def test_load_json_refuses_numbers_past_a_double(text):
+    # Python reads them as infinity, which would be stored and come back as bare Infinity.
+    with pytest.raises(InvalidDocument, match="range of a double"):
+        load_json(text)
+
+
+def test_check_document_refuses_non_finite_floats_yaml_can_write():
+    for value in (math.inf, -math.inf, math.nan):
+        with pytest.raises(InvalidDocument, match="range of a double"):
+            check_document({"a": [value]})
+    assert check_document({"a": [1e308, -2.5]}) == {"a": [1e308, -2.5]}
 
 
 def test_load_json_reports_syntax_errors_as_invalid_documents():

@@ -11,6 +11,7 @@ sees it.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,13 +21,13 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, request
 from flask import Request as FlaskRequest
 from flask.json.provider import DefaultJSONProvider
-from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
+from jsonschema.protocols import Validator
 from werkzeug.exceptions import BadRequest as HTTPBadRequest
 from werkzeug.routing import BaseConverter
 
 from ..errors import BadRequest, PayloadTooLarge, ValidationFailed
-from ..inputs import INT64_MAX, INT64_MIN, load_json
+from ..inputs import INT64_MAX, INT64_MIN, SchemaValidator, load_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 Schema = dict[str, Any]
@@ -80,15 +81,15 @@ def read_optional_json(schema: Schema) -> Any:
     return read_json(schema)
 
 
-_validators: dict[int, tuple[Schema, Draft202012Validator]] = {}
+_validators: dict[int, tuple[Schema, Validator]] = {}
 
 
-def _validator(schema: Schema) -> Draft202012Validator:
+def _validator(schema: Schema) -> Validator:
     """One validator per declared schema, built once (kept with its schema, so an id is
     never reused for another)."""
     hit = _validators.get(id(schema))
     if hit is None or hit[0] is not schema:
-        hit = _validators[id(schema)] = (schema, Draft202012Validator(schema))
+        hit = _validators[id(schema)] = (schema, SchemaValidator(schema))
     return hit[1]
 
 
@@ -198,10 +199,30 @@ def _query_value(name: str, schema: Schema) -> Any:
 
 
 class HeraldJSONProvider(DefaultJSONProvider):
-    """Flask's JSON with bounded parsing: no NaN, 64-bit integers, limited depth and size."""
+    """Flask's JSON with bounded parsing (no NaN, 64-bit integers, limited depth and size)
+    and valid output: a NaN or infinity that reached a stored value anyway (a tested API's
+    response, an old row) is written ``null``, as on the sockets, never the bare ``NaN``
+    or ``Infinity`` that a browser's ``JSON.parse`` refuses."""
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
         return load_json(s)
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        try:
+            return super().dumps(obj, allow_nan=False, **kwargs)
+        except ValueError:  # "Out of range float values are not JSON compliant"
+            return super().dumps(_finite(obj), **kwargs)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity inside it replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 class HeraldRequest(FlaskRequest):
@@ -221,21 +242,24 @@ class HeraldRequest(FlaskRequest):
         raise BadRequest(f"the body is not valid JSON: {e}", code="invalid_json")
 
 
-class IdOutOfRange(HTTPBadRequest):
-    """A path id that is all digits but outside ``1..INT64_MAX`` (400, not a 500 from the driver)."""
+class InvalidPathId(HTTPBadRequest):
+    """A path id that is not a whole number in ``1..INT64_MAX`` (400, not a 404 that hides
+    the typo, nor a 500 from the driver)."""
 
     herald_code = "invalid_id"
 
 
 class IdConverter(BaseConverter):
-    """``<id:name>``: a database id, ``1..INT64_MAX``; other digits are a clear 400."""
+    """``<id:name>``: a database id, ``1..INT64_MAX``; any other path segment is a clear 400."""
 
-    regex = r"\d+"
+    regex = r"[^/]+"
 
     def to_python(self, value: str) -> int:
+        if not (value.isascii() and value.isdigit()):  # -1, 1.5, abc, full-width digits
+            raise InvalidPathId(f"an id is a whole number between 1 and {INT64_MAX}, not {value[:40]!r}")
         number = int(value) if len(value) <= 20 else INT64_MAX + 1
         if not 1 <= number <= INT64_MAX:
-            raise IdOutOfRange(f"ids are between 1 and {INT64_MAX}")
+            raise InvalidPathId(f"ids are between 1 and {INT64_MAX}")
         return number
 
     def to_url(self, value: Any) -> str:

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
 from ..errors import ValidationFailed
+from ..inputs import SchemaValidator
 
 if TYPE_CHECKING:
     from .context import JobContext
@@ -77,7 +78,7 @@ class JobKind:
     final_counts: Callable[[int], dict[str, Any] | None] | None = field(default=None, repr=False, compare=False)
     #: How a completed run's result reads as an outcome (see :data:`OUTCOMES`).
     outcome_rule: OutcomeRule = field(default=_always_succeeded, repr=False, compare=False)
-    validator: Draft202012Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    validator: Validator = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
 
     def validate(self, params: Any) -> dict[str, Any]:
         """Return params with defaults filled in, or raise ``ValidationFailed``."""
@@ -140,7 +141,7 @@ def job_kind(
         if existing is not None and _where(existing.run) != _where(func):
             raise KindCollision(name, _where(existing.run), _where(func))
         full_schema = {"type": "object", "additionalProperties": False, **schema}
-        Draft202012Validator.check_schema(full_schema)
+        SchemaValidator.check_schema(full_schema)
         _KINDS[name] = JobKind(
             name=name,
             run=func,
@@ -154,7 +155,7 @@ def job_kind(
             queued=queued,
             final_counts=final_counts,
             outcome_rule=outcome or _always_succeeded,
-            validator=Draft202012Validator(full_schema),
+            validator=SchemaValidator(full_schema),
         )
         return func
 
