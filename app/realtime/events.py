@@ -27,7 +27,7 @@ from .connections import ConnectionInfo
 from .delivery import ledger, send_to_sid
 from .limits import TOO_MANY_CONNECTIONS, subscription_slot, user_connections
 from .messages import Message, error_message, make_message
-from .packets import INTERNAL_EVENTS, MALFORMED_EVENT, TOO_LARGE_EVENT, TolerantPacket
+from .packets import INTERNAL_EVENTS, INVALID_PACKET_EVENT, MALFORMED_EVENT, TOO_LARGE_EVENT, TolerantPacket
 from .rooms import client_room, job_room, user_jobs_room, user_room
 from .subscriptions import subscribe_job, unsubscribe_job
 
@@ -96,6 +96,8 @@ def on_connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
 
 def _accept(sid: str, environ: dict[str, Any], auth: Any) -> None:
     auth = auth if isinstance(auth, dict) else {}
+    if MALFORMED_EVENT in auth:  # the CONNECT's auth did not parse (see packets.py)
+        raise _refused("invalid_json", f"the connect's auth is not valid JSON: {auth[MALFORMED_EVENT]}")
     query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
     token = auth.get("token") or _query_value(query, "token")
     app = environ["flask.app"]
@@ -258,10 +260,14 @@ def on_unsubscribe(*args: Any) -> Ack:
 
 @socketio.on("*")
 def on_unknown(event: str, *args: Any) -> Ack:
-    """Any other event: an ``error`` message (``unknown_event``, ``invalid_json``, ``message_too_large``)."""
+    """Any other event: an ``error`` message (``unknown_event``, ``invalid_json``,
+    ``invalid_payload``, ``message_too_large``)."""
     if event == MALFORMED_EVENT:
         reason = f": {args[0]}" if args else ""
         exc: HeraldError = BadRequest(f"the message is not valid JSON{reason}", code="invalid_json")
+    elif event == INVALID_PACKET_EVENT:
+        reason = f": {args[0]}" if args else ""
+        exc = BadRequest(f"the message is not a Socket.IO event Herald reads{reason}", code="invalid_payload")
     elif event == TOO_LARGE_EVENT:
         size = args[0] if args else "?"
         exc = BadRequest(

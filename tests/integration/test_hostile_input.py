@@ -98,8 +98,12 @@ def test_the_client_dialect_answers_deep_json_with_its_error_and_stays_open(serv
     assert pong["type"] == "pong"
 
 
-@pytest.mark.parametrize("execution_id", [str(INT64_MAX + 1), "9" * 40, "0"])
-def test_an_execution_socket_for_an_impossible_id_closes_with_not_found_not_http(server, execution_id):
+@pytest.mark.parametrize(
+    ("execution_id", "code"),
+    [(str(INT64_MAX + 1), "invalid_id"), ("9" * 40, "invalid_id"), ("0", "invalid_id"), ("-1", "invalid_id")]
+    + [("abc", "invalid_id"), (str(INT64_MAX), "not_found")],
+)
+def test_an_execution_socket_for_an_impossible_id_closes_with_an_error_not_http(server, execution_id, code):
     token = server.login("alice")
     client = RawClient(server, f"/api/v1/ws/executions/{execution_id}?token={token}")
     try:
@@ -109,9 +113,19 @@ def test_an_execution_socket_for_an_impossible_id_closes_with_not_found_not_http
         client.close()
     texts = [json.loads(payload) for opcode, payload in frames if opcode == 0x1]
     closes = [payload for opcode, payload in frames if opcode == 0x8]
-    assert texts and texts[0]["type"] == "error" and "not found" in texts[0]["message"]
+    assert texts and texts[0]["type"] == "error" and texts[0]["code"] == code
     assert closes and int.from_bytes(closes[0][:2], "big") == 1008
     assert all(b"HTTP/1.1" not in payload for _, payload in frames)
+
+
+async def next_socketio_frame(ws, prefix: str) -> str:
+    """The next Engine.IO frame starting with ``prefix``, answering pings meanwhile."""
+    while True:
+        frame = await asyncio.wait_for(ws.recv(), 15)
+        if frame == "2":  # Engine.IO ping
+            await ws.send("3")
+        elif frame.startswith(prefix):
+            return str(frame)
 
 
 def test_socketio_answers_deep_json_and_huge_ids_with_errors_and_stays_connected(server):
@@ -119,13 +133,7 @@ def test_socketio_answers_deep_json_and_huge_ids_with_errors_and_stays_connected
     token = server.login("alice")
     url = server.ws_url + f"/socket.io/?EIO=4&transport=websocket&token={token}"
 
-    async def next_event(ws, prefix):
-        while True:
-            frame = await asyncio.wait_for(ws.recv(), 15)
-            if frame == "2":  # Engine.IO ping
-                await ws.send("3")
-            elif frame.startswith(prefix):
-                return frame
+    next_event = next_socketio_frame
 
     async def scenario():
         async with websockets.connect(url, open_timeout=20) as ws:
@@ -148,6 +156,60 @@ def test_socketio_answers_deep_json_and_huge_ids_with_errors_and_stays_connected
         body = json.loads(ack[3:])[0]
         assert body["ok"] is False and body["error"]["code"] in {"invalid_json", "invalid_payload"}
     assert json.loads(pong_ack[3:]) == [{"ok": True}]
+
+
+#: Socket.IO packets (inside Engine.IO messages) python-socketio's client never sends, and
+#: the error code each gets: no event array, bad JSON in an ack, packet types a client
+#: does not send.
+MALFORMED_PACKETS = [
+    ('42{"not":"array"}', "invalid_payload"),
+    ("42[]", "invalid_payload"),
+    ("42[7]", "invalid_payload"),
+    ('431[{"a":', "invalid_json"),
+    ("49junk", "invalid_json"),
+    ("49", "invalid_payload"),
+    ('44"x"', "invalid_payload"),
+]
+
+
+def test_socketio_answers_malformed_packets_with_errors_and_logs_no_traceback(server):
+    token = server.login("alice")
+    url = server.ws_url + f"/socket.io/?EIO=4&transport=websocket&token={token}"
+
+    async def scenario() -> list[str]:
+        async with websockets.connect(url, open_timeout=20) as ws:
+            assert (await ws.recv()).startswith("0")
+            await ws.send("40")
+            await next_socketio_frame(ws, "40")
+            errors = []
+            for packet, _ in MALFORMED_PACKETS:
+                await ws.send(packet)
+                errors.append(await next_socketio_frame(ws, '42["error"'))
+            await ws.send('425["ping",{}]')
+            errors.append(await next_socketio_frame(ws, "435"))
+            return errors
+
+    frames = asyncio.run(scenario())
+    for (packet, code), frame in zip(MALFORMED_PACKETS, frames, strict=False):
+        assert json.loads(frame[2:])[1]["code"] == code, packet
+    assert json.loads(frames[-1][3:]) == [{"ok": True}]  # the connection kept working
+    log = server.log_path.read_text(errors="replace")
+    assert "message handler error" not in log and "Traceback" not in log
+
+
+def test_a_socketio_connect_whose_auth_is_not_json_is_refused_saying_so(server):
+    token = server.login("alice")
+    url = server.ws_url + f"/socket.io/?EIO=4&transport=websocket&token={token}"
+
+    async def scenario() -> str:
+        async with websockets.connect(url, open_timeout=20) as ws:
+            assert (await ws.recv()).startswith("0")
+            await ws.send('40{"token": ')
+            return await next_socketio_frame(ws, "44")
+
+    refusal = json.loads(asyncio.run(scenario())[2:])
+    # Refused although ?token= is valid: an auth that does not parse is never ignored.
+    assert refusal["data"]["code"] == "invalid_json"
 
 
 def test_a_token_that_expires_ends_socketio_and_plain_sessions(server):

@@ -53,9 +53,15 @@ class ExecutionDialect(Dialect):
             job = get_owned_job(conn.user_id, execution_id)
             if job.kind != EXECUTION_KIND:
                 raise NotFound(f"execution {execution_id} not found")
-        except (ValidationFailed, NotFound):
-            message = f"execution {self.raw_id} not found"
-            conn.send(self.error("not_found", message))
+        except (ValidationFailed, NotFound) as exc:
+            # As over REST: an id that cannot be one is ``invalid_id``, another user's
+            # execution is indistinguishable from a missing one.
+            code, message = (
+                ("invalid_id", f"{exc.message}, not {self.raw_id[:40]!r}")
+                if isinstance(exc, ValidationFailed)
+                else ("not_found", f"execution {self.raw_id} not found")
+            )
+            conn.send(self.error(code, message))
             conn.close(1008, message)
             return
         self.execution_id = execution_id
