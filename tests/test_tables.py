@@ -58,6 +58,16 @@ def test_nan_and_infinity_are_rejected_as_numbers():
             convert([cell])
 
 
+def test_non_finite_floats_from_json_lines_are_rejected_as_numbers():
+    # json.loads reads NaN, Infinity and 1e400 as floats: stored, they would come back as
+    # bare NaN / Infinity that no JSON parser reads.
+    convert = row_converter([Column("x", "number")])
+    for value in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(RowRejected, match="not a number"):
+            convert([value])
+    assert convert([2.5]) == [2.5] and convert([3]) == [3]
+
+
 def test_inference_tolerates_a_few_bad_values():
     header = ["n", "s"]
     sample = [[str(i), "text"] for i in range(19)] + [["oops", "text"]]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -516,10 +517,12 @@ def _to_integer(value: Any) -> int:
 def _to_number(value: Any) -> int | float:
     if isinstance(value, bool):
         raise ValueError("not a number")
-    if isinstance(value, int | float):
+    if isinstance(value, int):
         return value
-    number = float(str(value).strip())  # text is always read as a float (the fast path agrees)
-    if number != number or number in (float("inf"), float("-inf")):
+    # Text is always read as a float (the fast path agrees); a JSON line's NaN or 1e400
+    # arrives a float already, and is no more a number than the text "nan".
+    number = value if isinstance(value, float) else float(str(value).strip())
+    if not math.isfinite(number):
         raise ValueError("not a finite number")
     return number
 
