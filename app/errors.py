@@ -107,7 +107,8 @@ def wants_json(path: str) -> bool:
 
 
 def register_page_errors(app: Flask) -> None:
-    """Styled HTML 404 and 500 pages for browser routes; ``/api`` keeps its JSON errors.
+    """Styled HTML error pages for browser routes (404, 500, and any other client error
+    with its reason, e.g. ``/jobs/abc``); ``/api`` keeps its JSON errors.
 
     Call after the REST handlers are registered (``app.api.errors``): they stay in charge
     of every JSON path, these only take over the pages.
@@ -129,6 +130,11 @@ def register_page_errors(app: Flask) -> None:
             return page("errors/404.html", 404)
         if exc.code is not None and exc.code >= 500:
             return page("errors/500.html", exc.code)
+        if exc.code is not None and exc.code >= 400 and exc.response is None:
+            html = render_template(
+                "errors/4xx.html", path=request.path, status=exc.code, name=exc.name, description=exc.description
+            )
+            return html, exc.code, exc.get_headers()
         return exc
 
     @app.errorhandler(Exception)

@@ -56,3 +56,12 @@ def test_a_herald_error_on_the_api_is_unchanged(client):
     response = client.get("/api/jobs")
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "token_missing"
+
+
+def test_a_job_page_for_a_path_that_is_no_id_is_a_styled_400(client):
+    response = client.get("/jobs/abc")
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    html = response.get_data(as_text=True)
+    assert "Bad Request" in html and "whole number" in html and "/jobs/abc" in html
+    assert 'href="/"' in html and "herald.css" in html
