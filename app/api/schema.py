@@ -210,8 +210,11 @@ class HeraldJSONProvider(DefaultJSONProvider):
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         try:
             return super().dumps(obj, allow_nan=False, **kwargs)
-        except ValueError:  # "Out of range float values are not JSON compliant"
-            return super().dumps(_finite(obj), **kwargs)
+        except ValueError as exc:
+            if "Out of range float" not in str(exc):  # e.g. a circular reference
+                raise
+        convert = kwargs.pop("default", self.default)
+        return super().dumps(_finite(obj), default=lambda value: _finite(convert(value)), **kwargs)
 
 
 def _finite(value: Any) -> Any:
@@ -252,7 +255,8 @@ class InvalidPathId(HTTPBadRequest):
 class IdConverter(BaseConverter):
     """``<id:name>``: a database id, ``1..INT64_MAX``; any other path segment is a clear 400."""
 
-    regex = r"[^/]+"
+    # (No ``regex``: BaseConverter's, one path segment, is the one wanted, and a regex of
+    # its own containing "/" would make werkzeug match the rule's whole rest of the path.)
 
     def to_python(self, value: str) -> int:
         if not (value.isascii() and value.isdigit()):  # -1, 1.5, abc, full-width digits

@@ -161,7 +161,7 @@ def test_socketio_answers_deep_json_and_huge_ids_with_errors_and_stays_connected
 #: Socket.IO packets (inside Engine.IO messages) python-socketio's client never sends, and
 #: the error code each gets: no event array, bad JSON in an ack, packet types a client
 #: does not send.
-MALFORMED_PACKETS = [
+MALFORMED_PACKETS: list[tuple[str | list[str | bytes], str]] = [
     ('42{"not":"array"}', "invalid_payload"),
     ("42[]", "invalid_payload"),
     ("42[7]", "invalid_payload"),
@@ -169,6 +169,14 @@ MALFORMED_PACKETS = [
     ("49junk", "invalid_json"),
     ("49", "invalid_payload"),
     ('44"x"', "invalid_payload"),
+    ('42["*","someone-else"]', "invalid_payload"),
+    # Binary packets: none announced, no array, a placeholder naming no attachment, broken
+    # JSON (its attachment is consumed with it), and an attachment nobody announced.
+    ('450-["echo"]', "invalid_payload"),
+    (['451-{"a":{"_placeholder":true,"num":0}}', b"\x01"], "invalid_payload"),
+    (['451-["echo",{"_placeholder":true,"num":5}]', b"\x01"], "invalid_payload"),
+    (['451-["echo",{"a":', b"\x01"], "invalid_json"),
+    (b"\x01\x02", "invalid_payload"),
 ]
 
 
@@ -183,18 +191,56 @@ def test_socketio_answers_malformed_packets_with_errors_and_logs_no_traceback(se
             await next_socketio_frame(ws, "40")
             errors = []
             for packet, _ in MALFORMED_PACKETS:
-                await ws.send(packet)
+                for frame in packet if isinstance(packet, list) else [packet]:
+                    await ws.send(frame)
                 errors.append(await next_socketio_frame(ws, '42["error"'))
             await ws.send('425["ping",{}]')
             errors.append(await next_socketio_frame(ws, "435"))
+            # A well-formed binary event still works: echo sends its attachment back.
+            await ws.send('451-6["echo",{"blob":{"_placeholder":true,"num":0}}]')
+            await ws.send(b"\x07\x08")
+            await next_socketio_frame(ws, "451-")
+            errors.append(await asyncio.wait_for(ws.recv(), 15))
             return errors
 
     frames = asyncio.run(scenario())
     for (packet, code), frame in zip(MALFORMED_PACKETS, frames, strict=False):
         assert json.loads(frame[2:])[1]["code"] == code, packet
-    assert json.loads(frames[-1][3:]) == [{"ok": True}]  # the connection kept working
+    assert json.loads(frames[-2][3:]) == [{"ok": True}]  # the connection kept working
+    assert frames[-1] == b"\x07\x08"
     log = server.log_path.read_text(errors="replace")
     assert "message handler error" not in log and "Traceback" not in log
+
+
+def test_a_client_cannot_run_the_servers_connect_or_disconnect_handler(server):
+    """An event named ``disconnect`` would run the server's own handler: the session
+    unregistered (its slot freed) while the socket stays open, out of revocation's reach.
+    Refused instead, the session stays registered and a logout still closes it."""
+    token = server.login("alice")
+    url = server.ws_url + f"/socket.io/?EIO=4&transport=websocket&token={token}"
+
+    async def scenario() -> tuple[list[str], str]:
+        async with websockets.connect(url, open_timeout=20) as ws:
+            assert (await ws.recv()).startswith("0")
+            await ws.send("40")
+            await next_socketio_frame(ws, "40")
+            errors = []
+            for packet in ('42["disconnect"]', '42["connect",{}]', '421["disconnect","x"]'):
+                await ws.send(packet)
+                errors.append(await next_socketio_frame(ws, '42["error"'))
+            response = await asyncio.to_thread(server.api, "POST", "/api/auth/logout", token)
+            assert response.status_code == 200, response.text
+            try:
+                ended = await next_socketio_frame(ws, "41")  # Socket.IO disconnect
+            except websockets.ConnectionClosed:
+                ended = "closed"
+            return errors, ended
+
+    errors, ended = asyncio.run(scenario())
+    for frame in errors:
+        error = json.loads(frame[2:])[1]
+        assert error["code"] == "invalid_payload" and "reserved" in error["message"]
+    assert ended in ("41", "closed")
 
 
 def test_a_socketio_connect_whose_auth_is_not_json_is_refused_saying_so(server):
