@@ -371,8 +371,8 @@ class PlainSocket:
     def _close_now(self, code: int, reason: str) -> None:
         self.open = False
         try:
-            # A close frame's reason is at most 123 bytes of UTF-8 (cut on a character).
-            self.ws.close(reason=code, message=reason.encode()[:123].decode(errors="ignore"))
+            # (wsproto cuts the reason to a close frame's 123 bytes, on a character.)
+            self.ws.close(reason=code, message=reason)
         except (ConnectionClosed, LocalProtocolError):  # already closed, or closing
             pass
         except OSError:

@@ -53,21 +53,20 @@ class ExecutionDialect(Dialect):
             job = get_owned_job(conn.user_id, execution_id)
             if job.kind != EXECUTION_KIND:
                 raise NotFound(f"execution {execution_id} not found")
-        except (ValidationFailed, NotFound) as exc:
-            # As over REST: an id that cannot be one is ``invalid_id``, another user's
-            # execution is indistinguishable from a missing one.
-            code, message = (
-                ("invalid_id", f"{exc.message}, not {self.raw_id[:40]!r}")
-                if isinstance(exc, ValidationFailed)
-                else ("not_found", f"execution {self.raw_id} not found")
-            )
-            conn.send(self.error(code, message))
-            conn.close(1008, message)
+        except ValidationFailed as exc:  # an id that cannot be one, as over REST
+            self._refuse(conn, "invalid_id", f"{exc.message}, not {self.raw_id[:40]!r}")
+            return
+        except NotFound:  # another user's execution is indistinguishable from a missing one
+            self._refuse(conn, "not_found", f"execution {self.raw_id} not found")
             return
         self.execution_id = execution_id
         subscribed = subscribe_plain(conn, execution_id, None, self._subscribed)
         if self.finished:
             conn.close(1000, f"execution {subscribed.snapshot['status']}")
+
+    def _refuse(self, conn: PlainSocket, code: str, message: str) -> None:
+        conn.send(self.error(code, message))
+        conn.close(1008, message)
 
     def _subscribed(self, subscribed: Subscribed) -> list[Payload]:
         """At subscribe: when it started (and ended), from the status events the messages
